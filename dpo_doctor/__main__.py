@@ -1,0 +1,3 @@
+from dpo_doctor.cli import main
+
+main()
