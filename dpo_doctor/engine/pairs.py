@@ -1,0 +1,120 @@
+"""Score preference pairs: summed response log-probs of chosen and rejected under one model.
+
+Chosen and rejected sequences are flattened and sorted by length, then cut into batches under a token budget
+(length bucketing), so padding stays small; each batch is one forward pass mixing both sides. Results land in
+caller-owned arrays, so an interrupt keeps every finished batch (the caller caches partial results, NaN = not yet
+scored) and a re-run scores only what is missing. On CUDA an out-of-memory halves the budget and retries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from dpo_doctor.engine.logprobs import PairTokens, sequence_logps
+
+
+@dataclass
+class PairScores:
+    """Per pair: summed response log-probs (float64, NaN = not scored yet) and response token counts."""
+
+    logp_chosen: np.ndarray
+    logp_rejected: np.ndarray
+    len_chosen: np.ndarray
+    len_rejected: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "PairScores":
+        nan = np.full(n, np.nan)
+        return cls(nan.copy(), nan.copy(), np.zeros(n, np.int64), np.zeros(n, np.int64))
+
+    @property
+    def complete(self) -> bool:
+        return not (np.isnan(self.logp_chosen).any() or np.isnan(self.logp_rejected).any())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in ("logp_chosen", "logp_rejected", "len_chosen", "len_rejected")}
+
+
+def auto_token_budget(model, device: torch.device) -> int:
+    """Tokens per forward pass. The (tokens, vocab) logits dominate activation memory for small models.
+
+    CPU: bounded so logits stay under ~1 GB in float32. CUDA: a quarter of free memory divided by the bytes one
+    token costs in logits (x3 for the float32 logsumexp chunk and the gather) plus hidden states per layer."""
+    cfg = model.config
+    vocab = int(getattr(cfg, "vocab_size", 32000))
+    if device.type != "cuda":
+        return int(max(512, min(16384, 2.5e8 / vocab)))
+    free, _ = torch.cuda.mem_get_info(device)
+    hidden = int(getattr(cfg, "hidden_size", 1024)) * int(getattr(cfg, "num_hidden_layers", 12))
+    per_token = vocab * 2 * 3 + hidden * 2 * 4
+    return int(max(256, min(262144, free * 0.25 / per_token)))
+
+
+def _batches(lengths: Sequence[int], order: Sequence[int], budget: int, max_rows: int):
+    """Greedy cut of the length-sorted order: rows x longest <= budget (always at least one row)."""
+    batch: list[int] = []
+    longest = 0
+    for i in order:
+        new_longest = max(longest, lengths[i])
+        if batch and (new_longest * (len(batch) + 1) > budget or len(batch) >= max_rows):
+            yield batch
+            batch, new_longest = [], lengths[i]
+        batch.append(i)
+        longest = new_longest
+    if batch:
+        yield batch
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.device, out: PairScores,
+                token_budget: int | None = None, max_rows: int = 256,
+                progress: Callable[[int], None] | None = None) -> PairScores:
+    """Fill `out` with summed response log-probs for every pair whose entry is still NaN."""
+    seqs: list[tuple[int, str, list[int], int]] = []  # (pair index, side, ids, prompt length)
+    for i, p in enumerate(pairs):
+        for side, resp in (("chosen", p.chosen_ids), ("rejected", p.rejected_ids)):
+            if math.isnan(getattr(out, f"logp_{side}")[i]):
+                seqs.append((i, side, list(p.prompt_ids) + list(resp), len(p.prompt_ids)))
+    lengths = [len(s[2]) for s in seqs]
+    order = sorted(range(len(seqs)), key=lambda j: -lengths[j])  # longest first: an OOM shows up at once
+    budget = token_budget or auto_token_budget(model, device)
+    pending = list(_batches(lengths, order, budget, max_rows))
+    while pending:
+        batch = pending.pop(0)
+        try:
+            _score_batch(model, [seqs[j] for j in batch], pad_id, device, out)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if device.type != "cuda" or not _is_oom(exc) or len(batch) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            pending[:0] = [batch[:half], batch[half:]]
+            continue
+        if progress:
+            progress(len(batch))
+    return out
+
+
+@torch.inference_mode()
+def _score_batch(model, rows, pad_id: int, device: torch.device, out: PairScores) -> None:
+    width = max(len(r[2]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    comp = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, (_, _, seq, n_prompt) in enumerate(rows):
+        ids[k, : len(seq)] = torch.tensor(seq)
+        attn[k, : len(seq)] = 1
+        comp[k, n_prompt: len(seq)] = 1
+    logps, n = sequence_logps(model, ids.to(device), attn.to(device), comp.to(device))
+    logps, n = logps.double().cpu().numpy(), n.long().cpu().numpy()
+    for k, (i, side, _, _) in enumerate(rows):
+        getattr(out, f"logp_{side}")[i] = logps[k]
+        getattr(out, f"len_{side}")[i] = n[k]

@@ -1,0 +1,42 @@
+"""Per-checkpoint metrics: pure functions of the long table (polars / scipy; no model).
+
+Each module holds a small group of metrics over one idea, with `INFO` (unit, which direction is bad, what it
+measures) and `compute(df, beta) -> dict[str, float]` over the rows of one checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    unit: str
+    bad: str | None  # "low" | "high" | None
+    description: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pair_metric_modules():
+    from dpo_doctor.metrics import accuracy, drift, length_bias, margins, rewards
+
+    return (rewards, accuracy, drift, margins, length_bias)
+
+
+def pair_metrics(df: pl.DataFrame, beta: float) -> dict[str, float]:
+    """All pair-probe metrics of one checkpoint's rows."""
+    out: dict[str, float] = {}
+    for module in pair_metric_modules():
+        out.update(module.compute(df, beta))
+    return out
+
+
+def metric_info() -> dict[str, dict]:
+    info: dict[str, dict] = {}
+    for module in pair_metric_modules():
+        info.update({k: v.to_dict() for k, v in module.INFO.items()})
+    return info
