@@ -30,6 +30,7 @@ class PairSet:
     path: Path
     format: str
     pair_ids: tuple[int, ...]
+    prompts: tuple[Any, ...]  # raw prompts (str or message list): the default prompts of generation probes
     texts: tuple[tuple[str, str, str], ...]  # rendered (prompt, chosen, rejected) for views
     tokens: tuple[PairTokens, ...]
     identical: tuple[bool, ...]  # chosen == rejected: excluded from accuracy
@@ -231,7 +232,7 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
     rows = read_rows(path)
     fmt, triples = normalize(rows, path)
     keep = subset_indices(len(triples), max_pairs, seed)
-    ids, texts, tokens, identical, dropped = [], [], [], [], 0
+    ids, raw, texts, tokens, identical, dropped = [], [], [], [], [], 0
     for i in keep:
         prompt, chosen, rejected = triples[i]
         if fmt.startswith("standard") and not all(isinstance(x, str) for x in (prompt, chosen, rejected)):
@@ -242,6 +243,7 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
             dropped += 1
             continue
         ids.append(i)
+        raw.append(prompt)
         texts.append((render(prompt), render(chosen), render(rejected)))
         tokens.append(pair)
         identical.append(chosen == rejected)
@@ -253,6 +255,6 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
         warnings.append(f"{dropped} pair(s) dropped: prompt alone fills --max-length={max_length} (as TRL does)")
     if any(identical):
         warnings.append(f"{sum(identical)} pair(s) have chosen == rejected: scored but excluded from accuracy")
-    return PairSet(path=path, format=fmt, pair_ids=tuple(ids), texts=tuple(texts), tokens=tuple(tokens),
+    return PairSet(path=path, format=fmt, pair_ids=tuple(ids), prompts=tuple(raw), texts=tuple(texts), tokens=tuple(tokens),
                    identical=tuple(identical), n_source_rows=len(rows), n_dropped_too_long=dropped,
                    max_length=max_length, warnings=tuple(warnings))

@@ -172,7 +172,7 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     tokenizer, tok_warn = load_tokenizer(ref_tok_dir, fallback=None)
     warnings += tok_warn
     for ckpt in checkpoints[:1] + checkpoints[-1:]:
-        if (ckpt.spec.path / "tokenizer_config.json").exists() or (ckpt.spec.path / "tokenizer.json").exists():
+        if disc.has_tokenizer(ckpt.spec.path):
             ck_tok, _ = load_tokenizer(ckpt.spec.path, fallback=ref_tok_dir)
             reason = tokenizers_compatible(tokenizer, ck_tok)
             if reason:
@@ -211,8 +211,9 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
 
 def tokenizer_dir(spec) -> Path:
     """Adapters often carry no tokenizer: use their base's."""
-    has_tok = (spec.path / "tokenizer.json").exists() or (spec.path / "tokenizer_config.json").exists()
-    return spec.path if has_tok or spec.base is None else Path(spec.base)
+    from dpo_doctor.discover import has_tokenizer
+
+    return spec.path if has_tokenizer(spec.path) or spec.base is None else Path(spec.base)
 
 
 def resolve_beta(cfg: ScanConfig, train_config: dict) -> tuple[float, str]:

@@ -1,0 +1,167 @@
+"""The generation-probe stage of a scan: what each checkpoint actually says.
+
+Samples from the reference and every checkpoint on the same prompts (seeded), scores each sample under the
+policy and the reference (exact KL, k1/k3, entropy), measures drift on the pair texts, then turns the samples
+table into `gen/*` metrics. Scored samples are cached per (policy, reference, prompts, settings), so a re-scan
+loads them instead of generating again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+
+from dpo_doctor.errors import UserError
+
+DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the pair texts)
+
+
+def _prompts(cfg, pairs) -> list:
+    from dpo_doctor import prompts as prompt_sets
+
+    if cfg.prompts is not None and cfg.probe_suite is not None:
+        raise UserError("pass either --prompts or --probe-suite, not both")
+    if cfg.prompts is not None:
+        found = prompt_sets.load_prompts(Path(cfg.prompts))
+    elif cfg.probe_suite is not None and cfg.probe_suite != "mirror":
+        found = prompt_sets.load_suite(cfg.probe_suite)
+    else:
+        found, seen = [], set()
+        for p in pairs.prompts:  # the held-out pairs' own prompts, deduplicated, in file order
+            key = json.dumps(p, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                found.append(p)
+    return list(found)[: cfg.max_prompts]
+
+
+class GenerationStage:
+    """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(...) for metrics."""
+
+    def __init__(self, cfg, pairs, tokenizer, ctx):
+        from dpo_doctor.engine.generate import GenConfig
+
+        self.cfg, self.pairs, self.tokenizer, self.ctx = cfg, pairs, tokenizer, ctx
+        self.prompts = _prompts(cfg, pairs)
+        self.gen = GenConfig(samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
+                             seed=cfg.seed)
+        self.frames: dict[str, pl.DataFrame] = {}
+        self.data_kl: dict[str, float] = {}
+        self.ref_model = None
+        self.ref_fp = ""
+        prompt_fp = hashlib.sha256(json.dumps(self.prompts, sort_keys=True).encode()).hexdigest()
+        self.settings_fp = hashlib.sha256(json.dumps([prompt_fp, self.gen.fingerprint(), str(ctx["dtype"]),
+                                                      ctx["device"].type, pairs.fingerprint()]).encode()).hexdigest()
+
+    # ---- cache ----
+    def _cache_path(self, model_fp: str) -> Path:
+        key = hashlib.sha256(f"gen-v1|{model_fp}|{self.ref_fp}|{self.settings_fp}".encode()).hexdigest()[:32]
+        return self.ctx["cache"].dir.parent / "samples" / f"{key}.parquet"
+
+    def _load_cached(self, model_fp: str):
+        path = self._cache_path(model_fp)
+        if not path.exists():
+            return None
+        try:
+            frame = pl.read_parquet(path)
+            return frame, float(frame["data_kl_per_token"][0]) if "data_kl_per_token" in frame.columns else None
+        except Exception:  # a corrupt cache entry counts as missing
+            return None
+
+    def _save(self, model_fp: str, frame: pl.DataFrame, data_kl: float | None) -> None:
+        path = self._cache_path(model_fp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.parquet")
+        frame.with_columns(data_kl_per_token=pl.lit(data_kl, pl.Float64)).write_parquet(tmp)
+        tmp.replace(path)
+
+    # ---- stages ----
+    def _ensure_ref(self, spec):
+        from dpo_doctor.engine.loading import load_model
+
+        if self.ref_model is None:
+            self.ref_model = load_model(spec, self.ctx["device"], self.ctx["dtype"],
+                                        trust_remote_code=self.cfg.trust_remote_code)
+        return self.ref_model
+
+    def _run(self, name: str, step: int, model, progress_label: str):
+        from dpo_doctor.engine.generate import sample, samples_frame, score_samples
+
+        samples = sample(model, self.tokenizer, self.prompts, self.gen, self.ctx["device"])
+        scored = score_samples(model, self.ref_model, samples, self.tokenizer, self.gen, self.ctx["device"])
+        return samples_frame(name, step, self.prompts, scored)
+
+    def _data_kl(self, model) -> float:
+        from dpo_doctor.engine.generate import data_kl_sums
+        from dpo_doctor.engine.logprobs import collate_pairs
+
+        total, n = 0.0, 0
+        tokens = self.pairs.tokens[:DATA_KL_PAIRS]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        for i in range(0, len(tokens), 8):
+            t, k = data_kl_sums(model, self.ref_model, collate_pairs(tokens[i: i + 8], pad), self.gen.kl_vocab_chunk)
+            total, n = total + t, n + k
+        return total / n if n else 0.0
+
+    def start(self, ref_spec, ref_model):
+        """Sample the reference (its own scores: KL 0). Keeps the reference loaded for the checkpoints."""
+        from dpo_doctor.engine.loading import weights_fingerprint
+
+        self.ref_model = ref_model
+        self.ref_spec = ref_spec
+        self.ref_fp = weights_fingerprint(ref_spec)
+        cached = self._load_cached(self.ref_fp)
+        if cached is None:
+            model = self._ensure_ref(ref_spec)
+            cached = (self._run("reference", -1, model, "reference"), 0.0)
+            self._save(self.ref_fp, *cached)
+        self.frames["reference"] = cached[0]
+        return self.ref_model
+
+    def checkpoint(self, ckpt, model):
+        """Sample one checkpoint and score its samples under it and the reference; returns the (maybe loaded) model."""
+        from dpo_doctor.engine.loading import load_model, weights_fingerprint
+
+        fp = weights_fingerprint(ckpt.spec)
+        cached = self._load_cached(fp)
+        if cached is None:
+            if model is None:
+                model = load_model(ckpt.spec, self.ctx["device"], self.ctx["dtype"],
+                                   trust_remote_code=self.cfg.trust_remote_code)
+            self._ensure_ref(self.ref_spec)
+            cached = (self._run(ckpt.name, ckpt.step, model, ckpt.name), self._data_kl(model))
+            self._save(fp, *cached)
+        frame = cached[0].with_columns(checkpoint=pl.lit(ckpt.name), step=pl.lit(ckpt.step, pl.Int64))
+        self.frames[ckpt.name] = frame.drop("data_kl_per_token", strict=False)
+        self.data_kl[ckpt.name] = cached[1]
+        return model
+
+    def finish(self, ckpt_entries: list[dict], beta: float) -> tuple[dict, pl.DataFrame]:
+        """gen/* metrics into each checkpoint entry; returns (reference metrics, the samples table)."""
+        from dpo_doctor.metrics.diversity import diversity_metrics
+        from dpo_doctor.metrics.kl import kl_metrics
+        from dpo_doctor.metrics.length_gen import length_metrics
+
+        vocab = len(self.tokenizer)
+        ref = self.frames["reference"].drop("data_kl_per_token", strict=False)
+        ref_metrics = {**length_metrics(ref, ref, beta), **diversity_metrics(ref, vocab)}
+        for entry in ckpt_entries:
+            frame = self.frames[entry["name"]]
+            entry["metrics"].update({**length_metrics(frame, ref, beta), **kl_metrics(frame),
+                                     **diversity_metrics(frame, vocab),
+                                     "drift/kl_on_data_per_token": self.data_kl.get(entry["name"])})
+        samples = pl.concat([ref] + [self.frames[e["name"]] for e in ckpt_entries], how="vertical_relaxed")
+        return ref_metrics, samples
+
+    def metric_info(self) -> dict:
+        from dpo_doctor.metrics.diversity import METRIC_INFO as div_info
+        from dpo_doctor.metrics.kl import METRIC_INFO as kl_info
+        from dpo_doctor.metrics.length_gen import METRIC_INFO as len_info
+
+        info = {**len_info, **kl_info, **div_info}
+        info["drift/kl_on_data_per_token"] = {"unit": "nats/token", "bad": "high", "description":
+                                              "exact per-token KL(pi || pi_ref) on the pair texts (drift on data)"}
+        return info
