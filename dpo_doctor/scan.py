@@ -160,6 +160,9 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     from dpo_doctor.data import load_pairs
     from dpo_doctor.engine.loading import load_tokenizer, tokenizers_compatible
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars instead of one tqdm bar per weight load
     torch.manual_seed(cfg.seed)
     run = disc.discover(Path(cfg.run_dir), ref=cfg.ref, base=cfg.base, trust_pickles=cfg.trust_pickles)
     if run.reference is None:

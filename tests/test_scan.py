@@ -1,0 +1,125 @@
+"""The scan pipeline end to end on tiny runs: report contract, cache (K+1 passes, incremental), interrupt/resume,
+sanity checks and the CLI's bad-input behaviour (one line, exit code 2)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dpo_doctor.scan import ScanConfig, scan
+
+
+def make_run(root, tiny_dir, steps=(2, 4), scale=0.02):
+    """A run whose checkpoints are the reference with growing random perturbations (a stand-in for training)."""
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(tiny_dir)
+    for step in steps:
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+        g = torch.Generator().manual_seed(step)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * scale * step)
+        model.save_pretrained(root / f"checkpoint-{step}")
+        tok.save_pretrained(root / f"checkpoint-{step}")
+    return root
+
+
+def cfg(tmp_path, run, data, **kw):
+    return ScanConfig(run_dir=run, data=data, ref=kw.pop("ref", None), out=tmp_path / "rep",
+                      cache_dir=kw.pop("cache_dir", tmp_path / "cache"), generate=False, render=False, **kw)
+
+
+def test_report_contract_and_cache(tmp_path, tiny_dir, pairs_jsonl):
+    run = make_run(tmp_path / "run", tiny_dir)
+    out = scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir))
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["run"]["beta"] == 0.1 and report["run"]["beta_source"] == "default"
+    assert [c["name"] for c in report["checkpoints"]] == ["checkpoint-2", "checkpoint-4"]
+    assert [c["step"] for c in report["checkpoints"]] == [2, 4]
+    for key in ("rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "accuracy/ranking"):
+        assert isinstance(report["checkpoints"][0]["metrics"][key], float)
+    assert isinstance(report["diagnoses"], list)
+    assert report["settings"]["scored"] == ["reference", "checkpoint-2", "checkpoint-4"]  # K+1 passes
+    import polars as pl
+
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    assert pairs.height == 2 * 12 and set(pairs["checkpoint"]) == {"checkpoint-2", "checkpoint-4"}
+
+    again = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir)) / "report.json").read_text())
+    assert again["settings"]["scored"] == [] and len(again["settings"]["from_cache"]) == 3
+    assert again["checkpoints"] == report["checkpoints"]
+
+    make_run(run, tiny_dir, steps=(6,))
+    third = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir)) / "report.json").read_text())
+    assert third["settings"]["scored"] == ["checkpoint-6"]
+    assert [c["step"] for c in third["checkpoints"]] == [2, 4, 6]
+
+
+def test_interrupt_keeps_scores_and_resumes(tmp_path, tiny_dir, pairs_jsonl):
+    run = make_run(tmp_path / "run", tiny_dir, steps=(2,))
+    calls = []
+
+    def interrupt(stage, done, total):
+        calls.append(stage)
+        if stage == "scoring checkpoint-2":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir, batch_size="2"), progress=interrupt)
+    resumed = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir)) / "report.json").read_text())
+    assert "reference" in resumed["settings"]["from_cache"]  # finished before the interrupt
+    assert resumed["settings"]["scored"] == ["checkpoint-2"]  # resumed from its partial entry
+    clean = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir, cache_dir=tmp_path / "c2"))
+                        / "report.json").read_text())
+    for k, v in clean["checkpoints"][0]["metrics"].items():
+        assert resumed["checkpoints"][0]["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+
+
+def test_checkpoint_equal_to_reference_is_flagged(tmp_path, tiny_dir, pairs_jsonl):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_dir, run / "checkpoint-5")
+    report = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir)) / "report.json").read_text())
+    m = report["checkpoints"][0]["metrics"]
+    assert m["rewards/margins"] == 0.0 and m["rewards/accuracies"] == 0.0  # strict >: ties count 0, as in TRL
+    assert any("nothing was trained" in w for w in report["warnings"])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "dpo_doctor", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, tiny_dir, pairs_jsonl):
+    run = make_run(tmp_path / "run", tiny_dir, steps=(2,))
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    bad_line = tmp_path / "bad.jsonl"
+    bad_line.write_text(pairs_jsonl.read_text().splitlines()[0] + "\n{oops\n")
+    cols = tmp_path / "cols.jsonl"
+    cols.write_text('{"question": "a", "answer": "b"}\n')
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(run, corrupt)
+    st = corrupt / "checkpoint-2" / "model.safetensors"
+    st.write_bytes(st.read_bytes()[: st.stat().st_size // 2])
+    common = ["--cache-dir", tmp_path / "cache", "--out", tmp_path / "o", "--no-generate", "--no-render"]
+    cases = [
+        (["scan", tmp_path / "missing", "--data", pairs_jsonl, "--ref", tiny_dir], "missing"),
+        (["scan", empty_dir, "--data", pairs_jsonl, "--ref", tiny_dir], "No checkpoints found"),
+        (["scan", run, "--data", empty, "--ref", tiny_dir], "empty"),
+        (["scan", run, "--data", bad_line, "--ref", tiny_dir], "bad.jsonl:2"),
+        (["scan", run, "--data", cols, "--ref", tiny_dir], "chosen"),
+        (["scan", corrupt, "--data", pairs_jsonl, "--ref", tiny_dir], "model.safetensors"),
+        (["scan", run, "--data", pairs_jsonl, "--ref", tiny_dir, "--beta", "-1"], "beta"),
+    ]
+    for args, needle in cases:
+        proc = run_cli(*args, *common)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("dpo-doctor: error")]
+        assert len(lines) == 1 and needle.lower() in lines[0].lower(), (needle, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr
