@@ -20,21 +20,16 @@ DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the 
 
 
 def _prompts(cfg, pairs) -> list:
-    from dpo_doctor import prompts as prompt_sets
+    """--prompts, else --probe-suite, else the held-out pairs' prompts (deduplicated, in file order)."""
+    from dpo_doctor.prompts import resolve_prompts
 
-    if cfg.prompts is not None and cfg.probe_suite is not None:
-        raise UserError("pass either --prompts or --probe-suite, not both")
-    if cfg.prompts is not None:
-        found = prompt_sets.load_prompts(Path(cfg.prompts))
-    elif cfg.probe_suite is not None and cfg.probe_suite != "mirror":
-        found = prompt_sets.load_suite(cfg.probe_suite)
-    else:
-        found, seen = [], set()
-        for p in pairs.prompts:  # the held-out pairs' own prompts, deduplicated, in file order
-            key = json.dumps(p, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                found.append(p)
+    unique, seen = [], set()
+    for p in pairs.prompts:
+        key = json.dumps(p, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    found = resolve_prompts(cfg.prompts, cfg.probe_suite, unique, conversational=pairs.format.startswith("conv"))
     return list(found)[: cfg.max_prompts]
 
 
@@ -141,27 +136,18 @@ class GenerationStage:
 
     def finish(self, ckpt_entries: list[dict], beta: float) -> tuple[dict, pl.DataFrame]:
         """gen/* metrics into each checkpoint entry; returns (reference metrics, the samples table)."""
-        from dpo_doctor.metrics.diversity import diversity_metrics
-        from dpo_doctor.metrics.kl import kl_metrics
-        from dpo_doctor.metrics.length_gen import length_metrics
+        from dpo_doctor.metrics.generation import generation_metrics
 
         vocab = len(self.tokenizer)
         ref = self.frames["reference"].drop("data_kl_per_token", strict=False)
-        ref_metrics = {**length_metrics(ref, ref, beta), **diversity_metrics(ref, vocab)}
+        ref_metrics = generation_metrics(ref, ref, beta, vocab)
         for entry in ckpt_entries:
-            frame = self.frames[entry["name"]]
-            entry["metrics"].update({**length_metrics(frame, ref, beta), **kl_metrics(frame),
-                                     **diversity_metrics(frame, vocab),
-                                     "drift/kl_on_data_per_token": self.data_kl.get(entry["name"])})
+            entry["metrics"].update(generation_metrics(self.frames[entry["name"]], ref, beta, vocab))
+            entry["metrics"]["drift/kl_on_data_per_token"] = self.data_kl.get(entry["name"])
         samples = pl.concat([ref] + [self.frames[e["name"]] for e in ckpt_entries], how="vertical_relaxed")
         return ref_metrics, samples
 
     def metric_info(self) -> dict:
-        from dpo_doctor.metrics.diversity import METRIC_INFO as div_info
-        from dpo_doctor.metrics.kl import METRIC_INFO as kl_info
-        from dpo_doctor.metrics.length_gen import METRIC_INFO as len_info
+        from dpo_doctor.metrics.generation import METRIC_INFO
 
-        info = {**len_info, **kl_info, **div_info}
-        info["drift/kl_on_data_per_token"] = {"unit": "nats/token", "bad": "high", "description":
-                                              "exact per-token KL(pi || pi_ref) on the pair texts (drift on data)"}
-        return info
+        return dict(METRIC_INFO)

@@ -104,6 +104,7 @@ def score_spec(spec, label: str, pairs, tokenizer, cfg: ScanConfig, ctx: dict, p
     """Scores of one model on the pairs: from the cache if finished, else scored (resuming a partial entry)."""
     from dpo_doctor.cache import score_key
     from dpo_doctor.engine.loading import load_model, weights_fingerprint
+    from dpo_doctor.distributed import merge, shard_mask
     from dpo_doctor.engine.pairs import PairScores, score_pairs
 
     key = score_key(weights_fingerprint(spec), ctx["pairs_fp"], str(ctx["dtype"]), ctx["device"].type)
@@ -115,21 +116,31 @@ def score_spec(spec, label: str, pairs, tokenizer, cfg: ScanConfig, ctx: dict, p
     scores = scores or PairScores.empty(len(pairs.tokens))
     model = load_model(spec, ctx["device"], ctx["dtype"], trust_remote_code=cfg.trust_remote_code)
     check_finite_weights(model, spec.path)
-    total = 2 * len(pairs.tokens)
-    done = [total - int(np.isnan(scores.logp_chosen).sum() + np.isnan(scores.logp_rejected).sum())]
+    d = ctx["dist"]
+    mine = shard_mask(len(pairs.tokens), d)
+    work = PairScores(**{k: np.where(mine, v, 0) if k.startswith("logp") else v.copy()
+                         for k, v in scores.arrays().items()})  # other ranks' pairs look finished here
+    total = 2 * int(mine.sum())
+    done = [total - int(np.isnan(work.logp_chosen).sum() + np.isnan(work.logp_rejected).sum())]
 
     def tick(n: int) -> None:
         done[0] += n
-        if progress:
+        if progress and d.is_main:
             progress(f"scoring {label}", done[0], total)
 
     budget, rows = _budget(cfg, pairs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     try:
-        score_pairs(model, pairs.tokens, pad, ctx["device"], scores, token_budget=budget, max_rows=rows,
+        score_pairs(model, pairs.tokens, pad, ctx["device"], work, token_budget=budget, max_rows=rows,
                     progress=tick)
     finally:  # on Ctrl-C too: keep every finished batch
-        ctx["cache"].save(key, scores.arrays())
+        if not d.active:
+            ctx["cache"].save(key, work.arrays())
+    if d.active:
+        work = PairScores(**merge(work.arrays(), mine, d))
+        if d.is_main:
+            ctx["cache"].save(key, work.arrays())
+    scores = work
     ctx["scored"].append(label)
     return scores, model
 
@@ -156,6 +167,7 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     import torch
 
     from dpo_doctor import discover as disc
+    from dpo_doctor import distributed
     from dpo_doctor.cache import ScoreCache, default_cache_dir
     from dpo_doctor.data import load_pairs
     from dpo_doctor.engine.loading import load_tokenizer, tokenizers_compatible
@@ -184,13 +196,16 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
 
     pairs = load_pairs(Path(cfg.data), tokenizer, max_length=cfg.max_length, max_pairs=cfg.max_pairs, seed=cfg.seed)
     warnings += pairs.warnings
-    device = resolve_device(cfg.device)
-    ctx = {"device": device, "dtype": resolve_dtype(cfg.dtype, device), "pairs_fp": pairs.fingerprint(),
+    d = distributed.init()
+    device = resolve_device(cfg.device if not (d.active and cfg.device == "auto" and torch.cuda.is_available())
+                            else f"cuda:{d.local_rank}")
+    ctx = {"dist": d, "device": device, "dtype": resolve_dtype(cfg.dtype, device), "pairs_fp": pairs.fingerprint(),
            "cache": ScoreCache(cfg.cache_dir or default_cache_dir()), "cached": [], "scored": []}
 
     ref_scores, ref_model = score_spec(run.reference, "reference", pairs, tokenizer, cfg, ctx, progress)
     frames, ckpt_entries = [], []
-    gen = generation_stage(cfg, pairs, tokenizer, ctx) if cfg.generate else None
+    # Generation probes run on rank 0 only; pair scoring is sharded across ranks.
+    gen = generation_stage(cfg, pairs, tokenizer, ctx) if cfg.generate and d.is_main else None
     if gen is not None:
         ref_model = gen.start(run.reference, ref_model)
     elif ref_model is not None:
@@ -209,6 +224,9 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
         ckpt_entries.append({"name": ckpt.name, "step": ckpt.step, "path": str(ckpt.spec.path),
                              "kind": ckpt.spec.kind, "metrics": {}})
     long = pl.concat(frames) if frames else None
+    out = Path(cfg.out) if cfg.out else Path("reports") / run_name(run.path)
+    if not d.is_main:
+        return out
     return finish(cfg, run, pairs, long, ckpt_entries, ref_scores, beta, beta_source, warnings, gen, ctx)
 
 

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from dpo_doctor import distributed
 from dpo_doctor.scan import ScanConfig, scan
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -29,6 +30,8 @@ def run_scan_command(cfg: ScanConfig, fail_on: str | None = None, console: Conso
             bars.update(tasks[stage], completed=done, total=total)
 
         out = scan(cfg, progress=progress)
+    if not distributed.init().is_main:  # under torchrun, rank 0 writes and prints the report
+        return 0
     report = json.loads((out / "report.json").read_text())
     print_summary(report, out, Console())
     worst = max((SEVERITY_RANK[d["severity"]] for d in report["diagnoses"]), default=-1)

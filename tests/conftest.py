@@ -8,6 +8,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json
 import random
+
+import torch
+
+# Tiny models run fastest on one thread; on a shared 2-core machine OpenMP spinning makes 2 threads far slower.
+torch.set_num_threads(1)
 from pathlib import Path
 
 import pytest

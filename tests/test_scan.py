@@ -123,3 +123,42 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, tiny_dir, pairs_jsonl):
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("dpo-doctor: error")]
         assert len(lines) == 1 and needle.lower() in lines[0].lower(), (needle, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
+
+
+def test_scan_with_generation_probes(tmp_path, tiny_dir, pairs_jsonl):
+    """Generation probes fill gen/* metrics and samples.parquet; the cache makes a re-scan generate nothing new."""
+    import polars as pl
+
+    run = make_run(tmp_path / "run", tiny_dir, steps=(3,))
+    c = ScanConfig(run_dir=run, data=pairs_jsonl, ref=tiny_dir, out=tmp_path / "rep", cache_dir=tmp_path / "cache",
+                   render=False, max_prompts=4, samples_per_prompt=2, max_new_tokens=8)
+    report = json.loads((scan(c) / "report.json").read_text())
+    m = report["checkpoints"][0]["metrics"]
+    for key in ("gen/kl_mean", "gen/length_ratio", "gen/ead_per_input", "drift/kl_on_data_per_token"):
+        assert m[key] is not None and m[key] >= 0, key
+    assert report["reference"]["metrics"]["gen/length_ratio"] == pytest.approx(1.0)
+    assert m["gen/kl_mean"] > 0  # a perturbed checkpoint differs from its reference
+    samples = pl.read_parquet(tmp_path / "rep" / "samples.parquet")
+    assert set(samples["checkpoint"]) == {"reference", "checkpoint-3"}
+    assert samples.filter(pl.col("checkpoint") == "reference")["kl"].abs().max() == 0.0
+    again = json.loads((scan(c) / "report.json").read_text())
+    assert again["checkpoints"][0]["metrics"] == pytest.approx(m, nan_ok=True)
+    assert again["settings"]["scored"] == []
+
+
+def test_distributed_two_ranks_match_one(tmp_path, tiny_dir, pairs_jsonl):
+    """torchrun with 2 CPU processes (gloo) writes the single-process report, to float tolerance."""
+    run = make_run(tmp_path / "run", tiny_dir, steps=(2, 4))
+    single = scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "dpo_doctor", "scan", str(run), "--data", str(pairs_jsonl), "--ref", str(tiny_dir), "--out",
+           str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "dcache"), "--no-generate", "--no-render"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
+                                                                                 "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = json.loads((single / "report.json").read_text())
+    b = json.loads((tmp_path / "dist" / "report.json").read_text())
+    assert [c["name"] for c in a["checkpoints"]] == [c["name"] for c in b["checkpoints"]]
+    for ca, cb in zip(a["checkpoints"], b["checkpoints"]):
+        for k, v in ca["metrics"].items():
+            assert cb["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k

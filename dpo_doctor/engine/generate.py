@@ -20,7 +20,7 @@ a decision of the policy too).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -40,8 +40,23 @@ class GenConfig:
     batch_size: int = 16  # rows per generation / scoring batch
     kl_vocab_chunk: int = 8192  # vocabulary columns per chunk of the exact-KL sums
 
+    def __post_init__(self):
+        from dpo_doctor.errors import UserError
+
+        checks = {"samples_per_prompt": self.samples_per_prompt >= 0, "max_new_tokens": self.max_new_tokens >= 1,
+                  "temperature": self.temperature > 0, "top_p": 0 < self.top_p <= 1,
+                  "batch_size": self.batch_size >= 1, "kl_vocab_chunk": self.kl_vocab_chunk >= 1}
+        for name, ok in checks.items():
+            if not ok:
+                raise UserError(f"generation setting {name}={getattr(self, name)!r} is out of range; use "
+                                "samples_per_prompt >= 0, max_new_tokens >= 1, temperature > 0, 0 < top_p <= 1, "
+                                "batch_size >= 1")
+
     def fingerprint(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings that change the samples (cache key). batch_size and kl_vocab_chunk are left out: each row
+        draws from its own generator, so samples do not depend on batching, and chunking does not change sums
+        beyond float rounding."""
+        return {k: v for k, v in asdict(self).items() if k not in ("batch_size", "kl_vocab_chunk")}
 
 
 @dataclass(frozen=True)
@@ -67,9 +82,9 @@ class Sample:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Sample":
-        kw = {f.name: row[f.name] for f in fields(cls)}
-        kw["prompt_ids"], kw["token_ids"] = tuple(int(t) for t in kw["prompt_ids"]), tuple(int(t) for t in kw["token_ids"])
-        return cls(int(kw.pop("prompt_id")), int(kw.pop("sample_idx")), bool(kw.pop("greedy")), **kw)
+        return cls(int(row["prompt_id"]), int(row["sample_idx"]), bool(row["greedy"]),
+                   tuple(int(t) for t in row["prompt_ids"]), tuple(int(t) for t in row["token_ids"]),
+                   bool(row["finished"]), str(row["text"]))
 
 
 @dataclass(frozen=True)
@@ -123,7 +138,8 @@ def _row_uniforms(seed: int, prompt_id: int, sample_idx: int, n: int) -> torch.T
     return torch.rand(n, generator=gen, dtype=torch.float64)
 
 
-def _pick(logits: torch.Tensor, u: torch.Tensor, greedy: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def _pick(logits: torch.Tensor, u: torch.Tensor, greedy: torch.Tensor, temperature: float,
+          top_p: float) -> torch.Tensor:
     """Next token per row: argmax where greedy, else inverse-CDF sampling at temperature / top-p.
 
     logits (B, V), u (B,) uniforms in [0, 1), greedy (B,) bool -> (B,) int64."""
@@ -149,6 +165,17 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
+def _forward(model, keep: int, **inputs):
+    """model(**inputs) computing logits for the last `keep` positions only (`logits_to_keep`: the (B, T, V)
+    logits of long prompts dominate memory); models without that argument compute all of them."""
+    try:
+        return model(**inputs, logits_to_keep=keep)
+    except TypeError as exc:
+        if "logits_to_keep" not in str(exc):
+            raise
+        return model(**inputs)
+
+
 @torch.inference_mode()
 def _generate_batch(model, rows: list[tuple[int, int, bool, list[int]]], cfg: GenConfig, eos: set[int],
                     pad_id: int, device) -> list[tuple[list[int], bool]]:
@@ -164,10 +191,10 @@ def _generate_batch(model, rows: list[tuple[int, int, bool, list[int]]], cfg: Ge
     pos = (mask.cumsum(-1) - 1).clamp_(min=0)  # (B, T): positions ignore the left padding
     past, step_ids, step_pos = None, ids, pos
     for t in range(cfg.max_new_tokens):
-        res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past,
-                    use_cache=True, logits_to_keep=1)
+        res = _forward(model, 1, input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                       past_key_values=past, use_cache=True)
         past = res.past_key_values
-        nxt = _pick(res.logits[:, -1], u[:, t], greedy, cfg.temperature, cfg.top_p)
+        nxt = _pick(res.logits[:, -1], u[:, t].to(device), greedy, cfg.temperature, cfg.top_p)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out[:, t] = nxt
         hit = torch.isin(nxt, eos_t) & ~done
@@ -208,15 +235,25 @@ def sample(model, tokenizer, prompts: list[str | list[dict]], cfg: GenConfig, de
 # ---- exact KL, entropy, top-k mass over the vocabulary -------------------------------------------------------
 
 
-def token_kl_stats(logits: torch.Tensor, ref_logits: torch.Tensor, vocab_chunk: int = 8192,
-                   row_chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per position: exact KL(pi || pi_ref), entropy H(pi) and top-10 mass of pi, in float32.
+class TokenStats(NamedTuple):
+    """Per scored position (N,) float32: log-probs of the target under both models, exact KL, entropy, top-k."""
 
-    logits, ref_logits (N, V) -> three (N,) tensors. KL = sum_v p_v (log p_v - log q_v), computed as
-    sum over vocabulary chunks of exp(lp) * (lp - lq) with lp = x - logsumexp(x): never a full (N, V) float32 copy
-    beyond (row_chunk, vocab_chunk)."""
-    kls, ents, tops = [], [], []
-    for x, y in zip(logits.split(row_chunk), ref_logits.split(row_chunk)):
+    logp: torch.Tensor
+    ref_logp: torch.Tensor
+    kl: torch.Tensor
+    entropy: torch.Tensor
+    topk_mass: torch.Tensor
+
+
+def token_stats(logits: torch.Tensor, ref_logits: torch.Tensor, targets: torch.Tensor, vocab_chunk: int = 8192,
+                row_chunk: int = 64) -> TokenStats:
+    """Exact KL(pi || pi_ref), entropy H(pi), top-10 mass of pi and both target log-probs at each position.
+
+    logits, ref_logits (N, V) in any float dtype, targets (N,). KL = sum_v p_v (log p_v - log q_v) is summed over
+    vocabulary chunks of exp(lp) * (lp - lq), lp = x - logsumexp(x), in float32: no float32 copy larger than
+    (row_chunk, vocab_chunk) besides the (row_chunk, V) logsumexp input."""
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for x, y, t in zip(logits.split(row_chunk), ref_logits.split(row_chunk), targets.split(row_chunk)):
         lse_x = torch.logsumexp(x.float(), dim=-1, keepdim=True)  # (n, 1)
         lse_y = torch.logsumexp(y.float(), dim=-1, keepdim=True)
         kl = torch.zeros(x.shape[0], device=x.device)
@@ -226,17 +263,21 @@ def token_kl_stats(logits: torch.Tensor, ref_logits: torch.Tensor, vocab_chunk: 
             p = lp.exp()
             kl += (p * (lp - lq)).sum(-1)
             ent -= (p * lp).sum(-1)
-        kls.append(kl.clamp_(min=0.0))  # KL >= 0; rounding can leave -1e-9
-        ents.append(ent)
-        tops.append((x.topk(min(TOPK, x.shape[-1]), dim=-1).values.float() - lse_x).exp().sum(-1))
-    return torch.cat(kls), torch.cat(ents), torch.cat(tops)
+        top = (x.topk(min(TOPK, x.shape[-1]), dim=-1).values.float() - lse_x).exp().sum(-1)
+        logp = x.gather(-1, t[:, None]).float() - lse_x  # (n, 1)
+        ref_logp = y.gather(-1, t[:, None]).float() - lse_y
+        parts.append((logp[:, 0], ref_logp[:, 0], kl.clamp_(min=0.0), ent, top))  # KL >= 0; rounding gives -1e-9
+    if not parts:
+        empty = torch.zeros(0, device=logits.device)
+        return TokenStats(empty, empty, empty, empty, empty)
+    return TokenStats(*(torch.cat(cols) for cols in zip(*parts)))
 
 
 def _forward_tail(model, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> torch.Tensor:
-    """Logits of the last `keep` positions of left-padded rows (B, keep, V), positions counted from the first
-    real token."""
+    """Logits of the last `keep` positions of left-padded rows, positions counted from the first real token."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=keep).logits
+    out = _forward(model, keep, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+    return out.logits[:, -keep:]
 
 
 @torch.inference_mode()
@@ -244,45 +285,39 @@ def _score_batch(policy, reference, batch: list[Sample], pad_id: int, cfg: GenCo
     ids, mask = _left_pad([s.prompt_ids + s.token_ids for s in batch], pad_id)
     ids, mask = ids.to(device), mask.to(device)
     n_max = max(len(s.token_ids) for s in batch)
-    # the last n_max + 1 positions predict the last n_max tokens; drop the final (it predicts past the end)
-    lp_all = _forward_tail(policy, ids, mask, n_max + 1)[:, :-1]  # (B, n_max, V)
-    lq_all = _forward_tail(reference, ids, mask, n_max + 1)[:, :-1]
-    targets = ids[:, -n_max:]  # (B, n_max)
-    valid = torch.zeros_like(targets, dtype=torch.bool)
+    # the last n_max + 1 positions predict the last n_max tokens; drop the final one (it predicts past the end)
+    x_all = _forward_tail(policy, ids, mask, n_max + 1)[:, :-1]  # (B, n_max, V)
+    y_all = _forward_tail(reference, ids, mask, n_max + 1)[:, :-1]
+    valid = torch.zeros((len(batch), n_max), dtype=torch.bool, device=ids.device)
     for i, s in enumerate(batch):
         valid[i, n_max - len(s.token_ids):] = True
-    x, y, tgt = lp_all[valid], lq_all[valid], targets[valid]  # (N, V), (N, V), (N,)
-    kl, ent, top = token_kl_stats(x, y, cfg.kl_vocab_chunk)
-    logp = x.float().gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(x.float(), -1)
-    ref_logp = y.float().gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(y.float(), -1)
-    log_r = (ref_logp - logp).double()  # log pi_ref/pi of the sampled token
-    k3 = log_r.exp() - 1 - log_r
-    cols = [c.double().cpu() for c in (logp, ref_logp, kl, ent, top, k3)]
+    st = token_stats(x_all[valid], y_all[valid], ids[:, -n_max:][valid], cfg.kl_vocab_chunk)  # rows: (N,)
+    log_r = (st.ref_logp - st.logp).double()  # log pi_ref/pi of the sampled token
+    cols = [c.double().cpu() for c in (st.logp, st.ref_logp, st.kl, log_r.exp() - 1 - log_r, st.entropy,
+                                       st.topk_mass)]
     out, start = [], 0
     for s in batch:
-        n = len(s.token_ids)
-        lp, lq, k, e, tk, c3 = (c[start: start + n] for c in cols)
-        start += n
-        mean = (lambda v: float(v.mean()) if n else 0.0)
-        out.append(ScoredSample(s, float(lp.sum()), float(lq.sum()), float(k.sum()), float((lp - lq).sum()),
-                                float(c3.sum()), mean(e), mean(tk)))
+        lp, lq, kl, k3, ent, top = (c[start: start + len(s.token_ids)] for c in cols)
+        start += len(s.token_ids)
+        out.append(ScoredSample(s, float(lp.sum()), float(lq.sum()), float(kl.sum()), float((lp - lq).sum()),
+                                float(k3.sum()), float(ent.mean()), float(top.mean())))
     return out
 
 
-def score_samples(policy, reference, samples: Sequence[Sample], tokenizer, cfg: GenConfig, device) -> list[ScoredSample]:
-    """Score every sample under policy and reference (same order as `samples`). Rows are batched by length."""
+def score_samples(policy, reference, samples: Sequence[Sample], tokenizer, cfg: GenConfig,
+                  device) -> list[ScoredSample]:
+    """Score every sample under policy and reference (same order as `samples`); rows batched by length.
+    An empty completion (EOS-less zero-token row, only possible with max_new_tokens=0) scores all zeros."""
     device = torch.device(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i].prompt_ids) + len(samples[i].token_ids))
-    scored: dict[int, ScoredSample] = {}
+    todo = sorted((i for i, s in enumerate(samples) if s.token_ids),
+                  key=lambda i: len(samples[i].prompt_ids) + len(samples[i].token_ids))
+    scored = {i: ScoredSample(s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0) for i, s in enumerate(samples) if not s.token_ids}
     modes = (policy.training, reference.training)
     policy.eval(), reference.eval()
-    for start in range(0, len(order), cfg.batch_size):
-        idx = [i for i in order[start: start + cfg.batch_size] if samples[i].token_ids]
-        for i, s in zip(idx, _score_batch(policy, reference, [samples[i] for i in idx], pad_id, cfg, device)):
-            scored[i] = s
-        for i in order[start: start + cfg.batch_size]:
-            scored.setdefault(i, ScoredSample(samples[i], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))  # empty completion
+    for start in range(0, len(todo), cfg.batch_size):
+        idx = todo[start: start + cfg.batch_size]
+        scored.update(zip(idx, _score_batch(policy, reference, [samples[i] for i in idx], pad_id, cfg, device)))
     policy.train(modes[0]), reference.train(modes[1])
     return [scored[i] for i in range(len(samples))]
 
@@ -296,12 +331,12 @@ def data_kl_sums(policy, reference, batch: dict[str, torch.Tensor], vocab_chunk:
     batch (`collate_pairs`: right-padded input_ids, attention_mask, completion_mask). Sum over batches and divide
     once to get the per-token mean of a whole data set."""
     ids, attn, comp = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    device = next(policy.parameters()).device
+    device = next(policy.parameters(), torch.empty(0)).device
     ids, attn, comp = ids.to(device), attn.to(device), comp.to(device)
     keep = comp[:, 1:].bool()  # logits[:, t] predict ids[:, t+1]
     x = policy(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1][keep]  # (N, V)
     y = reference(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1][keep]
-    kl, _, _ = token_kl_stats(x, y, vocab_chunk)
+    kl = token_stats(x, y, ids[:, 1:][keep], vocab_chunk).kl
     return float(kl.double().sum()), int(keep.sum())
 
 
