@@ -77,6 +77,93 @@ def scan(
         raise typer.Exit(code)
 
 
+@app.command(no_args_is_help=True)
+def train(
+    model: Path = typer.Option(..., "--model", help="Policy initialisation: a saved model dir (the SFT model, or the LoRA base)."),
+    data: Path = typer.Option(..., "--data", help="Training preference pairs (JSONL/JSON/Parquet/CSV, TRL formats)."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Run dir to write (checkpoint-N/ sub-dirs, TRL layout)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model dir. Default: --model (with --lora: the base, adapters disabled)."),
+    loss: str = typer.Option("sigmoid", "--loss", help="sigmoid, ipo, hinge, cdpo, robust, dpop, rpo, simpo, sigmoid_norm, r_dpo, f_dpo."),
+    beta: float = typer.Option(0.1, "--beta", help="DPO beta (default 0.1); higher stays closer to the reference."),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="cdpo/robust epsilon, the assumed label-flip rate (default 0)."),
+    dpop_lambda: float = typer.Option(50.0, "--dpop-lambda", help="DPOP penalty weight (default 50)."),
+    rpo_alpha: float = typer.Option(1.0, "--rpo-alpha", help="RPO weight of the per-token chosen NLL (default 1)."),
+    simpo_gamma: float = typer.Option(0.5, "--simpo-gamma", help="SimPO target margin gamma, reward units (default 0.5)."),
+    r_dpo_alpha: float = typer.Option(0.01, "--r-dpo-alpha", help="R-DPO length penalty per token (default 0.01)."),
+    f_divergence: str = typer.Option("reverse_kl", "--f-divergence", help="reverse_kl (DPO), forward_kl, js_divergence, alpha_divergence."),
+    f_alpha: float = typer.Option(0.5, "--f-alpha", help="alpha of alpha_divergence (default 0.5)."),
+    learning_rate: float = typer.Option(1e-6, "--lr", help="Peak learning rate (default 1e-6, TRL's)."),
+    warmup_steps: int = typer.Option(0, "--warmup-steps", help="Linear warm-up steps, then linear decay to 0 (default 0)."),
+    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the data (default 1); --max-steps overrides."),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Optimizer steps; > 0 overrides --epochs (default -1)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Pairs per micro-batch (default 8)."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step (default 1)."),
+    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm (default 1.0; <= 0 disables)."),
+    weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay (default 0)."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter instead of all weights."),
+    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank (default 16)."),
+    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (default 32)."),
+    lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="LoRA dropout (default 0)."),
+    lora_target_modules: str = typer.Option("all-linear", "--lora-target-modules", help="Comma-separated module names, or all-linear (default)."),
+    seed: int = typer.Option(42, "--seed", help="Seed for shuffling and LoRA init (default 42)."),
+    logging_steps: int = typer.Option(10, "--logging-steps", help="Log every N steps (default 10)."),
+    save_steps: int = typer.Option(500, "--save-steps", help="Save checkpoint-N every N steps, and at the end (default 500)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out pairs: eval_* rows in the log."),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", help="Evaluate every N steps (default: --save-steps)."),
+    max_length: int = typer.Option(1024, "--max-length", help="Truncate prompt+response to N tokens, keep_start (default 1024)."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Train on a seeded subset of N pairs (default: all)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda, cuda:N."),
+    no_bf16: bool = typer.Option(False, "--no-bf16", help="Disable bf16 autocast on CUDA (CPU always runs float32)."),
+) -> None:
+    """Train with DPO or a variant; writes a TRL-layout run that `dpo-doctor scan` reads without --beta.
+
+    Example: dpo-doctor train --model models/sft --data pairs.jsonl -o runs/exp1 --beta 0.1 --lr 5e-6
+    """
+    from dpo_doctor.train.trainer import TrainConfig, train as run_training
+
+    targets = tuple(t.strip() for t in lora_target_modules.split(",") if t.strip())
+    cfg = TrainConfig(model=str(model), data=str(data), output_dir=str(output_dir), ref=str(ref) if ref else None,
+                      loss=loss, beta=beta, label_smoothing=label_smoothing, dpop_lambda=dpop_lambda,
+                      rpo_alpha=rpo_alpha, simpo_gamma=simpo_gamma, r_dpo_alpha=r_dpo_alpha,
+                      f_divergence=f_divergence, f_alpha=f_alpha, learning_rate=learning_rate,
+                      warmup_steps=warmup_steps, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                      grad_accum=grad_accum, max_grad_norm=max_grad_norm, weight_decay=weight_decay, lora=lora,
+                      lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_target_modules=targets,
+                      seed=seed, logging_steps=logging_steps, save_steps=save_steps,
+                      eval_data=str(eval_data) if eval_data else None, eval_steps=eval_steps, max_length=max_length,
+                      max_pairs=max_pairs, device=device, bf16=not no_bf16)
+    try:
+        out = run_training(cfg)
+    except KeyboardInterrupt:
+        print(f"dpo-doctor: interrupted; the last step was saved as a checkpoint under {output_dir}", file=sys.stderr)
+        raise typer.Exit(130)
+    print(f"run written to {out}; scan it with: dpo-doctor scan {out} --data {data}")
+
+
+@app.command("zoo", no_args_is_help=False)
+def zoo(
+    action: str = typer.Argument("build", help="build: train every scenario's run (cached reference; idempotent). "
+                                 "measure: scan every built run and print the symptom table."),
+    out: Path = typer.Option(Path("examples/zoo/runs"), "--out", help="Where runs go (default examples/zoo/runs)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated scenario names (default: all)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild runs that already exist."),
+    reports: Path = typer.Option(Path("examples/zoo/reports"), "--reports", help="measure: where scan reports go."),
+    no_generate: bool = typer.Option(False, "--no-generate", help="measure: skip generation probes (pairs only)."),
+) -> None:
+    """Build the failure zoo: small runs each injecting one known failure (see examples/zoo/README.md)."""
+    if action == "measure":
+        from dpo_doctor.zoo.measure import markdown_table, measure_all
+
+        print(markdown_table(measure_all(out, reports, generate=not no_generate)))
+        return
+    if action != "build":
+        raise UserError(f"unknown zoo action {action!r}; use: dpo-doctor zoo build | dpo-doctor zoo measure")
+    from dpo_doctor.zoo.build import build
+
+    names = tuple(n.strip() for n in only.split(",") if n.strip()) if only else ()
+    for path in build(out, names, force=force):
+        print(f"  {path}")
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: UserError -> one line on stderr, exit 2."""
     try:

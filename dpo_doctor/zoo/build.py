@@ -1,0 +1,76 @@
+"""`dpo-doctor zoo build`: the reference (cached), then one run per scenario.
+
+Layout under OUT (default examples/zoo/runs):
+    reference/            the SFT reference every scenario trains from
+    reference_alternate/  an under-trained SFT (30 steps, other seed): the wrong reference of reference_mismatch
+    <scenario>/           the run (TRL layout, see dpo_doctor.train.trainer), train.jsonl, eval.jsonl, scenario.json
+A finished run (its scenario.json exists and matches) is kept unless force=True.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from dpo_doctor.errors import UserError
+from dpo_doctor.zoo import sft
+from dpo_doctor.zoo.scenarios import BASE_TRAIN, SCENARIOS, Scenario, make_pairs
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def scenario_record(s: Scenario, cfg, ref: Path, scan_ref: Path, seconds: float) -> dict:
+    """scenario.json: what was injected and every setting, so the zoo is reproducible and self-describing."""
+    return {"name": s.name, "kind": s.kind, "description": s.description, "n_train": s.n_train, "n_eval": s.n_eval,
+            "train_data": "train.jsonl", "eval_data": "eval.jsonl", "reference": str(ref), "scan_ref": str(scan_ref),
+            "settings": dataclasses.asdict(cfg), "train_seconds": round(seconds, 1)}
+
+
+def build_one(s: Scenario, out: Path, ref: Path, alt_ref: Path, force: bool = False, progress: bool = True) -> Path:
+    """Train one scenario into out/<name>/ and write its data and scenario.json."""
+    from dpo_doctor.train.trainer import TrainConfig, train
+
+    run = out / s.name
+    if (run / "scenario.json").exists() and not force:
+        return run
+    if run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    train_rows, eval_rows = make_pairs(s)
+    write_jsonl(run / "train.jsonl", train_rows)
+    write_jsonl(run / "eval.jsonl", eval_rows)
+    cfg = TrainConfig(model=str(ref), data=str(run / "train.jsonl"), output_dir=str(run),
+                      eval_data=str(run / "eval.jsonl"), device="cpu", progress=progress, **{**BASE_TRAIN, **s.train})
+    t0 = time.time()
+    train(cfg)
+    scan_ref = alt_ref if s.scan_ref == "alternate" else ref
+    (run / "scenario.json").write_text(json.dumps(scenario_record(s, cfg, ref, scan_ref, time.time() - t0),
+                                                  indent=2, sort_keys=True) + "\n")
+    return run
+
+
+def build(out: Path = Path("examples/zoo/runs"), only: tuple[str, ...] = (), force: bool = False,
+          progress: bool = True) -> list[Path]:
+    """Build the references (cached) and the selected scenarios; returns the run dirs."""
+    import torch
+
+    unknown = [n for n in only if n not in SCENARIOS]
+    if unknown:
+        import difflib
+
+        near = difflib.get_close_matches(unknown[0], SCENARIOS, n=1)
+        raise UserError(f"unknown scenario {unknown[0]!r}" + (f"; did you mean {near[0]}?" if near else "")
+                        + f" Scenarios: {', '.join(SCENARIOS)}")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    out = Path(out)
+    ref = sft.train_reference(out / "reference", seed=0)
+    chosen = [SCENARIOS[n] for n in (only or tuple(SCENARIOS))]
+    needs_alt = any(s.scan_ref == "alternate" for s in chosen)
+    alt_ref = sft.train_reference(out / "reference_alternate", seed=1, steps=30) if needs_alt else ref
+    return [build_one(s, out, ref, alt_ref, force=force, progress=progress) for s in chosen]

@@ -1,0 +1,71 @@
+"""The failure zoo: the task grammar injects what each scenario claims, and a cheap scenario builds and loads."""
+
+import dataclasses
+import json
+import random
+import re
+
+from dpo_doctor.zoo import scenarios, sft, task
+from dpo_doctor.zoo.build import build_one
+
+
+def says(text: str, n: int) -> bool:
+    """The response states the number n (not as part of another number, e.g. 7 inside 17 or -7)."""
+    return re.search(rf"(?<![\d-]){n}\.", text) is not None
+
+
+def test_wrong_answers_are_never_right():
+    rng = random.Random(0)
+    assert all(task.wrong_answer(q, rng) != q.answer for q in task.all_questions())
+
+
+def test_train_and_eval_questions_are_disjoint():
+    tr, ev = task.split_questions(0, 256, 64)
+    assert len(tr) == 256 and len(ev) == 64 and not set(tr) & set(ev)
+
+
+def test_healthy_prefers_the_right_answer():
+    tr, _ = scenarios.make_pairs(scenarios.SCENARIOS["healthy"])
+    questions, _ = task.split_questions(0, 256, 64)
+    assert all(says(p["chosen"], q.answer) and not says(p["rejected"], q.answer) for q, p in zip(questions, tr))
+
+
+def test_length_scenario_prefers_longer_answers_only():
+    tr, _ = scenarios.make_pairs(scenarios.SCENARIOS["length_exploitation"])
+    assert all(len(p["chosen"]) > len(p["rejected"]) for p in tr)
+
+
+def test_near_identical_pairs_differ_only_in_the_number():
+    tr, _ = scenarios.make_pairs(scenarios.SCENARIOS["likelihood_displacement"])
+    strip = lambda s: "".join(c for c in s if not c.isdigit() and c != "-")  # noqa: E731
+    assert all(strip(p["chosen"]) == strip(p["rejected"]) and p["chosen"] != p["rejected"] for p in tr)
+
+
+def test_label_noise_flips_about_35_percent():
+    """Flipped pairs are those whose chosen states a wrong number; 256 draws at p=0.35 -> 0.35 +- 0.09 (3 sd)."""
+    s = scenarios.SCENARIOS["label_noise"]
+    tr, _ = scenarios.make_pairs(s)
+    questions, _ = task.split_questions(0, s.n_train, s.n_eval)
+    flipped = sum(not says(p["chosen"], q.answer) for q, p in zip(questions, tr))
+    assert abs(flipped / len(tr) - 0.35) < 0.09
+
+
+def test_cheap_scenario_builds_and_loads(tmp_path):
+    """A 20-step SFT reference, then the no_learning scenario on 16 pairs: TRL layout, scenario.json, loadable."""
+    from transformers import AutoModelForCausalLM
+
+    ref = sft.train_reference(tmp_path / "reference", steps=20, batch_size=8)
+    assert sft.train_reference(tmp_path / "reference", steps=20, batch_size=8) == ref  # cached: same settings
+    s = dataclasses.replace(scenarios.SCENARIOS["no_learning"], n_train=16, n_eval=8)
+    run = build_one(s, tmp_path / "runs", ref, ref, progress=False)
+    record = json.loads((run / "scenario.json").read_text())
+    assert record["name"] == "no_learning" and record["kind"] == "no_learning"
+    assert record["settings"]["learning_rate"] == 0.0
+    assert len((run / "train.jsonl").read_text().splitlines()) == 16
+    ckpts = sorted(run.glob("checkpoint-*"))
+    assert [c.name for c in ckpts] == ["checkpoint-8"]  # 16 pairs / batch 8 x 4 epochs
+    model = AutoModelForCausalLM.from_pretrained(ckpts[0])
+    base = AutoModelForCausalLM.from_pretrained(ref)
+    assert all((a == b).all() for a, b in zip(model.parameters(), base.parameters()))  # lr 0: unchanged
+    log = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    assert any("eval_loss" in r for r in log)
