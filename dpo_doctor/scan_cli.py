@@ -14,8 +14,9 @@ from dpo_doctor import distributed
 from dpo_doctor.scan import ScanConfig, scan
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
-SUMMARY_KEYS = ("rewards/margins", "rewards/accuracies", "accuracy/ranking", "drift_per_token/chosen",
-                "gen/kl_mean", "gen/length_ratio", "gen/ead_per_input")
+SUMMARY_KEYS = {"rewards/margins": "margin", "rewards/accuracies": "acc", "accuracy/ranking": "rank acc",
+                "drift_per_token/chosen": "drift/tok", "gen/kl_mean": "KL", "gen/length_ratio": "len x",
+                "gen/ead_per_input": "EAD"}
 
 
 def run_scan_command(cfg: ScanConfig, fail_on: str | None = None, console: Console | None = None) -> int:
@@ -39,16 +40,18 @@ def run_scan_command(cfg: ScanConfig, fail_on: str | None = None, console: Conso
 
 
 def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+    return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def print_summary(report: dict, out: Path, console: Console) -> None:
     keys = [k for k in SUMMARY_KEYS if any(k in c["metrics"] for c in report["checkpoints"])]
-    table = Table(title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g}, "
+    table = Table(caption="margin = rewards/margins, acc = rewards/accuracies, rank acc = pi(chosen) > pi(rejected), "
+                  "drift/tok = chosen log-prob change per token, KL = sampled KL(pi||ref), len x = generated length "
+                  "vs reference, EAD = per-prompt diversity", title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g}, "
                         f"{report['data']['n_pairs']} pairs)")
-    table.add_column("checkpoint")
+    table.add_column("checkpoint", no_wrap=True)
     for k in keys:
-        table.add_column(k, justify="right")
+        table.add_column(SUMMARY_KEYS[k], justify="right")
     for c in report["checkpoints"]:
         table.add_row(Text(c["name"]), *[_fmt(c["metrics"].get(k)) for k in keys])
     console.print(table)
