@@ -27,6 +27,109 @@ app = typer.Typer(
 # ---- commands are added below, one block each -------------------------------------------------------------
 
 
+@app.command("rules")
+def rules_list() -> None:
+    """List the diagnosis rules: code, name, kind, severity (details: dpo-doctor explain CODE)."""
+    from dpo_doctor.rules import RULES
+
+    for code, rule in sorted(RULES.items()):
+        print(f"{code}  {rule.name:26} {rule.kind:24} {rule.severity:8} {rule.source}")
+
+
+@app.command(no_args_is_help=True)
+def explain(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list them with: dpo-doctor rules).")) -> None:
+    """Print a rule's documentation: what it detects, why it matters, evidence, fix, references, thresholds."""
+    from dpo_doctor.rules import get_rule
+
+    rule = get_rule(code)
+    print(rule.doc.strip())
+    print("\nThresholds (override with --set " + f"{rule.code}.NAME=VALUE): "
+          + ", ".join(f"{k}={v:g}" for k, v in rule.params.items()))
+
+
+@app.command(no_args_is_help=True)
+def repro(
+    report_dir: Path = typer.Argument(..., help="A scan's report dir (holds report.json) of a run trained by dpo-doctor's trainer."),
+    code: Optional[str] = typer.Option(None, "--code", help="Which diagnosis to act on (default: the most severe with a beta or trainable variant)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where the new run and its report go. Default: REPORT_DIR/repro-CODE/."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="Override the recommended beta."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Override the recommended variant (dpo, ipo, simpo, sigmoid_norm, r_dpo, dpop, rpo, cdpo, robust_dpo, f_dpo)."),
+) -> None:
+    """Re-train the run with a diagnosis's recommended fix, re-scan, and print before/after of its evidence."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dpo_doctor.repro import ReproConfig, run_repro
+
+    result = run_repro(ReproConfig(report_dir=report_dir, code=code, out=out, beta=beta, variant=variant))
+    table = Table(title=f"repro {result['diagnosis']} ({result['kind']}): change {result['change']}")
+    for col in ("metric (last checkpoint)", "before", "after"):
+        table.add_column(col)
+    for k in result["before"]:
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        table.add_row(k, fmt(result["before"][k]), fmt(result["after"][k]))
+    Console().print(table)
+    Console().print(f"diagnoses after the fix: {', '.join(result['after_diagnoses']) or 'none'}; report: {result['report']}")
+
+
+@app.command()
+def tui(
+    report_dir: Optional[Path] = typer.Argument(None, help="A report dir (with report.json), or a folder of them to pick from. Default: reports/."),
+) -> None:
+    """Browse a finished scan in the terminal: verdict, diagnoses, checkpoints, pairs, samples (no model needed).
+
+    Example: dpo-doctor tui reports/exp1
+    """
+    from dpo_doctor.views.tui.launch import run_tui
+
+    run_tui(report_dir)
+
+
+@app.command(no_args_is_help=True)
+def watch(
+    run_dir: Path = typer.Argument(..., help="Training output dir that checkpoint-N/ folders are landing in."),
+    data: Path = typer.Option(..., "--data", help="Preference pairs (as for scan)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model dir (as for scan)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base model for LoRA adapters (as for scan)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta. Default: the run's config, else 0.1."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report dir. Default: reports/<run-name>/."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Score a seeded subset of N pairs. Default: all."),
+    max_length: int = typer.Option(1024, "--max-length", help="Truncate prompt+response to N tokens (default 1024)."),
+    batch_size: str = typer.Option("auto", "--batch-size", help="Pairs per forward pass, or auto."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
+    seed: int = typer.Option(0, "--seed", help="Seed for subsets and sampling (default 0)."),
+    no_generate: bool = typer.Option(False, "--no-generate", help="Skip generation probes: pairs-only rescans (faster)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompts for generation probes (JSONL). Default: the pairs' prompts."),
+    probe_suite: Optional[str] = typer.Option(None, "--probe-suite", help="A built-in prompt suite for generation probes."),
+    max_prompts: int = typer.Option(32, "--max-prompts", help="Prompts used by generation probes (default 32)."),
+    samples_per_prompt: int = typer.Option(4, "--samples-per-prompt", help="Samples per prompt (default 4)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest generated completion, tokens (default 64)."),
+    select: Optional[str] = typer.Option(None, "--select", help="Only these rule codes (comma-separated)."),
+    ignore: Optional[str] = typer.Option(None, "--ignore", help="Skip these rule codes (comma-separated)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a rule threshold, e.g. --set DPO101.max_ratio=1.5."),
+    trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Allow reading training_args.bin (a pickle)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the checkpoint dirs."),
+    poll: float = typer.Option(5.0, "--poll", help="Seconds between looks for new checkpoint-N/ folders (default 5)."),
+) -> None:
+    """Watch a run while it trains: rescan each new checkpoint (cached, so incremental) and update the dashboard.
+
+    Example: dpo-doctor watch runs/exp1 --ref models/sft --data data/test_prefs.jsonl --no-generate
+    """
+    from dpo_doctor.scan import ScanConfig
+    from dpo_doctor.views.tui.launch import run_watch
+
+    split = lambda s: tuple(c.strip().upper() for c in s.split(",") if c.strip()) if s else ()  # noqa: E731
+    cfg = ScanConfig(run_dir=run_dir, data=data, ref=ref, base=base, beta=beta, out=out, max_pairs=max_pairs,
+                     max_length=max_length, batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
+                     seed=seed, trust_pickles=trust_pickles, trust_remote_code=trust_remote_code,
+                     generate=not no_generate, prompts=prompts, probe_suite=probe_suite, max_prompts=max_prompts,
+                     samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, select=split(select),
+                     ignore=split(ignore), rule_settings=tuple(set_ or ()))
+    run_watch(cfg, poll_s=poll)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("dpo-doctor-demo"), "--out", help="Where the demo's runs, cache and report go."),

@@ -1,0 +1,87 @@
+"""Which checkpoint to ship, and why: `report.json["best_checkpoint"]`.
+
+The choice: the highest held-out accuracy (`rewards/accuracies`; ties broken by the larger mean margin, then the
+later step) among trained checkpoints that stay inside the limits the diagnoses care about:
+- the KL budget (`gen/kl_mean` <= DPO102's budget; Rafailov et al. 2024: past it quality falls while KL rises, so
+  the best checkpoint is the top of the hump, often ~25% into the first epoch);
+- no length blow-up (`gen/length_ratio` within DPO101's limit) when length exploitation was found;
+- diversity within DPO104's allowed drop when mode collapse was found.
+A limit that no checkpoint meets is relaxed to the checkpoint closest to it (said in the reason). With a wrong
+reference (DPO003) the reference-free `accuracy/ranking` (pi(chosen) > pi(rejected)) ranks checkpoints instead.
+No choice (None) when nothing was trained or nothing learned: there is no checkpoint worth shipping over the
+reference.
+"""
+
+from __future__ import annotations
+
+from dpo_doctor.rules import RULES, Diagnosis
+from dpo_doctor.rules.records import CheckpointFacts, RunFacts, finite, fmt
+
+Limit = tuple[str, float, str, str]  # (metric, limit, "max"|"min", what it protects)
+
+
+def _threshold(diagnoses: list[Diagnosis], code: str, metric: str, default: float) -> float:
+    for d in diagnoses:
+        for e in d.evidence:
+            if d.code == code and e.metric == metric and finite(e.threshold):
+                return float(e.threshold)
+    return default
+
+
+def _limits(facts: RunFacts, diagnoses: list[Diagnosis]) -> list[Limit]:
+    kinds = {d.kind for d in diagnoses}
+    budget = _threshold(diagnoses, "DPO102", "gen/kl_mean", RULES["DPO102"].params["kl_budget"])
+    limits: list[Limit] = [("gen/kl_mean", budget, "max", f"the {fmt(budget)}-nat KL budget")]
+    if "length_exploitation" in kinds:
+        ratio = RULES["DPO101"].params["max_length_ratio"]
+        limits.append(("gen/length_ratio", ratio, "max", f"a length ratio of {fmt(ratio)}"))
+    ref_ead = facts.ref("gen/ead_per_input")
+    if "mode_collapse" in kinds and ref_ead:
+        floor = (1 - RULES["DPO104"].params["max_drop"]) * ref_ead
+        limits.append(("gen/ead_per_input", floor, "min", "the allowed diversity drop"))
+    return limits
+
+
+def _apply(cands: list[CheckpointFacts], limit: Limit) -> tuple[list[CheckpointFacts], str]:
+    metric, bound, side, what = limit
+    measured = [c for c in cands if c.get(metric) is not None]
+    if not measured:
+        return cands, ""
+    ok = [c for c in measured if (c.get(metric) <= bound if side == "max" else c.get(metric) >= bound)]
+    if ok:
+        return ok, f"within {what}" if len(ok) < len(measured) else ""
+    closest = min(measured, key=lambda c: c.get(metric) if side == "max" else -c.get(metric))
+    return [closest], f"no checkpoint stays within {what}; this one comes closest ({metric} {fmt(closest.get(metric))})"
+
+
+def _usable(c: CheckpointFacts) -> bool:
+    return c.step > 0 and all(finite(v) for v in c.metrics.values() if isinstance(v, float))
+
+
+def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
+    """{"name", "step", "reason"} of the checkpoint to ship, or None when there is none worth shipping."""
+    kinds = {d.kind for d in diagnoses}
+    if "no_learning" in kinds:
+        return None
+    key = "accuracy/ranking" if "reference_mismatch" in kinds else "rewards/accuracies"
+    cands = [c for c in facts.checkpoints if _usable(c) and c.get(key) is not None]
+    if not cands:
+        return None
+    notes = []
+    for limit in _limits(facts, diagnoses):
+        cands, note = _apply(cands, limit)
+        notes.append(note)
+    best = max(cands, key=lambda c: (c.get(key), c.get("rewards/margins") or 0.0, c.step))
+    return {"name": best.name, "step": best.step, "reason": _reason(facts, best, key, notes, kinds)}
+
+
+def _reason(facts: RunFacts, best: CheckpointFacts, key: str, notes: list[str], kinds: set[str]) -> str:
+    label = "reference-free ranking accuracy" if key == "accuracy/ranking" else "held-out accuracy"
+    margin = best.get("rewards/margins")
+    text = f"highest {label} ({fmt(best.get(key))}" + (f", margin {fmt(margin)})" if margin is not None else ")")
+    text += f" of {sum(1 for c in facts.checkpoints if c.step > 0)} trained checkpoints"
+    text += "".join(f"; {n}" for n in notes if n)
+    later = [c for c in facts.checkpoints if c.step > best.step and c.get(key) is not None]
+    if later and kinds & {"over_optimization", "overfitting"}:
+        text += "; later checkpoints drift further without doing better (the over-optimization hump)"
+    return text

@@ -1,0 +1,102 @@
+"""`dpo-doctor repro`: does the recommended fix work? Re-train the run with it, re-scan, compare.
+
+Reads a finished scan's report.json, takes a diagnosis's recommendation (beta and/or variant with its params),
+re-runs the same training recipe from the same reference on the same data with only that change (the run must
+carry the built-in trainer's `dpo_doctor_config.json`, which records the whole recipe), scans the new run with the
+original scan's settings, and prints before/after for every evidence metric of the diagnosis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dpo_doctor.errors import UserError
+
+# recommendation "variant" -> the built-in trainer's loss name
+VARIANT_LOSS = {"dpo": "sigmoid", "ipo": "ipo", "simpo": "simpo", "sigmoid_norm": "sigmoid_norm", "r_dpo": "r_dpo",
+                "dpop": "dpop", "rpo": "rpo", "cdpo": "cdpo", "robust_dpo": "robust", "f_dpo": "f_dpo"}
+# recommendation params -> TrainConfig fields
+PARAM_FIELDS = {"alpha": "r_dpo_alpha", "r_dpo_alpha": "r_dpo_alpha", "label_smoothing": "label_smoothing",
+                "epsilon": "label_smoothing", "dpop_lambda": "dpop_lambda", "lambda": "dpop_lambda",
+                "rpo_alpha": "rpo_alpha", "gamma": "simpo_gamma", "simpo_gamma": "simpo_gamma",
+                "f_divergence": "f_divergence", "divergence": "f_divergence", "f_alpha": "f_alpha",
+                "learning_rate": "learning_rate", "epochs": "epochs"}
+
+
+@dataclass(frozen=True)
+class ReproConfig:
+    report_dir: Path
+    code: str | None = None  # which diagnosis; default: the most severe one with a usable recommendation
+    out: Path | None = None  # default: <report_dir>/repro-<code>/
+    beta: float | None = None  # override the recommendation's beta
+    variant: str | None = None  # override the recommendation's variant
+
+
+def pick_diagnosis(report: dict, code: str | None) -> dict:
+    diags = report.get("diagnoses", [])
+    if code:
+        found = [d for d in diags if d["code"] == code.upper()]
+        if not found:
+            raise UserError(f"no diagnosis {code} in this report; it has: {', '.join(d['code'] for d in diags) or 'none'}")
+        return found[0]
+    usable = [d for d in diags if d["recommendation"].get("beta") or d["recommendation"].get("variant") in VARIANT_LOSS]
+    if not usable:
+        raise UserError("no diagnosis in this report recommends a beta or a trainable variant; nothing to reproduce")
+    return usable[0]
+
+
+def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
+    """The original TrainConfig with only the recommended change applied."""
+    from dpo_doctor.train.trainer import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: (tuple(v) if isinstance(v, list) else v) for k, v in train_cfg.items() if k in names}
+    change: dict = {"output_dir": str(out)}
+    beta = cfg.beta if cfg.beta is not None else rec.get("beta")
+    variant = cfg.variant or rec.get("variant")
+    if beta:
+        change["beta"] = float(beta)
+    if variant:
+        if variant not in VARIANT_LOSS:
+            raise UserError(f"variant {variant!r} is not in the built-in trainer; trainable: {', '.join(VARIANT_LOSS)}")
+        change["loss"] = VARIANT_LOSS[variant]
+        for k, v in (rec.get("params") or {}).items():
+            if k in PARAM_FIELDS:
+                change[PARAM_FIELDS[k]] = v
+    if len(change) == 1:
+        raise UserError("the recommendation changes neither beta nor the loss; pass --beta or --variant")
+    return TrainConfig(**{**base, **change}), {k: v for k, v in change.items() if k != "output_dir"}
+
+
+def run_repro(cfg: ReproConfig) -> dict:
+    """Train with the fix, scan, and return {"change", "before", "after"} for the evidence metrics."""
+    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.train.trainer import train
+
+    report_path = Path(cfg.report_dir) / "report.json"
+    if not report_path.exists():
+        raise UserError(f"{report_path} not found: pass the directory a scan wrote (it holds report.json)")
+    report = json.loads(report_path.read_text())
+    diag = pick_diagnosis(report, cfg.code)
+    run_dir = Path(report["run"]["path"])
+    conf_path = run_dir / "dpo_doctor_config.json"
+    if not conf_path.exists():
+        raise UserError(f"{run_dir} was not trained by dpo-doctor's trainer (no dpo_doctor_config.json), so its recipe "
+                        "is unknown; re-train it yourself with the recommendation: " + diag["recommendation"]["text"])
+    out = Path(cfg.out or Path(cfg.report_dir) / f"repro-{diag['code']}")
+    train_cfg, change = changed_config(json.loads(conf_path.read_text()), diag["recommendation"], cfg, out / "run")
+    train(train_cfg)
+    s = report["settings"]
+    new = scan(ScanConfig(run_dir=out / "run", data=Path(report["data"]["path"]), ref=Path(report["reference"]["path"]),
+                          beta=report["run"]["beta"], out=out / "report", max_length=report["data"]["max_length"],
+                          generate=bool(s.get("generate")), samples_per_prompt=s.get("samples_per_prompt", 4),
+                          max_new_tokens=s.get("max_new_tokens", 64), seed=s.get("seed", 0)))
+    after_report = json.loads((new / "report.json").read_text())
+    keys = list(diag["evidence"])
+    pick = lambda rep: {k: rep["checkpoints"][-1]["metrics"].get(k) for k in keys}  # noqa: E731
+    return {"diagnosis": diag["code"], "kind": diag["kind"], "change": change, "before": pick(report),
+            "after": pick(after_report), "after_diagnoses": [d["code"] for d in after_report["diagnoses"]],
+            "report": str(new)}

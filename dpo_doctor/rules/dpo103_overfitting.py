@@ -1,0 +1,143 @@
+"""DPO103 overfitting: the training pairs are memorised while held-out preference gets worse.
+
+What it detects
+    Either of:
+    * from the training log: the held-out (eval) loss rises after its minimum, to more than `rise_frac` above it
+      (and by at least `min_rise` nats), while the train side saturates: the mean train `rewards/accuracies` of the
+      last `tail` logged rows >= `train_acc_min` or their mean train loss <= `train_loss_max`;
+    * from the checkpoints: held-out `rewards/accuracies` falls by at least `acc_drop` from an earlier peak, with the
+      train accuracy saturated as above (without a log, a drop of twice `acc_drop` is required).
+
+Why it matters
+    With near-deterministic preferences DPO's logit link pushes margins without bound and the KL term stops
+    holding the policy (Azar et al. 2024): train accuracy -> 1, train loss -> 0, margins grow, eval loss rises.
+    Multi-epoch runs show it as train loss dropping at each epoch start while eval loss rises
+    (alignment-handbook #38).
+
+Evidence
+    The last eval `loss` (threshold: min x (1 + rise_frac); reference value: the minimum), the train
+    `rewards/accuracies` of the last rows, and/or the held-out `rewards/accuracies` (reference value: its peak).
+
+Recommended fix
+    Ship the checkpoint at the held-out peak and stop there. For the next run use IPO, whose margin converges to
+    1/(2 tau) instead of growing without bound; TRL's IPO margin is per token, so set tau = 1 / (2 m) with m the
+    per-token margin (`margins_per_token`, nats/token) at the peak checkpoint: the margin the run had when it
+    generalised best becomes IPO's target. Without that metric: cDPO with label_smoothing 0.1 (margins plateau at
+    log(0.9/0.1) = 2.2).
+
+References
+    Azar et al. 2024 (IPO, arXiv 2310.12036); Mitchell 2023 (cDPO); dpo-literature.md sections 4a and 10 row 7;
+    trainers-and-formats.md section 4, rows 9 and 10 (trl #1236; alignment-handbook #38).
+"""
+
+from __future__ import annotations
+
+from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation, RunFacts, Rule, fmt, make_facts
+
+
+def _tail_mean(rows: list[tuple[int, float]], tail: int) -> float | None:
+    vals = [v for _, v in rows[-int(tail):]]
+    return sum(vals) / len(vals) if vals else None
+
+
+def train_saturated(facts: RunFacts, tail: float, acc_min: float, loss_max: float) -> tuple[bool | None, Evidence | None]:
+    """Whether the train side is memorised (None without a train log), with its evidence."""
+    acc, loss = _tail_mean(facts.log("rewards/accuracies"), tail), _tail_mean(facts.log("loss"), tail)
+    if acc is None and loss is None:
+        return None, None
+    if acc is not None and acc >= acc_min:
+        return True, Evidence("train/rewards/accuracies", acc, acc_min, None)
+    if loss is not None and loss <= loss_max:
+        return True, Evidence("train/loss", loss, loss_max, None)
+    return False, None
+
+
+def _eval_loss_rise(facts: RunFacts, rise_frac: float, min_rise: float) -> tuple[Evidence, str, int] | None:
+    rows = facts.log("loss", split="eval")
+    if len(rows) < 3:
+        return None
+    step_min, low = min(rows, key=lambda r: r[1])
+    last_step, last = rows[-1]
+    if step_min == last_step or last <= low * (1 + rise_frac) or last - low < min_rise:
+        return None
+    return (Evidence("eval/loss", last, low * (1 + rise_frac), low),
+            f"held-out loss rose from {fmt(low)} at step {step_min} to {fmt(last)} at step {last_step}", step_min)
+
+
+def _acc_drop(facts: RunFacts, drop: float) -> tuple[Evidence, str, object] | None:
+    pts = [(c, v) for c, v in facts.series("rewards/accuracies") if c.step > 0]
+    if len(pts) < 2:
+        return None
+    peak_ck, peak = max(pts, key=lambda p: p[1])
+    last_ck, last = pts[-1]
+    if peak_ck is last_ck or last > peak - drop:
+        return None
+    return (Evidence("rewards/accuracies", last, peak - drop, peak),
+            f"held-out accuracy fell from {fmt(peak)} at {peak_ck.name} to {fmt(last)}", peak_ck)
+
+
+def _fix(facts: RunFacts, peak_ck) -> Recommendation:
+    m = peak_ck.get("margins_per_token") if peak_ck is not None else None
+    where = peak_ck.name if peak_ck is not None else "the held-out peak"
+    if m is not None and m > 0:
+        tau = 1.0 / (2.0 * m)
+        return Recommendation(
+            f"Ship {where} and stop there; next run use IPO with tau {fmt(tau)} (= 1 / (2 x per-token margin "
+            f"{fmt(m)} at the peak)) so margins stop growing.",
+            beta=tau, variant="ipo", params={"target_margin_per_token": m, "peak_step": peak_ck.step})
+    return Recommendation(f"Ship {where} and stop there; next run use cDPO with label_smoothing 0.1 (margins plateau "
+                          f"at log 9 = 2.2) or IPO.", variant="cdpo", params={"label_smoothing": 0.1})
+
+
+def check(facts: RunFacts, *, rise_frac: float = 0.1, min_rise: float = 0.02, acc_drop: float = 0.05,
+          train_acc_min: float = 0.95, train_loss_max: float = 0.1, tail: float = 3) -> Finding | None:
+    saturated, sat_ev = train_saturated(facts, tail, train_acc_min, train_loss_max)
+    if saturated is False:
+        return None
+    found = []
+    rise = _eval_loss_rise(facts, rise_frac, min_rise) if saturated else None
+    if rise:
+        found.append(rise)
+    drop = _acc_drop(facts, acc_drop if saturated else 2 * acc_drop)
+    if drop:
+        found.append(drop)
+    if not found:
+        return None
+    peak_ck = drop[2] if drop else _checkpoint_near(facts, rise[2])
+    evidence = tuple(f[0] for f in found) + ((sat_ev,) if sat_ev else ())
+    train = f" while train accuracy/loss saturated ({sat_ev.metric} {fmt(sat_ev.value)})" if sat_ev else ""
+    last = facts.last.name if facts.last else None
+    message = "overfitting: " + "; ".join(f[1] for f in found) + train + "."
+    return Finding(message, evidence, _fix(facts, peak_ck), last)
+
+
+def _checkpoint_near(facts: RunFacts, step: int):
+    """The checkpoint at or just before a logged step (the one to ship at the eval-loss minimum)."""
+    before = [c for c in facts.trained if c.step <= step]
+    return before[-1] if before else (facts.trained[0] if facts.trained else None)
+
+
+def _log(eval_losses, train_acc, train_loss=0.01):
+    rows = [{"step": 12 * (i + 1), "split": "eval", "loss": v} for i, v in enumerate(eval_losses)]
+    return rows + [{"step": 12 * (i + 1), "split": "train", "loss": train_loss, "rewards/accuracies": train_acc}
+                   for i in range(len(eval_losses))]
+
+
+EXAMPLES = (
+    Example("zoo overfitting: eval loss 0.497 -> 0.704, train acc 1.0, held-out acc 0.734 -> 0.672 (tau 1/(2x0.541))",
+            make_facts({"rewards/accuracies": 0.734, "margins_per_token": 0.541},
+                       {"rewards/accuracies": 0.672, "margins_per_token": 0.67}, steps=(24, 120),
+                       log=_log([0.515, 0.497, 0.566, 0.70], 1.0)), True, beta=0.924, variant="ipo"),
+    Example("eval loss keeps falling, train acc 0.97 (healthy)",
+            make_facts({"rewards/accuracies": 0.9}, {"rewards/accuracies": 0.94}, log=_log([0.40, 0.35, 0.30], 0.97, 0.25)),
+            False),
+    Example("held-out accuracy dips but the train side is not saturated (label noise, not memorisation)",
+            make_facts({"rewards/accuracies": 0.66}, {"rewards/accuracies": 0.55}, log=_log([0.7, 0.66, 0.7], 0.75, 0.5)),
+            False),
+    Example("no log: a large held-out accuracy drop is enough",
+            make_facts({"rewards/accuracies": 0.85}, {"rewards/accuracies": 0.70}), True),
+)
+
+RULE = Rule("DPO103", "overfitting", "overfitting", "warning", check, __doc__, EXAMPLES,
+            reads=("rewards/accuracies", "margins_per_token"), log_reads=("loss", "rewards/accuracies"),
+            source="both")

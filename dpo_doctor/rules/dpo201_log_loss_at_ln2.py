@@ -1,0 +1,63 @@
+"""DPO201 log-loss-at-ln2: the training loss never leaves ln 2 = 0.6931 (from the training log).
+
+What it detects
+    Every train-loss row after the first `skip_frac` of logged steps lies within `tol` of ln 2 (at least `min_rows`
+    rows). Read from `trainer_state.json` alone, so it works when no model can be loaded.
+
+Why it matters
+    -log sigma(0) = ln 2: a DPO loss pinned there means every margin is 0, i.e. the policy equals its reference
+    (no trainable parameters, a frozen adapter, a learning rate or beta of 0, chosen == rejected, or a cached
+    reference that was ignored: trl #1311, #1627, #1962; OpenRLHF #364).
+
+Evidence
+    `loss`: the largest deviation from ln 2 (threshold `tol`, reference value ln 2); `rewards/margins` at the end
+    when logged.
+
+Recommended fix
+    As DPO002: make sure training can change the policy (LR > 0, trainable parameters, beta > 0, distinct pairs,
+    a reference that is not the policy).
+
+References
+    trainers-and-formats.md section 4, rows 6 and 7; DPO loss at zero margin = ln 2.
+"""
+
+from __future__ import annotations
+
+from dpo_doctor.rules.dpo002_no_learning import no_learning_fix
+from dpo_doctor.rules.records import LN2, Evidence, Example, Finding, RunFacts, Rule, fmt, make_facts
+
+
+def check(facts: RunFacts, *, tol: float = 0.002, skip_frac: float = 0.1, min_rows: float = 3) -> Finding | None:
+    rows = facts.log("loss")
+    if not rows:
+        return None
+    start = rows[0][0] + skip_frac * (rows[-1][0] - rows[0][0])
+    kept = [(s, v) for s, v in rows if s >= start]
+    if len(kept) < min_rows:
+        return None
+    worst = max(abs(v - LN2) for _, v in kept)
+    if worst > tol:
+        return None
+    margins = facts.log("rewards/margins")
+    evidence = (Evidence("loss", max(kept, key=lambda r: abs(r[1] - LN2))[1], tol, LN2),
+                Evidence("rewards/margins", margins[-1][1] if margins else None, None, 0.0))
+    message = (f"the training loss stayed within {fmt(worst)} of ln 2 = 0.6931 for all {len(kept)} logged steps "
+               f"from step {kept[0][0]} to {kept[-1][0]}: the policy never moved from its reference "
+               f"(from the training log).")
+    return Finding(message, evidence, no_learning_fix(facts.beta), None)
+
+
+def _log(losses):
+    return [{"step": 10 * (i + 1), "loss": v, "rewards/margins": 0.0} for i, v in enumerate(losses)]
+
+
+EXAMPLES = (
+    Example("loss 0.6931 throughout (trl #1627, beta 0)", make_facts(log=_log([0.6931] * 8), log_only=True, beta=0.0),
+            True, beta=0.1),
+    Example("loss leaves ln 2 after warm-up", make_facts(log=_log([0.6931, 0.69, 0.62, 0.55, 0.5, 0.45]),
+                                                         log_only=True), False),
+    Example("too few rows to judge", make_facts(log=_log([0.6931, 0.6931]), log_only=True), False),
+)
+
+RULE = Rule("DPO201", "log-loss-at-ln2", "no_learning", "error", check, __doc__, EXAMPLES,
+            log_reads=("loss", "rewards/margins"), source="log")

@@ -1,0 +1,228 @@
+"""The records rules read and write: frozen facts about a run in, frozen diagnoses out.
+
+`RunFacts` is everything a rule may look at: per-checkpoint metrics (ordered by step), the reference's own
+generation metrics, the data's length statistics, beta, the loss type and the training curves. Rules never see raw
+rows. A rule's `check` returns a `Finding` (message, evidence and recommendation kept in separate fields); the
+registry adds the rule's identity and docstring to make a `Diagnosis`, whose `to_dict()` is the report.json entry.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import polars as pl
+
+SEVERITIES = ("info", "warning", "error")
+KINDS = ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting", "mode_collapse",
+         "label_noise", "underfitting", "no_learning", "reference_mismatch", "distribution_shift",
+         "numerical_instability")
+VARIANTS = ("dpo", "ipo", "simpo", "sigmoid_norm", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo", "robust_dpo", "f_dpo",
+            "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
+SOURCES = ("metrics", "log", "both")  # what a rule reads: checkpoint metrics, the training log, or either
+LN2 = math.log(2.0)  # DPO loss when margins are 0: -log sigma(0)
+
+
+def finite(value) -> bool:
+    """A usable number: int/float, not bool, not NaN/Inf."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fmt(value) -> str:
+    """Numbers in messages: 3 significant digits."""
+    return f"{value:.3g}" if finite(value) else str(value)
+
+
+def _json_number(value):
+    """JSON has no NaN/Inf: keep finite numbers, turn the rest into None."""
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    return float(value) if finite(value) else None
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    name: str
+    step: int
+    metrics: Mapping[str, float]
+
+    def get(self, key: str) -> float | None:
+        """The metric if it is a finite number, else None (absent, null, NaN)."""
+        value = self.metrics.get(key)
+        return float(value) if finite(value) else None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    checkpoints: tuple[CheckpointFacts, ...]
+    reference_metrics: Mapping[str, float] = field(default_factory=dict)
+    data_stats: Mapping[str, float] = field(default_factory=dict)
+    beta: float = 0.1
+    loss_type: str | None = None
+    train_log: pl.DataFrame | None = None
+    log_only: bool = False
+
+    @property
+    def trained(self) -> tuple[CheckpointFacts, ...]:
+        """Checkpoints after at least one optimizer step (step 0 is the untouched start)."""
+        return tuple(c for c in self.checkpoints if c.step > 0)
+
+    @property
+    def last(self) -> CheckpointFacts | None:
+        return self.checkpoints[-1] if self.checkpoints else None
+
+    def series(self, key: str) -> list[tuple[CheckpointFacts, float]]:
+        """(checkpoint, value) for every checkpoint where `key` is a finite number, in step order."""
+        return [(c, v) for c in self.checkpoints if (v := c.get(key)) is not None]
+
+    def ref(self, key: str) -> float | None:
+        value = self.reference_metrics.get(key)
+        return float(value) if finite(value) else None
+
+    def data(self, key: str) -> float | None:
+        value = self.data_stats.get(key)
+        return float(value) if finite(value) else None
+
+    def log(self, key: str, split: str = "train") -> list[tuple[int, float]]:
+        """(step, value) rows of one logged curve with a finite value, in step order; [] if not logged."""
+        df = self.train_log
+        if df is None or key not in df.columns or "step" not in df.columns:
+            return []
+        if "split" in df.columns:
+            df = df.filter(pl.col("split") == split)
+        rows = df.select("step", key).sort("step").rows()
+        return [(int(s), float(v)) for s, v in rows if s is not None and finite(v)]
+
+    def log_nonfinite(self) -> dict[str, int]:
+        """Per logged float column, how many values are NaN or Inf (nulls are just 'not logged')."""
+        df = self.train_log
+        if df is None:
+            return {}
+        out = {}
+        for name, dtype in df.schema.items():
+            if dtype.is_float():
+                n = df.select((pl.col(name).is_nan() | pl.col(name).is_infinite()).sum()).item()
+                if n:
+                    out[name] = int(n)
+        return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One measured number behind a diagnosis, with the threshold it crossed and a comparison value."""
+    metric: str
+    value: float | None
+    threshold: float | None = None
+    reference_value: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"value": _json_number(self.value), "threshold": _json_number(self.threshold),
+                "reference_value": _json_number(self.reference_value)}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What to change: a beta (from a documented calculation), a variant, its parameters, one sentence."""
+    text: str
+    beta: float | None = None
+    variant: str | None = None
+    params: Mapping[str, float | str | None] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; use one of {VARIANTS}")
+
+    def to_dict(self) -> dict:
+        return {"beta": _json_number(self.beta), "variant": self.variant,
+                "params": {k: _json_number(v) for k, v in self.params.items()}, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule's check returns when it fires: the problem (message) apart from the fix (recommendation)."""
+    message: str
+    evidence: tuple[Evidence, ...]
+    recommendation: Recommendation
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    code: str
+    name: str
+    kind: str
+    severity: str
+    checkpoint: str | None
+    message: str
+    evidence: tuple[Evidence, ...]
+    recommendation: Recommendation
+    explanation: str
+    source: str = "metrics"  # which rule family made it: "metrics", "log" or "both" (not in to_dict)
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "name": self.name, "kind": self.kind, "severity": self.severity,
+                "checkpoint": self.checkpoint, "message": self.message,
+                "evidence": {e.metric: e.to_dict() for e in self.evidence},
+                "recommendation": self.recommendation.to_dict(), "explanation": self.explanation}
+
+
+@dataclass(frozen=True)
+class Example:
+    """An executable example: these facts must (or must not) make the rule fire; optionally the advice it gives."""
+    title: str
+    facts: RunFacts
+    fires: bool
+    beta: float | None = None  # expected recommendation beta (checked to 3 significant digits)
+    variant: str | None = None  # expected recommendation variant
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    kind: str
+    severity: str
+    check: Callable[..., Finding | None]
+    doc: str
+    examples: tuple[Example, ...] = ()
+    reads: tuple[str, ...] = ()  # per-checkpoint / reference / data metrics it reads (must exist in the scan)
+    log_reads: tuple[str, ...] = ()  # train_log columns it reads
+    source: str = "metrics"
+
+    def __post_init__(self):
+        if self.kind not in KINDS or self.severity not in SEVERITIES or self.source not in SOURCES:
+            raise ValueError(f"{self.code}: bad kind/severity/source {self.kind}/{self.severity}/{self.source}")
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The overridable thresholds: the check's keyword-only parameters and their defaults."""
+        sig = inspect.signature(self.check)
+        return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+    def run(self, facts: RunFacts, overrides: Mapping[str, float] | None = None) -> Diagnosis | None:
+        found = self.check(facts, **dict(overrides or {}))
+        if found is None:
+            return None
+        return Diagnosis(self.code, self.name, self.kind, self.severity, found.checkpoint, found.message,
+                         found.evidence, found.recommendation, self.doc, self.source)
+
+
+def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = None,
+               reference: Mapping[str, float] | None = None, data: Mapping[str, float] | None = None,
+               beta: float = 0.1, loss_type: str | None = "sigmoid", log: list[dict] | None = None,
+               log_only: bool = False) -> RunFacts:
+    """Facts for examples and tests: one metrics dict per checkpoint (steps 100, 200, ... unless given); `log` is
+    a list of train_log rows (dicts with step, split and logged keys)."""
+    steps = steps or tuple(100 * (i + 1) for i in range(len(metrics)))
+    ckpts = tuple(CheckpointFacts(f"checkpoint-{s}", s, MappingProxyType(dict(m))) for s, m in zip(steps, metrics))
+    frame = None
+    if log:
+        keys = sorted({k for row in log for k in row} - {"step", "split"})
+        frame = pl.DataFrame({"step": [r["step"] for r in log], "split": [r.get("split", "train") for r in log],
+                              **{k: [None if r.get(k) is None else float(r[k]) for r in log] for k in keys}},
+                             schema_overrides={k: pl.Float64 for k in keys})
+    return RunFacts(ckpts, MappingProxyType(dict(reference or {})), MappingProxyType(dict(data or {})), beta,
+                    loss_type, frame, log_only)

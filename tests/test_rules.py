@@ -1,0 +1,170 @@
+"""The rule catalogue: every rule's own examples through one parametrized test, plus catalogue-wide checks
+(unique codes, docstring headings, metrics that exist in the scan), option parsing, ordering and the CLI."""
+
+import json
+import math
+import re
+
+import pytest
+
+from dpo_doctor import rules as R
+from dpo_doctor.errors import UserError
+from dpo_doctor.rules.records import KINDS, SEVERITIES, VARIANTS, make_facts
+
+HEADINGS = ("What it detects", "Why it matters", "Evidence", "Recommended fix", "References")
+TRL_LOG_KEYS = {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected", "grad_norm"}
+CASES = [(code, i) for code, rule in sorted(R.RULES.items()) for i in range(len(rule.examples))]
+
+
+def scan_metric_names() -> set[str]:
+    """Every metric name the scan writes: pair metrics, generation metrics, data stats."""
+    from dpo_doctor.metrics import data_stats, metric_info
+    from dpo_doctor.metrics.generation import METRIC_INFO
+
+    return set(metric_info()) | set(METRIC_INFO) | set(data_stats.INFO)
+
+
+@pytest.mark.parametrize("code,index", CASES, ids=[f"{c}-{i}" for c, i in CASES])
+def test_rule_example(code, index):
+    rule = R.RULES[code]
+    ex = rule.examples[index]
+    found = rule.run(ex.facts)
+    assert (found is not None) == ex.fires, f"{code} example {ex.title!r}: fired={found is not None}"
+    if found is None:
+        return
+    d = found.to_dict()
+    assert set(d) == {"code", "name", "kind", "severity", "checkpoint", "message", "evidence", "recommendation",
+                      "explanation"}
+    assert set(d["recommendation"]) == {"beta", "variant", "params", "text"}
+    assert d["kind"] in KINDS and d["severity"] in SEVERITIES and d["recommendation"]["variant"] in VARIANTS + (None,)
+    assert d["evidence"] and all(set(e) == {"value", "threshold", "reference_value"} for e in d["evidence"].values())
+    json.dumps(d, allow_nan=False)  # strict JSON: no NaN/Inf leaks into report.json
+    assert d["message"] and d["recommendation"]["text"] and d["message"] != d["recommendation"]["text"]
+    if ex.beta is not None:
+        assert d["recommendation"]["beta"] == pytest.approx(ex.beta, rel=1e-3)
+    if ex.variant is not None:
+        assert d["recommendation"]["variant"] == ex.variant
+
+
+def test_codes_unique_and_well_formed():
+    modules = R._MODULES
+    codes = [m.RULE.code for m in modules]
+    assert len(codes) == len(set(codes)) == len(R.RULES)
+    names = [m.RULE.name for m in modules]
+    assert len(names) == len(set(names))
+    for m in modules:
+        assert re.fullmatch(r"DPO\d{3}", m.RULE.code)
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", m.RULE.name)
+        assert m.__name__.rsplit(".", 1)[1] == f"{m.RULE.code.lower()}_{m.RULE.name.replace('-', '_')}"
+
+
+@pytest.mark.parametrize("code", sorted(R.RULES))
+def test_docstring_headings_and_examples(code):
+    rule = R.RULES[code]
+    positions = [rule.doc.find(f"\n{h}\n") for h in HEADINGS]
+    assert all(p > 0 for p in positions) and positions == sorted(positions), f"{code}: headings missing/out of order"
+    assert rule.doc.startswith(f"{code} {rule.name}:")
+    assert any(e.fires for e in rule.examples) and any(not e.fires for e in rule.examples)
+    assert rule.params and all(isinstance(v, (int, float)) for v in rule.params.values())
+
+
+def test_every_metric_a_rule_reads_is_produced_by_the_scan():
+    produced = scan_metric_names()
+    for code, rule in R.RULES.items():
+        assert set(rule.reads) <= produced, f"{code} reads unknown metrics {set(rule.reads) - produced}"
+        assert set(rule.log_reads) <= TRL_LOG_KEYS, f"{code} reads unknown log keys"
+        if rule.source == "log":
+            assert not rule.reads
+        else:
+            assert rule.reads or code == "DPO001"  # DPO001 scans every metric for NaN/Inf
+
+
+def test_kind_vocabulary_is_the_contract():
+    assert KINDS == ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting",
+                     "mode_collapse", "label_noise", "underfitting", "no_learning", "reference_mismatch",
+                     "distribution_shift", "numerical_instability")
+    assert set(KINDS) == {r.kind for r in R.RULES.values()}  # every kind has at least one rule
+
+
+def test_parse_set_option():
+    assert R.parse_set_option("DPO101.max_corr=0.4") == ("DPO101", "max_corr", 0.4)
+    assert R.parse_set_option("dpo106.max_chosen_drop = 2") == ("DPO106", "max_chosen_drop", 2.0)
+    with pytest.raises(UserError, match="did you mean DPO101"):
+        R.parse_set_option("DPO1O1.max_corr=0.4")
+    with pytest.raises(UserError, match="did you mean max_corr"):
+        R.parse_set_option("DPO101.max_cor=0.4")
+    with pytest.raises(UserError, match="not a number"):
+        R.parse_set_option("DPO101.max_corr=high")
+    with pytest.raises(UserError, match="CODE.PARAM=VALUE"):
+        R.parse_set_option("DPO101=0.4")
+
+
+DISPLACED = make_facts({"drift_per_token/chosen": -2.75, "drift_per_token/rejected": -4.19,
+                        "drift/chosen_fell_frac": 1.0, "rewards/margins": 4.3, "rewards/accuracies": 0.89})
+
+
+def test_overrides_change_the_outcome_and_are_checked():
+    assert [d.code for d in R.run_rules(DISPLACED)] == ["DPO106"]
+    assert R.run_rules(DISPLACED, overrides={"DPO106": {"max_chosen_drop": 3.0}}) == []
+    with pytest.raises(UserError, match="has no parameter"):
+        R.run_rules(DISPLACED, overrides={"DPO106": {"max_drop": 3.0}})
+
+
+def test_select_and_ignore_with_prefixes():
+    assert R.run_rules(DISPLACED, ignore={"DPO106"}) == []
+    assert R.run_rules(DISPLACED, select={"DPO0"}) == []
+    assert [d.code for d in R.run_rules(DISPLACED, select={"DPO1"})] == ["DPO106"]
+    with pytest.raises(UserError, match="did you mean DPO106"):
+        R.run_rules(DISPLACED, select={"DPO1O6"})
+
+
+def _ln2_log():
+    return [{"step": 10 * i, "loss": math.log(2), "rewards/margins": 0.0, "rewards/accuracies": 0.0}
+            for i in range(1, 9)]
+
+
+def test_order_severity_then_code_and_log_rules_deduplicated():
+    zero = {"drift/chosen": 0.0, "drift/rejected": 0.0, "rewards/margins": 0.0, "margins_per_token": 0.0,
+            "drift_per_token/chosen": 0.0, "drift_per_token/rejected": 0.0, "rewards/accuracies": 0.0,
+            "gen/length_ratio": 1.8}
+    found = R.run_rules(make_facts(zero, zero, log=_ln2_log()))
+    codes = [d.code for d in found]
+    assert codes == ["DPO002", "DPO101"]  # DPO201 (same kind, from the log) is dropped; the error comes first
+    assert R.verdict_of(found)[0] == "error"
+    log_only = R.run_rules(make_facts(log=_ln2_log(), log_only=True))
+    assert [d.code for d in log_only] == ["DPO201"]
+
+
+def test_verdict_healthy_says_so():
+    assert R.verdict_of([]) == ("healthy", "No known DPO failure found.")
+    verdict, summary = R.verdict_of(R.run_rules(DISPLACED))
+    assert verdict == "warning" and "likelihood displacement" in summary
+
+
+def test_facts_from_report_orders_checkpoints_and_flags_log_only():
+    report = {"run": {"beta": 0.2, "loss_type": "sigmoid"}, "reference": {"metrics": {"gen/length_mean": 40.0}},
+              "data": {"stats": {"length/mean_ratio": 1.1}},
+              "checkpoints": [{"name": "checkpoint-20", "step": 20, "metrics": {"rewards/margins": 0.3}},
+                              {"name": "checkpoint-10", "step": 10, "metrics": {"rewards/margins": 0.1}}]}
+    facts = R.facts_from_report(report)
+    assert [c.step for c in facts.checkpoints] == [10, 20] and facts.beta == 0.2 and not facts.log_only
+    assert facts.ref("gen/length_mean") == 40.0 and facts.data("length/mean_ratio") == 1.1
+    assert R.facts_from_report({**report, "checkpoints": []}).log_only
+
+
+def test_cli_rules_and_explain(capsys):
+    from dpo_doctor.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["rules"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(code in out for code in R.RULES) and "length_exploitation" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "dpo101"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "What it detects" in out and "max_corr=0.5" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "DPO1O1"])
+    assert exit_.value.code == 2 and "did you mean DPO101" in capsys.readouterr().err
