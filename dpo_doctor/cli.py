@@ -152,7 +152,7 @@ def demo(
 @app.command(no_args_is_help=True)
 def scan(
     run_dir: Path = typer.Argument(..., help="Training output dir (checkpoint-N/ sub-dirs and/or a model at the root), or one model dir."),
-    data: Path = typer.Option(..., "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder (TRL formats)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder (TRL formats). Without it: a log-only diagnosis from trainer_state.json."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base model for LoRA adapters whose base_model_name_or_path does not exist here."),
     beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta for implicit rewards. Default: the run's own config if found, else 0.1 (TRL's default)."),

@@ -25,7 +25,7 @@ class ScanConfig:
     """Every flag of `dpo-doctor scan`, one field each (see `dpo-doctor scan --help` for units and defaults)."""
 
     run_dir: Path
-    data: Path
+    data: Path | None  # None: diagnose from the training log alone (log-only verdict)
     ref: Path | None = None
     base: Path | None = None
     beta: float | None = None
@@ -164,6 +164,8 @@ def _free(model) -> None:
 
 def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     """Run the whole scan; returns the report directory."""
+    if cfg.data is None:
+        return scan_log_only(cfg)
     import torch
 
     from dpo_doctor import discover as disc
@@ -228,6 +230,41 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     if not d.is_main:
         return out
     return finish(cfg, run, pairs, long, ckpt_entries, ref_scores, beta, beta_source, warnings, gen, ctx)
+
+
+def scan_log_only(cfg: ScanConfig) -> Path:
+    """No pairs given: diagnose from trainer_state.json / trainer_log.jsonl alone, and say the verdict is log-only."""
+    from dpo_doctor import report as rep
+    from dpo_doctor.discover import read_train_config
+    from dpo_doctor.trainlog import detect_framework, read_train_log
+
+    run_dir = Path(cfg.run_dir)
+    if not run_dir.exists():
+        raise UserError(f"{run_dir} does not exist; pass a training output dir")
+    train_log = read_train_log(run_dir)
+    if train_log is None:
+        raise UserError(f"{run_dir}: no trainer_state.json or trainer_log.jsonl to read, and no --data given; pass "
+                        "--data PAIRS (and --ref REF) to score the checkpoints")
+    train_config, warnings = read_train_config(run_dir, [], cfg.trust_pickles)
+    beta, beta_source = resolve_beta(cfg, train_config)
+    report = {
+        **rep.header(),
+        "run": {"name": run_dir.resolve().name, "path": str(run_dir.resolve()), "beta": beta,
+                "beta_source": beta_source, "loss_type": train_config.get("loss_type"),
+                "framework": detect_framework(train_log, run_dir)},
+        "reference": None, "data": None, "settings": {"log_only": True}, "checkpoints": [], "metric_info": {},
+        "train_log": {"file": "train_log.parquet", "n_rows": train_log.height,
+                      "keys": [c for c in train_log.columns if c not in ("step", "epoch", "split")]},
+        "warnings": warnings + ["log-only verdict: no --data given, so no checkpoint was scored; the diagnoses "
+                                "below come from the training curves alone"],
+    }
+    report.update(diagnose(report, train_log, cfg))
+    report["log_only"] = True
+    out = Path(cfg.out) if cfg.out else Path("reports") / run_name(run_dir)
+    rep.write_report(out, report, {"pairs": None, "pair_texts": None, "samples": None, "train_log": train_log})
+    if cfg.render:
+        render_views(out)
+    return out
 
 
 def tokenizer_dir(spec) -> Path:
@@ -332,7 +369,7 @@ def diagnose(report: dict, train_log, cfg: ScanConfig) -> dict:
                           overrides=parse_settings(cfg.rule_settings))
     verdict, summary = verdict_of(diagnoses)
     return {"diagnoses": [d.to_dict() for d in diagnoses], "verdict": verdict, "summary": summary,
-            "log_only": False, "best_checkpoint": choose_best(facts, diagnoses)}
+            "log_only": facts.log_only, "best_checkpoint": choose_best(facts, diagnoses)}
 
 
 def parse_settings(items: tuple[str, ...]) -> dict[str, dict[str, float]]:

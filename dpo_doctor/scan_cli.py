@@ -45,16 +45,19 @@ def _fmt(v) -> str:
 
 def print_summary(report: dict, out: Path, console: Console) -> None:
     keys = [k for k in SUMMARY_KEYS if any(k in c["metrics"] for c in report["checkpoints"])]
+    if report.get("log_only"):
+        console.print(Text("log-only verdict: diagnosed from the training curves; no checkpoint scored", style="bold"))
     table = Table(caption="margin = rewards/margins, acc = rewards/accuracies, rank acc = pi(chosen) > pi(rejected), "
                   "drift/tok = chosen log-prob change per token, KL = sampled KL(pi||ref), len x = generated length "
                   "vs reference, EAD = per-prompt diversity", title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g}, "
-                        f"{report['data']['n_pairs']} pairs)")
+                        f"{(report.get('data') or {}).get('n_pairs', 0)} pairs)")
     table.add_column("checkpoint", no_wrap=True)
     for k in keys:
         table.add_column(SUMMARY_KEYS[k], justify="right")
     for c in report["checkpoints"]:
         table.add_row(Text(c["name"]), *[_fmt(c["metrics"].get(k)) for k in keys])
-    console.print(table)
+    if report["checkpoints"]:
+        console.print(table)
     for w in report.get("warnings", []):
         console.print(Text(f"warning: {w}", style="yellow"))
     for d in report["diagnoses"]:

@@ -162,3 +162,22 @@ def test_distributed_two_ranks_match_one(tmp_path, tiny_dir, pairs_jsonl):
     for ca, cb in zip(a["checkpoints"], b["checkpoints"]):
         for k, v in ca["metrics"].items():
             assert cb["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+
+
+def test_log_only_scan_from_trainer_state(tmp_path):
+    """No --data: diagnoses from trainer_state.json alone, flagged log-only (loss stuck at ln 2 -> no learning)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"step": s, "epoch": s / 100, "loss": 0.6931, "rewards/margins": 0.0, "rewards/accuracies": 0.0,
+                "rewards/chosen": 0.0, "rewards/rejected": 0.0, "learning_rate": 1e-6} for s in range(10, 110, 10)]
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "log_history": history}))
+    report = json.loads((scan(ScanConfig(run_dir=run, data=None, out=tmp_path / "rep", render=False))
+                         / "report.json").read_text())
+    assert report["log_only"] is True and report["checkpoints"] == []
+    assert "no_learning" in [d["kind"] for d in report["diagnoses"]]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    from dpo_doctor.errors import UserError
+
+    with pytest.raises(UserError, match="no trainer_state.json"):
+        scan(ScanConfig(run_dir=empty, data=None, out=tmp_path / "rep2", render=False))

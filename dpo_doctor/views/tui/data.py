@@ -1,0 +1,137 @@
+"""What the dashboard reads: report.json (json) and the Parquet tables (polars), nothing else.
+
+The TUI never runs a model or recomputes a metric; the only derived columns are per-row differences of stored
+values (a pair's summed log-ratio, its length difference) that the pairs table sorts by.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from dpo_doctor.errors import UserError
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
+
+
+@dataclass(frozen=True)
+class TuiReport:
+    """One scan as written to disk: the parsed report.json plus its tables (None where absent)."""
+
+    dir: Path
+    doc: dict
+    pairs: pl.DataFrame | None
+    pair_texts: pl.DataFrame | None
+    samples: pl.DataFrame | None
+    train_log: pl.DataFrame | None
+
+    @property
+    def checkpoints(self) -> list[dict]:
+        return self.doc.get("checkpoints") or []
+
+    @property
+    def checkpoint_names(self) -> list[str]:
+        return [c["name"] for c in self.checkpoints]
+
+    @property
+    def diagnoses(self) -> list[dict]:
+        """Diagnoses, worst first (stable within a severity)."""
+        diags = self.doc.get("diagnoses") or []
+        return sorted(diags, key=lambda d: -SEVERITY_RANK.get(d.get("severity"), 0))
+
+    @property
+    def html_path(self) -> Path | None:
+        path = self.dir / "report.html"
+        return path if path.is_file() else None
+
+    def diagnoses_for(self, checkpoint: str) -> list[dict]:
+        return [d for d in self.diagnoses if d.get("checkpoint") == checkpoint]
+
+    def default_checkpoint(self) -> str | None:
+        """The best checkpoint when the scan named one, else the last."""
+        best = self.doc.get("best_checkpoint") or {}
+        if best.get("name") in self.checkpoint_names:
+            return best["name"]
+        return self.checkpoint_names[-1] if self.checkpoints else None
+
+    def pair_rows(self, checkpoint: str) -> pl.DataFrame:
+        """The pairs of one checkpoint with their texts and the sortable differences."""
+        if self.pairs is None or self.pairs.is_empty():
+            return pl.DataFrame()
+        rows = self.pairs.filter(pl.col("checkpoint") == checkpoint).with_columns(
+            drift_chosen=pl.col("logp_chosen") - pl.col("ref_logp_chosen"),
+            drift_rejected=pl.col("logp_rejected") - pl.col("ref_logp_rejected"),
+            len_diff=pl.col("len_chosen") - pl.col("len_rejected"))
+        if self.pair_texts is not None:
+            rows = rows.join(self.pair_texts.select("pair_id", "prompt", "chosen", "rejected"), on="pair_id", how="left")
+        else:
+            rows = rows.with_columns(prompt=pl.lit(""), chosen=pl.lit(""), rejected=pl.lit(""))
+        return rows.sort("pair_id")
+
+    def sample_prompts(self) -> list[tuple[int, str]]:
+        if self.samples is None:
+            return []
+        first = self.samples.group_by("prompt_id").agg(pl.col("prompt").first()).sort("prompt_id")
+        return list(zip(first["prompt_id"].to_list(), first["prompt"].to_list()))
+
+    def samples_for(self, checkpoint: str, prompt_id: int) -> pl.DataFrame:
+        if self.samples is None:
+            return pl.DataFrame()
+        return self.samples.filter((pl.col("checkpoint") == checkpoint) & (pl.col("prompt_id") == prompt_id)).sort("sample_idx")
+
+
+def _read_table(report_dir: Path, name: str | None) -> pl.DataFrame | None:
+    if not name:
+        return None
+    path = report_dir / name
+    if not path.is_file():
+        return None
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # a truncated or foreign file: say which one
+        raise UserError(f"{path}: not a readable Parquet table ({exc}); re-run dpo-doctor scan to rewrite it") from None
+
+
+def load_report(report_dir: Path) -> TuiReport:
+    """Read a report dir written by `dpo-doctor scan`; bad input raises a one-line UserError."""
+    report_dir = Path(report_dir)
+    path = report_dir / "report.json"
+    if not path.is_file():
+        raise UserError(f"no report.json in {report_dir}: pass a report dir written by `dpo-doctor scan` "
+                        "(e.g. reports/<run>/), or no argument to pick one under reports/")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); re-run dpo-doctor scan to rewrite it") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
+        version = doc.get("schema_version") if isinstance(doc, dict) else None
+        raise UserError(f"{path}: schema_version {version!r} is not 1; open it with the dpo-doctor that wrote it")
+    files = doc.get("files") or {}
+    return TuiReport(dir=report_dir, doc=doc,
+                     pairs=_read_table(report_dir, files.get("pairs", "pairs.parquet")),
+                     pair_texts=_read_table(report_dir, files.get("pair_texts", "pair_texts.parquet")),
+                     samples=_read_table(report_dir, files.get("samples")),
+                     train_log=_read_table(report_dir, files.get("train_log")))
+
+
+def find_reports(root: Path) -> list[Path]:
+    """Report dirs at `root` itself or one or two levels below it (reports/<run>/, zoo/reports/<run>/)."""
+    root = Path(root)
+    if (root / "report.json").is_file():
+        return [root]
+    found = sorted(p.parent for pattern in ("*/report.json", "*/*/report.json") for p in root.glob(pattern))
+    return found
+
+
+def report_summary(report_dir: Path) -> dict:
+    """The picker's row for one report dir; unreadable files show as such instead of failing the list."""
+    try:
+        doc = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+        return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict", "?")),
+                "checkpoints": len(doc.get("checkpoints") or []), "diagnoses": len(doc.get("diagnoses") or []),
+                "created": str(doc.get("created", ""))[:16]}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {"name": report_dir.name, "verdict": "unreadable", "checkpoints": 0, "diagnoses": 0, "created": ""}
