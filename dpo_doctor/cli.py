@@ -286,6 +286,12 @@ def zoo(
     for path in build(out, names, force=force):
         print(f"  {path}")
 
+# --help lists commands in the order a user meets them, whatever order the blocks above were added in.
+_ORDER = ["demo", "scan", "report", "tui", "watch", "rules", "explain", "train", "repro", "zoo"]
+app.registered_commands.sort(
+    key=lambda c: _ORDER.index(c.name or c.callback.__name__) if (c.name or c.callback.__name__) in _ORDER else 99)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: UserError -> one line on stderr, exit 2."""
     import os
