@@ -27,6 +27,38 @@ app = typer.Typer(
 # ---- commands are added below, one block each -------------------------------------------------------------
 
 
+@app.command(no_args_is_help=True)
+def report(
+    report_dir: Path = typer.Argument(..., help="A scan's output dir (holds report.json)."),
+    format: str = typer.Option("html", "--format", help="html (self-contained, offline), md (GitHub Markdown for a PR comment) or json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of REPORT_DIR/report.<ext>; '-' prints to stdout."),
+) -> None:
+    """Render a finished scan as HTML, Markdown or JSON (no model is loaded)."""
+    import json as _json
+
+    from dpo_doctor.views.bundle import load_bundle
+
+    bundle = load_bundle(report_dir)
+    if format == "html":
+        from dpo_doctor.views.report_html import render_html
+
+        text = render_html(bundle)
+    elif format in ("md", "markdown"):
+        from dpo_doctor.views.report_md import render_markdown
+
+        text, format = render_markdown(bundle), "md"
+    elif format == "json":
+        text = _json.dumps(bundle.report, indent=2)
+    else:
+        raise UserError(f"--format {format!r}: use html, md or json")
+    if out is not None and str(out) == "-":
+        sys.stdout.write(text)
+        return
+    path = out or bundle.path / f"report.{format}"
+    path.write_text(text, encoding="utf-8")
+    print(path)
+
+
 @app.command("rules")
 def rules_list() -> None:
     """List the diagnosis rules: code, name, kind, severity (details: dpo-doctor explain CODE)."""
