@@ -195,6 +195,7 @@ def scan(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="auto: spread a model too large for one GPU over all GPUs (and CPU RAM) with accelerate."),
     seed: int = typer.Option(0, "--seed", help="Seed for --max-pairs subsets and sampling."),
     no_generate: bool = typer.Option(False, "--no-generate", help="Skip generation probes (length, KL, diversity): a quick pairs-only scan."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts."),
@@ -222,7 +223,7 @@ def scan(
     split = lambda s: tuple(c.strip().upper() for c in s.split(",") if c.strip()) if s else ()  # noqa: E731
     cfg = ScanConfig(run_dir=run_dir, data=data, ref=ref, base=base, beta=beta, out=out, max_pairs=max_pairs,
                      max_length=max_length, batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
-                     seed=seed, trust_pickles=trust_pickles, trust_remote_code=trust_remote_code,
+                     device_map=device_map, seed=seed, trust_pickles=trust_pickles, trust_remote_code=trust_remote_code,
                      generate=not no_generate, prompts=prompts, probe_suite=probe_suite, max_prompts=max_prompts,
                      samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, select=split(select),
                      ignore=split(ignore), rule_settings=tuple(set_ or ()), render=not no_render)

@@ -79,7 +79,8 @@ class GenerationStage:
 
         if self.ref_model is None:
             self.ref_model = load_model(spec, self.ctx["device"], self.ctx["dtype"],
-                                        trust_remote_code=self.cfg.trust_remote_code)
+                                        trust_remote_code=self.cfg.trust_remote_code,
+                                   device_map=self.cfg.device_map)
         return self.ref_model
 
     def _run(self, name: str, step: int, model, progress_label: str):
@@ -125,7 +126,8 @@ class GenerationStage:
         if cached is None:
             if model is None:
                 model = load_model(ckpt.spec, self.ctx["device"], self.ctx["dtype"],
-                                   trust_remote_code=self.cfg.trust_remote_code)
+                                   trust_remote_code=self.cfg.trust_remote_code,
+                                   device_map=self.cfg.device_map)
             self._ensure_ref(self.ref_spec)
             cached = (self._run(ckpt.name, ckpt.step, model, ckpt.name), self._data_kl(model))
             self._save(fp, *cached)

@@ -36,6 +36,7 @@ class ScanConfig:
     device: str = "auto"
     dtype: str = "auto"
     cache_dir: Path | None = None
+    device_map: str | None = None  # "auto": shard a model larger than one device (accelerate)
     seed: int = 0
     trust_pickles: bool = False
     trust_remote_code: bool = False
@@ -114,7 +115,8 @@ def score_spec(spec, label: str, pairs, tokenizer, cfg: ScanConfig, ctx: dict, p
         ctx["cached"].append(label)
         return scores, None
     scores = scores or PairScores.empty(len(pairs.tokens))
-    model = load_model(spec, ctx["device"], ctx["dtype"], trust_remote_code=cfg.trust_remote_code)
+    model = load_model(spec, ctx["device"], ctx["dtype"], trust_remote_code=cfg.trust_remote_code,
+                       device_map=cfg.device_map)
     check_finite_weights(model, spec.path)
     d = ctx["dist"]
     mine = shard_mask(len(pairs.tokens), d)

@@ -38,32 +38,38 @@ def _base_spec(spec: ModelSpec) -> ModelSpec:
     return ModelSpec(path=Path(spec.base), kind="full", base=None)
 
 
-def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, trust_remote_code: bool = False):
+def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, trust_remote_code: bool = False,
+               device_map: str | None = None):
     """The model in eval mode on `device`: full weights directly, an adapter on top of its base.
 
     An adapter is merged into the base only in float32. In bf16/fp16 the LoRA delta B·A is often below half an
     ulp of the base weight it would be added to, so merging would round the training away; the unmerged PEFT
     model computes x·W + (x·A)·B like TRL did during training.
+
+    `device_map="auto"` spreads a model too large for one device over every visible device (and CPU RAM) with
+    accelerate; inputs then follow the model's hooks, and `device` is not used.
     """
     validate_weights(spec)
+    place = (lambda m: m) if device_map else (lambda m: m.to(device))  # noqa: E731
     if spec.kind == "full":
-        return _load_full(spec.path, dtype, trust_remote_code).to(device).eval()
+        return place(_load_full(spec.path, dtype, trust_remote_code, device_map)).eval()
     from peft import PeftModel
 
-    base = _load_full(Path(spec.base), dtype, trust_remote_code)
+    base = _load_full(Path(spec.base), dtype, trust_remote_code, device_map)
     model = PeftModel.from_pretrained(base, str(spec.path), adapter_name=spec.adapter_name_hint or "default",
                                       is_trainable=False)
-    if dtype == torch.float32:
+    if dtype == torch.float32 and not device_map:
         model = model.merge_and_unload()
-    return model.to(device).eval()
+    return place(model).eval()
 
 
-def _load_full(path: Path, dtype: torch.dtype, trust_remote_code: bool):
+def _load_full(path: Path, dtype: torch.dtype, trust_remote_code: bool, device_map: str | None = None):
     from transformers import AutoModelForCausalLM
 
     try:
+        kwargs = {"device_map": device_map} if device_map else {}
         return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True,
-                                                    trust_remote_code=trust_remote_code)
+                                                    trust_remote_code=trust_remote_code, **kwargs)
     except ValueError as exc:  # e.g. an architecture this transformers does not know
         raise UserError(f"{path} could not be loaded as a causal LM ({str(exc).splitlines()[0]}); "
                         "check config.json or upgrade transformers") from None
