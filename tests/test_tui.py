@@ -377,16 +377,16 @@ def test_watcher_waits_for_a_checkpoint_to_finish_writing(tmp_path):
     run_dir = tmp_path / "run"
     _fake_checkpoint(run_dir / "checkpoint-1")
     seen = []
-    watcher = Watcher(run_dir, lambda d, progress: seen.append(run_snapshot(d)) or d, poll_s=0.02)
+    watcher = Watcher(run_dir, lambda d, progress: seen.append(run_snapshot(d)) or d, poll_s=0.3)
     reports = []
     watcher.start(on_report=reports.append, on_progress=lambda *a: None, on_error=pytest.fail)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # generous: the machine is shared, and polls are slow on purpose
     while len(seen) < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     _fake_checkpoint(run_dir / "checkpoint-2", size=1)
     for size in range(2, 12):  # still growing: no rescan while the snapshot changes every poll
         (run_dir / "checkpoint-2" / "model.safetensors").write_bytes(b"0" * size)
-        time.sleep(0.005)
+        time.sleep(0.002)  # far shorter than a poll: a stable snapshot can only be the finished one
     while len(seen) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert watcher.stop(timeout=2)
