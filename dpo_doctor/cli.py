@@ -36,22 +36,22 @@ def report(
     """Render a finished scan as HTML, Markdown or JSON (no model is loaded)."""
     import json as _json
 
-    from dpo_doctor.views.bundle import load_bundle
+    from dpo_doctor.views.load import load_report
 
-    bundle = load_bundle(report_dir)
+    bundle = load_report(report_dir)
     if format == "html":
-        from dpo_doctor.views.report_html import render_html
+        from dpo_doctor.views.html import render_html
 
         text = render_html(bundle)
     elif format in ("md", "markdown"):
-        from dpo_doctor.views.report_md import render_markdown
+        from dpo_doctor.views.markdown import render_markdown
 
         text, format = render_markdown(bundle), "md"
     elif format == "json":
         text = _json.dumps(bundle.report, indent=2)
     else:
         raise UserError(f"--format {format!r}: use html, md or json")
-    if out is not None and str(out) == "-":
+    if (out is not None and str(out) == "-") or (format == "json" and out is None):  # never rewrite report.json
         sys.stdout.write(text)
         return
     path = out or bundle.path / f"report.{format}"
