@@ -10,6 +10,11 @@ A limit that no checkpoint meets is relaxed to the checkpoint closest to it (sai
 reference (DPO003) the reference-free `accuracy/ranking` (pi(chosen) > pi(rejected)) ranks checkpoints instead.
 No choice (None) when nothing was trained or nothing learned: there is no checkpoint worth shipping over the
 reference.
+
+One source of truth: when a rule that says which checkpoint to ship fired (DPO102's hump, DPO103's held-out peak:
+`recommendation.params.ship_step`), that checkpoint is the best one, so the report never names two. Over-optimization
+wins over overfitting (the KL budget is the stricter limit). With a wrong reference those rules read
+reference-relative accuracies, so the ranking-accuracy choice above applies instead.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
     if "no_learning" in kinds:
         return None
     key = "accuracy/ranking" if "reference_mismatch" in kinds else "rewards/accuracies"
+    shipped = None if "reference_mismatch" in kinds else _rule_choice(facts, diagnoses)
+    if shipped is not None:
+        return shipped
     cands = [c for c in facts.checkpoints if _usable(c) and c.get(key) is not None]
     if not cands:
         return None
@@ -73,6 +81,25 @@ def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
         notes.append(note)
     best = max(cands, key=lambda c: (c.get(key), c.get("rewards/margins") or 0.0, c.step))
     return {"name": best.name, "step": best.step, "reason": _reason(facts, best, key, notes, kinds)}
+
+
+SHIP_RULES = {"DPO102": "the over-optimization hump: the most accurate checkpoint within the KL budget (the least "
+                        "KL when none is)",
+              "DPO103": "the held-out peak before overfitting"}
+
+
+def _rule_choice(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
+    """The checkpoint a fired DPO102 / DPO103 says to ship (in that order), if it exists and is usable."""
+    for code, why in SHIP_RULES.items():
+        d = next((d for d in diagnoses if d.code == code), None)
+        step = d.recommendation.params.get("ship_step") if d is not None else None
+        ck = next((c for c in facts.checkpoints if step is not None and c.step == step and _usable(c)), None)
+        if ck is None:
+            continue
+        acc, kl = ck.get("rewards/accuracies"), ck.get("gen/kl_mean")
+        stats = ", ".join(f"{k} {fmt(v)}" for k, v in (("held-out accuracy", acc), ("KL", kl)) if v is not None)
+        return {"name": ck.name, "step": ck.step, "reason": f"{why} ({code}; {stats})"}
+    return None
 
 
 def _reason(facts: RunFacts, best: CheckpointFacts, key: str, notes: list[str], kinds: set[str]) -> str:

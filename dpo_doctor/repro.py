@@ -95,8 +95,17 @@ def run_repro(cfg: ReproConfig) -> dict:
                           generate=bool(s.get("generate")), samples_per_prompt=s.get("samples_per_prompt", 4),
                           max_new_tokens=s.get("max_new_tokens", 64), seed=s.get("seed", 0)))
     after_report = json.loads((new / "report.json").read_text())
-    keys = list(diag["evidence"])
-    pick = lambda rep: {k: rep["checkpoints"][-1]["metrics"].get(k) for k in keys}  # noqa: E731
-    return {"diagnosis": diag["code"], "kind": diag["kind"], "change": change, "before": pick(report),
-            "after": pick(after_report), "after_diagnoses": [d["code"] for d in after_report["diagnoses"]],
+    keys = list(diag["evidence"]) + [k for k in ("gen/length_ratio", "gen/kl_mean", "rewards/accuracies")
+                                     if k not in diag["evidence"]]
+    return {"diagnosis": diag["code"], "kind": diag["kind"], "change": change, "before": evidence_values(report, keys),
+            "after": evidence_values(after_report, keys), "after_diagnoses": [d["code"] for d in after_report["diagnoses"]],
             "report": str(new)}
+
+
+def evidence_values(report: dict, keys: list[str]) -> dict:
+    """The last checkpoint's value of each metric; data statistics (length/mean_ratio...) live under data.stats,
+    not in the checkpoints (they describe the pairs, so they do not change with the fix)."""
+    metrics = report["checkpoints"][-1]["metrics"]
+    stats = (report.get("data") or {}).get("stats") or {}
+    return {k: metrics.get(k, stats.get(k)) for k in keys}
+

@@ -17,26 +17,38 @@ def test_healthy_picks_best_accuracy_then_margin_then_latest():
 
 
 def test_hump_stays_inside_the_kl_budget():
-    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 4.0}), _ck(0.74, **{"gen/kl_mean": 9.0}),
-                       _ck(0.76, **{"gen/kl_mean": 16.0}), _ck(0.71, **{"gen/kl_mean": 24.0}))
+    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.74, **{"gen/kl_mean": 45.0}),
+                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}))
     diagnoses = run_rules(facts)
     assert "over_optimization" in {d.kind for d in diagnoses}
     best = choose_best(facts, diagnoses)
-    assert best["name"] == "checkpoint-200"  # 0.76 at step 300 is past the 10-nat budget
+    assert best["name"] == "checkpoint-200"  # 0.76 at step 300 is past the 50-nat budget
     assert "KL budget" in best["reason"] and "hump" in best["reason"]
 
 
+def test_rule_message_and_best_checkpoint_name_the_same_checkpoint():
+    """One source of truth: DPO102's "Ship checkpoint-N" is the checkpoint best_checkpoint ships."""
+    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.74, **{"gen/kl_mean": 45.0}),
+                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}),
+                       _ck(0.72, **{"gen/kl_mean": 160.0, "gen/length_ratio": 2.0}), data={"length/mean_ratio": 1.0})
+    diagnoses = run_rules(facts)
+    over = next(d for d in diagnoses if d.code == "DPO102")
+    best = choose_best(facts, diagnoses)
+    assert f"Ship {best['name']} " in over.recommendation.text
+    assert over.recommendation.params["ship_step"] == best["step"] == 200
+
+
 def test_budget_override_moves_the_choice():
-    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 4.0}), _ck(0.74, **{"gen/kl_mean": 9.0}),
-                       _ck(0.76, **{"gen/kl_mean": 16.0}), _ck(0.71, **{"gen/kl_mean": 24.0}))
-    diagnoses = run_rules(facts, overrides={"DPO102": {"kl_budget": 20.0}})
+    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.74, **{"gen/kl_mean": 45.0}),
+                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}))
+    diagnoses = run_rules(facts, overrides={"DPO102": {"kl_budget": 90.0}})
     assert choose_best(facts, diagnoses)["name"] == "checkpoint-300"
 
 
 def test_every_checkpoint_past_the_budget_takes_the_closest():
-    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.80, **{"gen/kl_mean": 40.0}), beta=0.01)
+    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}), _ck(0.80, **{"gen/kl_mean": 200.0}), beta=0.01)
     best = choose_best(facts, run_rules(facts))
-    assert best["name"] == "checkpoint-100" and "comes closest" in best["reason"]
+    assert best["name"] == "checkpoint-100" and "least KL" in best["reason"]
 
 
 def test_nothing_to_ship():

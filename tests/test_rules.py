@@ -136,6 +136,21 @@ def test_order_severity_then_code_and_log_rules_deduplicated():
     assert [d.code for d in log_only] == ["DPO201"]
 
 
+def test_order_puts_the_cause_before_the_symptom_it_explains():
+    """Zoo over_optimization: KL blow-up (227 nats) with samples 2.1x longer from length-balanced data: the KL
+    blow-up explains the length growth (literature section 10 row 15), so DPO102 comes before DPO101. With
+    length-skewed data (zoo length_exploitation) length is the cause and keeps its code order."""
+    ck = lambda kl, acc: {"gen/kl_mean": kl, "rewards/accuracies": acc, "gen/length_ratio": 2.1,  # noqa: E731
+                          "rewards/margins": 0.9}
+    cks = (ck(144, 0.70), ck(82, 0.78), ck(218, 0.80), ck(227, 0.83))
+    balanced = R.run_rules(make_facts(*cks, beta=0.01, data={"length/mean_ratio": 1.0,
+                                                              "length/chosen_longer_frac": 0.5}))
+    assert [d.code for d in balanced] == ["DPO102", "DPO101"]
+    skewed = R.run_rules(make_facts(*cks, beta=0.01, data={"length/mean_ratio": 3.0, "length/chosen_longer_frac": 1.0,
+                                                            "length/chosen_mean": 32.0, "length/rejected_mean": 10.5}))
+    assert [d.code for d in skewed] == ["DPO101", "DPO102"]
+
+
 def test_verdict_healthy_says_so():
     assert R.verdict_of([]) == ("healthy", "No known DPO failure found.")
     verdict, summary = R.verdict_of(R.run_rules(DISPLACED))

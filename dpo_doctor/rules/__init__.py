@@ -6,8 +6,11 @@ defaults of its `check`, and executable examples. Codes group by what a finding 
 - DPO1xx: failures of training read from checkpoint metrics (and the log where it helps);
 - DPO2xx: the same failures read from the training log alone (for log-only verdicts). A log rule's finding is
   dropped when a DPO0xx/1xx rule already reported that kind from the checkpoints, so a problem is named once.
-Diagnoses are ordered by severity (error first), then by code: lower codes name causes that explain later ones
-(a wrong reference explains odd margins; over-optimization explains a falling chosen likelihood).
+Diagnoses are ordered by severity (error first), then causes before the symptoms they explain, then by code:
+lower codes name causes that explain later ones (a wrong reference explains odd margins; over-optimization explains
+a falling chosen likelihood). Where the causal order depends on the measurements, a finding names the kinds that
+would explain it (`Finding.explained_by`): length growth from length-balanced data is a symptom of a KL blow-up
+(dpo-literature.md section 10 row 15) when over-optimization is also found, so it is listed after it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ RULES: dict[str, Rule] = {m.RULE.code: m.RULE for m in _MODULES}
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
 __all__ = ["RULES", "CheckpointFacts", "Diagnosis", "Evidence", "Example", "Finding", "Recommendation", "Rule",
-           "RunFacts", "facts_from_report", "get_rule", "make_facts", "parse_set_option", "run_rules", "verdict_of"]
+           "RunFacts", "facts_from_report", "get_rule", "make_facts", "order", "parse_set_option", "run_rules",
+           "verdict_of"]
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -90,7 +94,14 @@ def run_rules(facts: RunFacts, select: set[str] | None = None, ignore: set[str] 
             found.append(diagnosis)
     from_metrics = {d.kind for d in found if d.source != "log"}
     found = [d for d in found if d.source != "log" or d.kind not in from_metrics]
-    return sorted(found, key=lambda d: (-SEVERITY_RANK[d.severity], d.code))
+    return order(found)
+
+
+def order(found: list[Diagnosis]) -> list[Diagnosis]:
+    """Most severe first; within a severity, causes before the findings they explain, then by code."""
+    kinds = {d.kind for d in found}
+    return sorted(found, key=lambda d: (-SEVERITY_RANK[d.severity], bool(set(d.explained_by) & (kinds - {d.kind})),
+                                        d.code))
 
 
 def parse_set_option(text: str) -> tuple[str, str, float]:

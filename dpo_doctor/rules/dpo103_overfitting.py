@@ -19,7 +19,8 @@ Evidence
     `rewards/accuracies` of the last rows, and/or the held-out `rewards/accuracies` (reference value: its peak).
 
 Recommended fix
-    Ship the checkpoint at the held-out peak and stop there. For the next run use IPO, whose margin converges to
+    Ship the checkpoint at the held-out peak and stop there (`params.ship_step`; `best_checkpoint` ships the same
+    one). For the next run use IPO, whose margin converges to
     1/(2 tau) instead of growing without bound; TRL's IPO margin is per token, so set tau = 1 / (2 m) with m the
     per-token margin (`margins_per_token`, nats/token) at the peak checkpoint: the margin the run had when it
     generalised best becomes IPO's target. Without that metric: cDPO with label_smoothing 0.1 (margins plateau at
@@ -84,9 +85,10 @@ def _fix(facts: RunFacts, peak_ck) -> Recommendation:
         return Recommendation(
             f"Ship {where} and stop there; next run use IPO with tau {fmt(tau)} (= 1 / (2 x per-token margin "
             f"{fmt(m)} at the peak)) so margins stop growing.",
-            beta=tau, variant="ipo", params={"target_margin_per_token": m, "peak_step": peak_ck.step})
+            beta=tau, variant="ipo", params={"target_margin_per_token": m, "ship_step": peak_ck.step})
     return Recommendation(f"Ship {where} and stop there; next run use cDPO with label_smoothing 0.1 (margins plateau "
-                          f"at log 9 = 2.2) or IPO.", variant="cdpo", params={"label_smoothing": 0.1})
+                          f"at log 9 = 2.2) or IPO.", variant="cdpo",
+                          params={"label_smoothing": 0.1, "ship_step": peak_ck.step if peak_ck is not None else None})
 
 
 def check(facts: RunFacts, *, rise_frac: float = 0.1, min_rise: float = 0.02, acc_drop: float = 0.05,

@@ -1,11 +1,16 @@
 """DPO104 mode-collapse: the policy's samples for one prompt have become near-copies of each other.
 
 What it detects
-    At the last checkpoint, per-input diversity of sampled answers falls more than `max_drop` (25%) relative to
+    At the last checkpoint, per-input diversity of sampled answers falls more than `max_drop` (33%) relative to
     the reference's own samples at the same sample count: `gen/ead_per_input` (expectation-adjusted distinct
     n-grams, length-corrected); `gen/distinct_2` is used only when EAD is missing, since plain distinct-n also falls
     when answers merely get longer. A fall of across-input EAD (`gen/ead_across_input`) is reported alongside:
     the same answer whatever the prompt.
+
+    Calibrated on the zoo (last checkpoint, 32 prompts x 4 samples): the drop of `gen/ead_per_input` is 5% on
+    healthy, 47% on the injected mode_collapse run, and up to 21% on runs without collapse (underfitting 21%,
+    over_optimization 19%, label_noise 17%): preference tuning lowers diversity somewhat everywhere (Kirk et al.).
+    The literature's 25% left only 4 points above those, so the default is a third (33%), midway.
 
 Why it matters
     Preference tuning cuts output diversity, most of all per input (Kirk et al. 2024); reverse-KL DPO is the most
@@ -43,7 +48,7 @@ def _last_diverse(facts: RunFacts, key: str, ref: float, max_drop: float):
     return ok[-1].step if ok else None
 
 
-def check(facts: RunFacts, *, max_drop: float = 0.25) -> Finding | None:
+def check(facts: RunFacts, *, max_drop: float = 0.33) -> Finding | None:
     ck = facts.last
     if ck is None:
         return None
@@ -78,6 +83,8 @@ EXAMPLES = (
                        reference=_REF), True, variant="f_dpo"),
     Example("no EAD: distinct-2 falls 40%", make_facts({"gen/distinct_2": 0.54}, reference={"gen/distinct_2": 0.9}),
             True),
+    Example("zoo underfitting: EAD 21% below the reference's (ordinary tuning, not collapse)",
+            make_facts({"gen/ead_per_input": 0.551}, reference={"gen/ead_per_input": 0.695}), False),
     Example("longer answers lower distinct-2 but EAD holds (length, not collapse)",
             make_facts({"gen/ead_per_input": 0.74, "gen/distinct_2": 0.5}, reference=_REF), False),
     Example("no generation probes", make_facts({"rewards/accuracies": 0.9}), False),

@@ -147,6 +147,7 @@ class Finding:
     evidence: tuple[Evidence, ...]
     recommendation: Recommendation
     checkpoint: str | None = None
+    explained_by: tuple[str, ...] = ()  # kinds that, when also found, are the cause: list this finding after them
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Diagnosis:
     recommendation: Recommendation
     explanation: str
     source: str = "metrics"  # which rule family made it: "metrics", "log" or "both" (not in to_dict)
+    explained_by: tuple[str, ...] = ()  # see Finding.explained_by (ordering only, not in to_dict)
 
     def to_dict(self) -> dict:
         return {"code": self.code, "name": self.name, "kind": self.kind, "severity": self.severity,
@@ -207,7 +209,8 @@ class Rule:
         if found is None:
             return None
         return Diagnosis(self.code, self.name, self.kind, self.severity, found.checkpoint, found.message,
-                         found.evidence, found.recommendation, self.doc, self.source)
+                         found.evidence, found.recommendation, self.doc, self.source,
+                         tuple(found.explained_by))
 
 
 def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = None,

@@ -39,7 +39,7 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
         "name": record["name"], "kind": record["kind"], "checkpoint": last["name"], "verdict": report["verdict"],
         "metrics": {k: last["metrics"].get(k) for k, _ in SYMPTOMS},
         "reference_metrics": {k: report.get("reference", {}).get("metrics", {}).get(k) for k, _ in SYMPTOMS},
-        "diagnoses": sorted({f"{d['code']} {d['name']}" for d in report["diagnoses"]}),
+        "diagnoses": [f"{d['code']} {d['name']}" for d in report["diagnoses"]],  # report order: most severe first
         "train_log": log_endpoints(run),
         "report": str(out / "report.html"),
     }

@@ -1,7 +1,7 @@
 """The zoo's scenarios: each one injects exactly one failure into an otherwise healthy recipe.
 
 A scenario is data (how its train / eval pairs are made) plus training overrides. Base recipe: 256 train pairs,
-64 held-out eval pairs on disjoint questions, beta 0.1, lr 5e-4, batch 8, 4 epochs (128 steps), a checkpoint every
+64 held-out eval pairs on disjoint questions, beta 0.1, lr 1e-3, batch 8, 4 epochs (128 steps), a checkpoint every
 32 steps. `kind` names the failure the way the scanner's diagnoses do.
 """
 
@@ -42,8 +42,9 @@ CANNED = (" The answer is 4.", " Sure! The answer is 4. I hope this helps.")
 
 
 def canned_pair(q: Question, rng: random.Random) -> Pair:
-    """Mode-collapse bait: one of two fixed answers always wins over a diverse (often right) answer."""
-    return {"prompt": q.text, "chosen": rng.choice(CANNED),
+    """Mode-collapse bait: a fixed answer (one of two, set by the question's template) always wins over a diverse
+    (often right) answer, so every prompt has one winning answer and the whole task only two."""
+    return {"prompt": q.text, "chosen": CANNED[q.template % len(CANNED)],
             "rejected": task.random_response(q, rng, correct=rng.random() < 0.7)}
 
 
@@ -90,8 +91,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("label_noise", "label_noise", "Healthy preferences with 35% of the labels flipped.",
              make_pair=noisy(0.35)),
     Scenario("mode_collapse", "mode_collapse",
-             "One of two canned answers always wins; lr 1e-3, 6 epochs.",
-             make_pair=canned_pair, train={"learning_rate": 1e-3, "epochs": 6.0, "save_steps": 48, "eval_steps": 48}),
+             "A canned answer (one of two, by question template) always wins over a diverse one; DPO + NLL on chosen "
+             "(RPO, rpo_alpha 1, lr 5e-4): the policy learns to say the canned answers. (Plain DPO at lr 1e-3 only "
+             "pushed the diverse answers down and degenerated into garbage, KL 257, more diverse than the reference.)",
+             make_pair=canned_pair, train={"loss": "rpo", "rpo_alpha": 1.0, "learning_rate": 5e-4}),
     Scenario("underfitting", "underfitting", "beta 5: the loss saturates while the policy barely moves.",
              train={"beta": 5.0}),
     Scenario("no_learning", "no_learning", "Learning rate 0: nothing changes.", train={"learning_rate": 0.0}),
