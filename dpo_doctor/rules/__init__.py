@@ -133,7 +133,9 @@ def verdict_of(diagnoses: list[Diagnosis]) -> tuple[str, str]:
     more = f" (+{len(diagnoses) - 1} more finding{'s' if len(diagnoses) > 2 else ''})" if len(diagnoses) > 1 else ""
     if verdict == "healthy":
         return verdict, f"No warning or error; {len(diagnoses)} informational note(s), first: {top.name}."
-    return verdict, f"{top.kind.replace('_', ' ')}{where}: {top.message}{more}"
+    lead = f"{top.kind.replace('_', ' ')}{where}"
+    text = top.message if top.message.lower().startswith(top.kind.replace("_", " ")) else f"{lead}: {top.message}"
+    return verdict, f"{text}{more}"
 
 
 def facts_from_report(report: Mapping, train_log=None) -> RunFacts:
