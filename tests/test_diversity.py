@@ -16,14 +16,6 @@ from dpo_doctor.metrics.self_bleu import bleu, self_bleu
 from tests.conftest import make_pairs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core box, OpenMP spinning makes 2 threads ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 A, B = [1, 2, 3, 4], [1, 2, 3, 5]
 
 

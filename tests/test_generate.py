@@ -14,14 +14,6 @@ from dpo_doctor.prompts import load_prompts, load_suite, resolve_prompts, suite_
 from tests.conftest import make_pairs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core box, OpenMP spinning makes 2 threads ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 README_COLUMNS = ["checkpoint", "step", "prompt_id", "prompt", "sample_idx", "greedy", "text", "n_tokens", "n_chars",
                   "logp", "ref_logp", "kl", "kl_k1", "kl_k3", "entropy"]
 

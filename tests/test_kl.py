@@ -15,14 +15,6 @@ from dpo_doctor.engine.logprobs import collate_pairs
 from dpo_doctor.metrics.kl import kl_metrics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core box, OpenMP spinning makes 2 threads ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tok():
