@@ -18,22 +18,20 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common as common  # noqa: E402
 
 
-def timed_scan(run: Path, setup: dict, data: str, work: Path, cache: Path) -> float:
+def timed_scan(run: Path, setup: common.Setup, data: str, work: Path, cache: Path) -> float:
     from dpo_doctor.scan import ScanConfig, scan
 
     t0 = time.perf_counter()
-    scan(ScanConfig(run_dir=run, data=Path(data), ref=Path(setup["ref"]), beta=0.1, generate=False, render=False,
-                    out=work / "report", cache_dir=cache, max_length=512))
+    scan(ScanConfig(run_dir=run, data=Path(data), ref=Path(setup.ref), beta=0.1, generate=False, render=False,
+                    out=work / "report", cache_dir=cache, max_length=1024))
     return round(time.perf_counter() - t0, 2)
 
 
 def main() -> None:
     import torch
-
-    from scan_throughput import build
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--hidden", type=int, default=128)
@@ -44,9 +42,9 @@ def main() -> None:
     sizes = [int(x) for x in a.pairs.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        setup = build(work, max(sizes), 8, a.hidden, a.layers)
-        rows = Path(setup["data"]).read_text().splitlines(keepends=True)
-        ckpts = sorted(Path(setup["run"]).iterdir(), key=lambda p: int(p.name.split("-")[1]))
+        setup = common.build(work, max(sizes), 8, a.hidden, a.layers)
+        rows = Path(setup.data).read_text().splitlines(keepends=True)
+        ckpts = common.checkpoint_dirs(setup.run)
         data256 = work / "p256.jsonl"
         data256.write_text("".join(rows[:256]))
         by_k = {}
@@ -68,7 +66,7 @@ def main() -> None:
             shutil.rmtree(work / f"cache_n{n}", ignore_errors=True)
     per_pass = by_k[8] / 9
     print(json.dumps({"benchmark": "scan_scaling", "date": time.strftime("%Y-%m-%d"), "device": "cpu, 1 thread",
-                      "model_params": setup["params"], "seconds_vs_checkpoints_256_pairs": by_k,
+                      "model_params": setup.params, "seconds_vs_checkpoints_256_pairs": by_k,
                       "seconds_per_pass_at_k8": round(per_pass, 2),
                       "seconds_one_new_checkpoint_warm_cache_of_4": incremental,
                       "seconds_vs_pairs_1_checkpoint": by_n, "loadavg": [round(x, 2) for x in os.getloadavg()]}))

@@ -72,3 +72,41 @@ def test_sequence_logps_masks_prompt_and_padding(model):
     assert n.tolist() == [2.0, 2.0]
     assert s[0].item() == pytest.approx(s[1].item(), rel=1e-5)  # tokens after the completion do not count
     assert math.isfinite(s[0].item())
+
+
+def test_response_head_path_equals_full_logits_path_with_gradients(model, monkeypatch):
+    """The head-on-response-positions path (plain-head families) gives the full-logits sums and gradients, also when
+    the head runs in several chunks; a family with logit softcapping takes the full path."""
+    from dpo_doctor.engine import logprobs
+
+    assert logprobs._has_plain_head(model)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, model.config.vocab_size, (3, 40), generator=g)
+    attn = torch.tensor([[1] * 40, [1] * 30 + [0] * 10, [1] * 12 + [0] * 28])
+    comp = torch.tensor([[0] * 4 + [1] * 36, [0] * 3 + [1] * 27 + [0] * 10, [0] * 2 + [1] * 10 + [0] * 28])
+
+    def full_path():
+        logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        per = token_logps(logits[:, :-1], ids[:, 1:]) * comp[:, 1:]
+        return per.sum(1), comp[:, 1:].sum(1).float()
+
+    # 73 response positions; the chunk floor is 16 rows, so this runs the head in 5 chunks
+    monkeypatch.setattr(logprobs, "_HEAD_CHUNK_ELEMENTS", 1)
+    results = []
+    for fn in (lambda: sequence_logps(model, ids, attn, comp), full_path):
+        model.zero_grad()
+        s, n = fn()
+        s.sum().backward()
+        results.append((s.detach(), n, model.get_output_embeddings().weight.grad.clone()))
+    (s1, n1, g1), (s2, n2, g2) = results
+    torch.testing.assert_close(s1, s2, atol=1e-5, rtol=0)
+    assert n1.tolist() == n2.tolist() == [36.0, 27.0, 10.0]
+    torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-4)
+
+    class Capped:
+        config = type("C", (), {"model_type": "llama", "final_logit_softcapping": 30.0})()
+
+        def get_decoder(self):
+            raise AssertionError("softcapped logits must not take the head-only path")
+
+    assert not logprobs._has_plain_head(Capped())

@@ -27,6 +27,26 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return picked - lse  # (B, T)
 
 
+# Model families whose logits are exactly `output_embeddings(decoder(x))`: no softcapping or logit scaling after
+# the head, so the head may be applied to a subset of positions. Others take the plain full-logits path.
+_PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"})
+# Logit elements per output-head chunk (32M: 128 MB in float32): the chunk is this many // V response positions,
+# so the logits stay bounded whatever B x T is (all of a batch at a 3k vocab, ~220 positions at 150k).
+_HEAD_CHUNK_ELEMENTS = 2**25
+
+
+def _has_plain_head(model) -> bool:
+    cfg = getattr(model, "config", None)
+    return (getattr(cfg, "model_type", None) in _PLAIN_HEAD_TYPES and hasattr(model, "get_decoder")
+            and not getattr(cfg, "final_logit_softcapping", None) and getattr(cfg, "logit_scale", None) in (None, 1.0))
+
+
+def _head_chunk_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """logits (n, V), targets (n,) -> log p(target) (n,) float32; the chunk is already bounded, so one logsumexp."""
+    picked = logits.gather(-1, targets.to(logits.device).unsqueeze(-1)).squeeze(-1).float()  # (n,)
+    return picked - torch.logsumexp(logits.float(), dim=-1)
+
+
 def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probability of the completion tokens of each row, and their count.
@@ -34,11 +54,38 @@ def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     input_ids, attention_mask, completion_mask: (B, T), right-padded; completion_mask is 1 on response tokens.
     Token t is predicted from positions < t, so logits[:, :-1] score input_ids[:, 1:] (as TRL does).
     Returns (logp_sum (B,), n_tokens (B,)). Differentiable: the trainer calls this with gradients on.
+
+    Where the family allows it (`_PLAIN_HEAD_TYPES`) the output head runs only on response positions, in chunks:
+    prompt and padding positions never get logits, and no (B, T, V) tensor exists. Same sums, same masking.
     """
+    if _has_plain_head(model):
+        return _response_head_logps(model, input_ids, attention_mask, completion_mask)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
     per_token = token_logps(logits[:, :-1], input_ids[:, 1:])  # (B, T-1)
     mask = completion_mask[:, 1:].to(per_token.dtype)  # (B, T-1)
     return (per_token * mask).sum(dim=1), mask.sum(dim=1)
+
+
+def _response_head_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sequence_logps` via decoder hidden states, with the head applied only where a response token is predicted.
+
+    Measured (benchmarks/scan_throughput.py setup, 8.1M-param Llama, 3k vocab, 1 CPU thread): about 3% less
+    scoring time; the larger gain is memory, logits bounded by _HEAD_CHUNK_ELEMENTS instead of B x T x V."""
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                 use_cache=False).last_hidden_state  # (B, T, H)
+    mask = completion_mask[:, 1:].to(hidden.device).bool()  # (B, T-1): position t predicts response token t+1
+    picked_hidden = hidden[:, :-1][mask]  # (N, H), N = response tokens in the batch
+    targets = input_ids[:, 1:].to(hidden.device)[mask]  # (N,)
+    head = model.get_output_embeddings()
+    chunk = max(16, _HEAD_CHUNK_ELEMENTS // int(getattr(model.config, "vocab_size", None) or 32000))
+    logps = torch.cat([_head_chunk_logps(head(h), t)
+                       for h, t in zip(picked_hidden.split(chunk), targets.split(chunk))])  # (N,)
+    # Back to (B, T-1) and summed along T, as the full-logits path does: bitwise the same sums (a scatter-add in
+    # another order drifts by float32 ulps, enough to break parity with TRL at 1e-6 on small rewards).
+    mask = mask.to(logps.device)
+    per_token = torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device).masked_scatter(mask, logps)
+    return per_token.sum(dim=1), mask.sum(dim=1).to(logps)
 
 
 @dataclass(frozen=True)
