@@ -110,3 +110,45 @@ def test_response_head_path_equals_full_logits_path_with_gradients(model, monkey
             raise AssertionError("softcapped logits must not take the head-only path")
 
     assert not logprobs._has_plain_head(Capped())
+
+
+def test_prefix_sharing_matches_float64_and_is_chosen_for_long_prompts(model, monkeypatch):
+    """Each prompt encoded once (KV cache reused for both responses) gives the float64 unpadded sums; `score_pairs`
+    picks it by itself when prompts dominate the tokens, and not when responses do."""
+    from dpo_doctor.engine import prefix
+
+    rng = np.random.default_rng(5)
+    mk = lambda lo, hi: tuple(int(x) for x in rng.integers(5, model.config.vocab_size, rng.integers(lo, hi)))  # noqa: E731
+    long_prompts = [PairTokens(mk(20, 40), mk(1, 6), mk(1, 6)) for _ in range(7)]
+    assert prefix.prompt_share(long_prompts) > prefix.PROMPT_SHARE_MIN
+    assert prefix.prompt_share(random_pairs(7, model.config.vocab_size)) < prefix.PROMPT_SHARE_MIN
+    assert prefix.supports_prefix_sharing(model)
+
+    calls = []
+    real = prefix.score_pair_batch
+
+    def spy(m, ps, pad_id, device):
+        calls.append(len(ps))
+        return real(m, ps, pad_id, device)
+
+    monkeypatch.setattr(prefix, "score_pair_batch", spy)
+    out = score_pairs(model, long_prompts, 1, torch.device("cpu"), PairScores.empty(7), token_budget=120)
+    assert sum(calls) == 7 and len(calls) > 1  # every pair through the prefix path, in several batches
+    calls.clear()
+    score_pairs(model, random_pairs(4, model.config.vocab_size), 1, torch.device("cpu"), PairScores.empty(4))
+    assert calls == []  # response-heavy: bucketed
+    for i, p in enumerate(long_prompts):
+        assert out.logp_chosen[i] == pytest.approx(_float64_logp(model, p.prompt_ids, p.chosen_ids), rel=1e-5)
+        assert out.logp_rejected[i] == pytest.approx(_float64_logp(model, p.prompt_ids, p.rejected_ids), rel=1e-5)
+        assert (out.len_chosen[i], out.len_rejected[i]) == (len(p.chosen_ids), len(p.rejected_ids))
+
+
+def test_prefix_sharing_resume_keeps_finished_sides(model):
+    pairs = [PairTokens(tuple(range(5, 35)), (40, 41, 42), (43,)) for _ in range(3)]
+    full = score_pairs(model, pairs, 1, torch.device("cpu"), PairScores.empty(3), prefix_sharing=True)
+    partial = PairScores.empty(3)
+    partial.logp_chosen[0] = 123.0  # chosen of pair 0 already scored: only its rejected side is left
+    score_pairs(model, pairs, 1, torch.device("cpu"), partial, prefix_sharing=True)
+    assert partial.logp_chosen[0] == 123.0 and partial.complete
+    np.testing.assert_allclose(partial.logp_rejected, full.logp_rejected, rtol=1e-5)
+    np.testing.assert_allclose(partial.logp_chosen[1:], full.logp_chosen[1:], rtol=1e-5)

@@ -1,7 +1,8 @@
 """Score preference pairs: summed response log-probs of chosen and rejected under one model.
 
 Chosen and rejected sequences are flattened and sorted by length, then cut into batches under a token budget
-(length bucketing), so padding stays small; each batch is one forward pass mixing both sides. Results land in
+(length bucketing), so padding stays small; each batch is one forward pass mixing both sides. When prompts
+dominate the tokens, each prompt is instead encoded once for both responses (`engine.prefix`). Results land in
 caller-owned arrays, so an interrupt keeps every finished batch (the caller caches partial results, NaN = not yet
 scored) and a re-run scores only what is missing. On CUDA an out-of-memory halves the budget and retries.
 """
@@ -15,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from dpo_doctor.engine import prefix
 from dpo_doctor.engine.logprobs import PairTokens, sequence_logps
 
 
@@ -78,8 +80,26 @@ def _is_oom(exc: BaseException) -> bool:
 
 def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.device, out: PairScores,
                 token_budget: int | None = None, max_rows: int = 256,
-                progress: Callable[[int], None] | None = None) -> PairScores:
-    """Fill `out` with summed response log-probs for every pair whose entry is still NaN."""
+                progress: Callable[[int], None] | None = None, prefix_sharing: bool | None = None) -> PairScores:
+    """Fill `out` with summed response log-probs for every pair whose entry is still NaN.
+
+    prefix_sharing: encode each prompt once for both responses (`engine.prefix`); None = automatically, when the
+    model family supports it and prompts are at least `prefix.PROMPT_SHARE_MIN` of the tokens to score. Pairs with
+    only one side left to score (a resumed run) always take the bucketed path."""
+    budget = token_budget or auto_token_budget(model, device)
+    both = [i for i in range(len(pairs)) if math.isnan(out.logp_chosen[i]) and math.isnan(out.logp_rejected[i])]
+    if prefix_sharing is None:
+        prefix_sharing = prefix.supports_prefix_sharing(model) and \
+            prefix.prompt_share([pairs[i] for i in both]) >= prefix.PROMPT_SHARE_MIN
+    if prefix_sharing and both:
+        def run_pairs(batch: list[int]) -> int:
+            c, r, nc, nr = prefix.score_pair_batch(model, [pairs[i] for i in batch], pad_id, device)
+            out.logp_chosen[batch], out.logp_rejected[batch] = c.numpy(), r.numpy()
+            out.len_chosen[batch], out.len_rejected[batch] = nc.numpy(), nr.numpy()
+            return 2 * len(batch)
+
+        _run_with_backoff(list(prefix.pair_batches(pairs, both, budget, max_rows)), run_pairs, device, progress)
+
     seqs: list[tuple[int, str, list[int], int]] = []  # (pair index, side, ids, prompt length)
     for i, p in enumerate(pairs):
         for side, resp in (("chosen", p.chosen_ids), ("rejected", p.rejected_ids)):
@@ -87,12 +107,22 @@ def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.d
                 seqs.append((i, side, list(p.prompt_ids) + list(resp), len(p.prompt_ids)))
     lengths = [len(s[2]) for s in seqs]
     order = sorted(range(len(seqs)), key=lambda j: -lengths[j])  # longest first: an OOM shows up at once
-    budget = token_budget or auto_token_budget(model, device)
-    pending = list(_batches(lengths, order, budget, max_rows))
+
+    def run_seqs(batch: list[int]) -> int:
+        _score_batch(model, [seqs[j] for j in batch], pad_id, device, out)
+        return len(batch)
+
+    _run_with_backoff(list(_batches(lengths, order, budget, max_rows)), run_seqs, device, progress)
+    return out
+
+
+def _run_with_backoff(pending: list[list[int]], run: Callable[[list[int]], int], device: torch.device,
+                      progress: Callable[[int], None] | None) -> None:
+    """run(batch) for each batch, longest first; on a CUDA out-of-memory the batch is split in two and retried."""
     while pending:
         batch = pending.pop(0)
         try:
-            _score_batch(model, [seqs[j] for j in batch], pad_id, device, out)
+            n = run(batch)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             if device.type != "cuda" or not _is_oom(exc) or len(batch) == 1:
                 raise
@@ -101,8 +131,7 @@ def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.d
             pending[:0] = [batch[:half], batch[half:]]
             continue
         if progress:
-            progress(len(batch))
-    return out
+            progress(n)
 
 
 @torch.inference_mode()
