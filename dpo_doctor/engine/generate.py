@@ -24,6 +24,8 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 
+from dpo_doctor.engine.compat import cache_kwargs, keep_kwargs, output_cache
+
 TOPK = 10
 
 
@@ -168,12 +170,7 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 def _forward(model, keep: int, **inputs):
     """model(**inputs) computing logits for the last `keep` positions only (`logits_to_keep`: the (B, T, V)
     logits of long prompts dominate memory); models without that argument compute all of them."""
-    try:
-        return model(**inputs, logits_to_keep=keep)
-    except TypeError as exc:
-        if "logits_to_keep" not in str(exc):
-            raise
-        return model(**inputs)
+    return model(**inputs, **keep_kwargs(model, keep))
 
 
 @torch.inference_mode()
@@ -192,8 +189,8 @@ def _generate_batch(model, rows: list[tuple[int, int, bool, list[int]]], cfg: Ge
     past, step_ids, step_pos = None, ids, pos
     for t in range(cfg.max_new_tokens):
         res = _forward(model, 1, input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                       past_key_values=past, use_cache=True)
-        past = res.past_key_values
+                       use_cache=True, **cache_kwargs(model, past))
+        past = output_cache(res)
         nxt = _pick(res.logits[:, -1], u[:, t].to(device), greedy, cfg.temperature, cfg.top_p)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out[:, t] = nxt

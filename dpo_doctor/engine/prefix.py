@@ -13,11 +13,11 @@ families known to take explicit positions with a plain KV cache.
 
 from __future__ import annotations
 
-import inspect
 from typing import Iterator, Sequence
 
 import torch
 
+from dpo_doctor.engine.compat import cache_kwargs, keep_kwargs, output_cache
 from dpo_doctor.engine.logprobs import PairTokens, token_logps
 
 # Share of all tokens (each prompt counted twice, as the bucketed path reads it) above which prefix sharing is used.
@@ -63,11 +63,6 @@ def pair_batches(pairs: Sequence[PairTokens], indices: Sequence[int], budget: in
         yield batch
 
 
-def _forward_params(model) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
-
-
 @torch.inference_mode()
 def score_pair_batch(model, pairs: Sequence[PairTokens], pad_id: int,
                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,12 +73,9 @@ def score_pair_batch(model, pairs: Sequence[PairTokens], pad_id: int,
     for k, p in enumerate(pairs):  # left-padded: every prompt ends in the last column
         ids[k, width - len(p.prompt_ids):] = torch.tensor(p.prompt_ids)
         pmask[k, width - len(p.prompt_ids):] = 1
-    params = _forward_params(model)
-    arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.24
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     out = model(input_ids=ids.to(device), attention_mask=pmask.to(device),
-                position_ids=(pmask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, **keep)
-    cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+                position_ids=(pmask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, **keep_kwargs(model, 1))
+    cache = output_cache(out)
     cache.batch_repeat_interleave(2)  # rows: pair 0 chosen, pair 0 rejected, pair 1 chosen, ...
     last = out.logits[:, -1].repeat_interleave(2, dim=0)  # (2B, V): predicts each response's first token
 
@@ -98,7 +90,7 @@ def score_pair_batch(model, pairs: Sequence[PairTokens], pad_id: int,
     plen = pmask.sum(1).repeat_interleave(2).to(device)  # (2B,)
     logits = model(input_ids=rids, attention_mask=torch.cat([pmask.to(device).repeat_interleave(2, dim=0), rmask], 1),
                    position_ids=plen[:, None] + torch.arange(rwidth, device=device)[None, :], use_cache=False,
-                   **{arg: cache}).logits  # (2B, R, V)
+                   **cache_kwargs(model, cache)).logits  # (2B, R, V)
     first = token_logps(last[:, None].to(logits.device), rids[:, :1].to(logits.device))[:, 0] * rmask[:, 0]
     rest = (token_logps(logits[:, :-1], rids[:, 1:].to(logits.device)) * rmask[:, 1:].to(logits.device)).sum(1)
     sums = (first.to(rest.device) + rest).double().cpu()
