@@ -8,6 +8,8 @@ pinning a version.
 from __future__ import annotations
 
 import inspect
+import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -37,3 +39,12 @@ def output_cache(out) -> Any:
     """The KV cache a forward returned, under either name."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+@contextmanager
+def quiet_peft():
+    """peft (0.21) reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model: a FutureWarning
+    on every load that says nothing to our users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

@@ -15,6 +15,7 @@ import torch
 from dpo_doctor.discover import (
     ModelSpec, files_digest, has_tokenizer, read_safetensors_header, weight_files,
 )
+from dpo_doctor.engine.compat import quiet_peft
 from dpo_doctor.errors import UserError
 
 _CONFIG_FILES = {"full": "config.json", "adapter": "adapter_config.json"}
@@ -56,8 +57,9 @@ def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, trust_remote_co
     from peft import PeftModel
 
     base = _load_full(Path(spec.base), dtype, trust_remote_code, device_map)
-    model = PeftModel.from_pretrained(base, str(spec.path), adapter_name=spec.adapter_name_hint or "default",
-                                      is_trainable=False)
+    with quiet_peft():
+        model = PeftModel.from_pretrained(base, str(spec.path), adapter_name=spec.adapter_name_hint or "default",
+                                          is_trainable=False)
     if dtype == torch.float32 and not device_map:
         model = model.merge_and_unload()
     return place(model).eval()

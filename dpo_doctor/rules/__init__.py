@@ -148,4 +148,5 @@ def facts_from_report(report: Mapping, train_log=None) -> RunFacts:
         reference_metrics=MappingProxyType(dict((report.get("reference") or {}).get("metrics") or {})),
         data_stats=MappingProxyType(dict((report.get("data") or {}).get("stats") or {})),
         beta=float(run.get("beta") or 0.1), loss_type=run.get("loss_type"), train_log=train_log,
-        log_only=bool(report.get("log_only")) or not ckpts)
+        log_only=bool(report.get("log_only")) or not ckpts,
+        n_pairs=(report.get("data") or {}).get("n_pairs"))

@@ -5,7 +5,8 @@ What it detects
     (`rewards/accuracies`) per checkpoint, when the last checkpoint is past the KL budget, any of:
     * the hump: checkpoints past the KL budget (`kl_budget` nats) are no more accurate than the best checkpoint
       within it (+`acc_tol`), i.e. the KL spent beyond the budget bought nothing;
-    * accuracy falls from its peak (by more than `acc_tol`) while KL keeps rising past the budget;
+    * accuracy falls from its peak (by more than `acc_tol`, and by at least `min_pairs` held-out pairs: one pair
+      changing side is noise) while KL keeps rising past the budget;
     * KL blow-up: the last checkpoint's KL exceeds `blowup_factor` x the budget (beta too low or LR too high).
     A run whose last checkpoint is back within budget is not flagged (sampled KL is noisy from one checkpoint to the
     next).
@@ -65,7 +66,7 @@ def hump(pts: list[tuple], budget: float) -> tuple:
     return min(pts, key=lambda p: p[1])
 
 
-def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float) -> list[str]:
+def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: float) -> list[str]:
     """Which over-optimization signatures hold, compared with the checkpoint to ship."""
     ship, last = hump(pts, budget), pts[-1]
     beyond = [p for p in pts if p[1] > budget]
@@ -74,7 +75,7 @@ def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float) -> list
         reasons.append(f"past the {fmt(budget)}-nat KL budget accuracy never beat {ship[0].name}'s "
                        f"{fmt(ship[2])} (within budget)")
     peak = max(pts, key=lambda p: (p[2], -p[1]))
-    if not reasons and last[1] > peak[1] and last[2] < peak[2] - tol:
+    if not reasons and last[1] > peak[1] and last[2] < peak[2] - fall:
         reasons.append(f"accuracy fell from {fmt(peak[2])} at {peak[0].name} to {fmt(last[2])} while KL rose "
                        f"from {fmt(peak[1])} to {fmt(last[1])} nats")
     if last[1] > blowup * budget:
@@ -83,11 +84,11 @@ def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float) -> list
 
 
 def check(facts: RunFacts, *, kl_budget: float = 50.0, blowup_factor: float = 3.0,
-          acc_tol: float = 0.02) -> Finding | None:
+          acc_tol: float = 0.02, min_pairs: float = 2) -> Finding | None:
     pts = _points(facts)
     if not pts or pts[-1][1] <= kl_budget:
         return None
-    reasons = _reasons(pts, kl_budget, blowup_factor, acc_tol)
+    reasons = _reasons(pts, kl_budget, blowup_factor, acc_tol, facts.accuracy_step(acc_tol, min_pairs))
     if not reasons:
         return None
     ship = hump(pts, kl_budget)
@@ -122,6 +123,10 @@ EXAMPLES = (
             False),
     Example("noisy KL back within budget at the end (zoo length_exploitation: 33, 29, 70, 31)",
             make_facts(_ck(33, 1.0), _ck(29, 0.97), _ck(70, 0.91), _ck(31, 0.95)), False),
+    Example("16 held-out pairs, no checkpoint within budget, accuracy 0.562 -> 0.5 (one pair) while KL 51 -> 63: "
+            "noise (SmolLM2 demo tuning)", make_facts(_ck(51.4, 0.562), _ck(63.3, 0.5), n_pairs=16), False),
+    Example("64 held-out pairs, accuracy 0.75 -> 0.66 (six pairs) while KL 60 -> 90",
+            make_facts(_ck(60, 0.75), _ck(90, 0.66), n_pairs=64), True, beta=0.18),
     Example("no generation probes: nothing to say", make_facts({"rewards/accuracies": 0.9}), False),
 )
 

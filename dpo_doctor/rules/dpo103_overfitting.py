@@ -6,7 +6,9 @@ What it detects
       (and by at least `min_rise` nats), while the train side saturates: the mean train `rewards/accuracies` of the
       last `tail` logged rows >= `train_acc_min` or their mean train loss <= `train_loss_max`;
     * from the checkpoints: held-out `rewards/accuracies` falls by at least `acc_drop` from an earlier peak, with the
-      train accuracy saturated as above (without a log, a drop of twice `acc_drop` is required).
+      train accuracy saturated as above (without a log, a drop of twice `acc_drop` is required), and by at least
+      `min_pairs` pairs of the held-out set: on 8 pairs one pair is 0.125 of accuracy, and one pair changing side
+      between two checkpoints is noise, not a trend.
 
 Why it matters
     With near-deterministic preferences DPO's logit link pushes margins without bound and the KL term stops
@@ -65,7 +67,8 @@ def _eval_loss_rise(facts: RunFacts, rise_frac: float, min_rise: float) -> tuple
             f"held-out loss rose from {fmt(low)} at step {step_min} to {fmt(last)} at step {last_step}", step_min)
 
 
-def _acc_drop(facts: RunFacts, drop: float) -> tuple[Evidence, str, object] | None:
+def _acc_drop(facts: RunFacts, drop: float, min_pairs: float) -> tuple[Evidence, str, object] | None:
+    drop = facts.accuracy_step(drop, min_pairs)
     pts = [(c, v) for c, v in facts.series("rewards/accuracies") if c.step > 0]
     if len(pts) < 2:
         return None
@@ -92,7 +95,8 @@ def _fix(facts: RunFacts, peak_ck) -> Recommendation:
 
 
 def check(facts: RunFacts, *, rise_frac: float = 0.1, min_rise: float = 0.02, acc_drop: float = 0.05,
-          train_acc_min: float = 0.95, train_loss_max: float = 0.1, tail: float = 3) -> Finding | None:
+          train_acc_min: float = 0.95, train_loss_max: float = 0.1, tail: float = 3,
+          min_pairs: float = 2) -> Finding | None:
     saturated, sat_ev = train_saturated(facts, tail, train_acc_min, train_loss_max)
     if saturated is False:
         return None
@@ -100,7 +104,7 @@ def check(facts: RunFacts, *, rise_frac: float = 0.1, min_rise: float = 0.02, ac
     rise = _eval_loss_rise(facts, rise_frac, min_rise) if saturated else None
     if rise:
         found.append(rise)
-    drop = _acc_drop(facts, acc_drop if saturated else 2 * acc_drop)
+    drop = _acc_drop(facts, acc_drop if saturated else 2 * acc_drop, min_pairs)
     if drop:
         found.append(drop)
     if not found:
@@ -136,6 +140,12 @@ EXAMPLES = (
     Example("held-out accuracy dips but the train side is not saturated (label noise, not memorisation)",
             make_facts({"rewards/accuracies": 0.66}, {"rewards/accuracies": 0.55}, log=_log([0.7, 0.66, 0.7], 0.75, 0.5)),
             False),
+    Example("8 held-out pairs, train saturated, one pair changes side (1.0 -> 0.875): noise, not flagged",
+            make_facts({"rewards/accuracies": 1.0}, {"rewards/accuracies": 0.875}, log=_log([0.3, 0.25, 0.24], 1.0),
+                       n_pairs=8), False),
+    Example("64 held-out pairs, train saturated, five pairs change side (0.953 -> 0.875)",
+            make_facts({"rewards/accuracies": 0.953}, {"rewards/accuracies": 0.875}, log=_log([0.3, 0.25, 0.24], 1.0),
+                       n_pairs=64), True),
     Example("no log: a large held-out accuracy drop is enough",
             make_facts({"rewards/accuracies": 0.85}, {"rewards/accuracies": 0.70}), True),
 )

@@ -64,6 +64,7 @@ class RunFacts:
     loss_type: str | None = None
     train_log: pl.DataFrame | None = None
     log_only: bool = False
+    n_pairs: int | None = None  # held-out pairs scored per checkpoint (sample size of every pair metric)
 
     @property
     def trained(self) -> tuple[CheckpointFacts, ...]:
@@ -73,6 +74,11 @@ class RunFacts:
     @property
     def last(self) -> CheckpointFacts | None:
         return self.checkpoints[-1] if self.checkpoints else None
+
+    def accuracy_step(self, tol: float, min_pairs: float = 2) -> float:
+        """The smallest change of a held-out accuracy worth reading as a change: `tol`, and at least `min_pairs`
+        pairs of the held-out set (on 8 pairs one pair is 0.125; one pair changing side is noise)."""
+        return max(tol, min_pairs / self.n_pairs) if self.n_pairs else tol
 
     def series(self, key: str) -> list[tuple[CheckpointFacts, float]]:
         """(checkpoint, value) for every checkpoint where `key` is a finite number, in step order."""
@@ -216,7 +222,7 @@ class Rule:
 def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = None,
                reference: Mapping[str, float] | None = None, data: Mapping[str, float] | None = None,
                beta: float = 0.1, loss_type: str | None = "sigmoid", log: list[dict] | None = None,
-               log_only: bool = False) -> RunFacts:
+               log_only: bool = False, n_pairs: int | None = None) -> RunFacts:
     """Facts for examples and tests: one metrics dict per checkpoint (steps 100, 200, ... unless given); `log` is
     a list of train_log rows (dicts with step, split and logged keys)."""
     steps = steps or tuple(100 * (i + 1) for i in range(len(metrics)))
@@ -228,4 +234,4 @@ def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = No
                               **{k: [None if r.get(k) is None else float(r[k]) for r in log] for k in keys}},
                              schema_overrides={k: pl.Float64 for k in keys})
     return RunFacts(ckpts, MappingProxyType(dict(reference or {})), MappingProxyType(dict(data or {})), beta,
-                    loss_type, frame, log_only)
+                    loss_type, frame, log_only, n_pairs)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from dpo_doctor.engine.compat import quiet_peft
 from dpo_doctor.engine.logprobs import PairTokens, collate_pairs, pair_logps
 from dpo_doctor.errors import UserError
 from dpo_doctor.train.losses import F_DIVERGENCE_LOSSES, F_DIVERGENCES, LOSSES, LossInputs
@@ -150,7 +151,8 @@ def load_policy_and_ref(cfg: TrainConfig, device: torch.device):
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear" if targets == ("all-linear",) else list(targets),
                           task_type="CAUSAL_LM")
-        policy = get_peft_model(policy, lora)
+        with quiet_peft():
+            policy = get_peft_model(policy, lora)
     return policy.to(device).train(), ref
 
 
