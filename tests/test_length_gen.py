@@ -53,9 +53,27 @@ def test_generation_metrics_cover_metric_info_and_are_finite():
     df = _frame([1, 2, 3, 4], [3, 5], logp=[1.0, 3.0, 2.0, 4.0]).with_columns(
         pl.Series("token_ids", [[1, 2], [3, 4], [5], [6, 7, 8], [1, 1, 1], [2] * 5]),
         pl.lit(0.5).alias("kl"), pl.lit(0.4).alias("kl_k1"), pl.lit(0.6).alias("kl_k3"),
-        pl.lit(2.0).alias("entropy"), pl.lit(0.3).alias("topk_mass"))
+        pl.lit(2.0).alias("entropy"), pl.lit(0.3).alias("topk_mass"), pl.lit(True).alias("finished"))
     df = pl.concat([df, df.with_columns(sample_idx=pl.col("sample_idx") + 2)])  # two samples per prompt
     m = generation_metrics(df, df, beta=0.1, vocab_size=50)
     assert set(m) | {"drift/kl_on_data_per_token"} == set(METRIC_INFO)
     assert all(v is not None and math.isfinite(v) for v in m.values())
     assert all(info["bad"] in ("low", "high", None) and info["unit"] for info in METRIC_INFO.values())
+
+
+def test_truncated_frac_counts_sampled_rows_cut_at_the_cap_and_dpo101_says_lower_bound():
+    """3 of 4 sampled rows never reached EOS (the greedy row is not counted): 0.75. Samples cached before the
+    `finished` column existed give None. DPO101 then calls its length ratio a lower bound."""
+    from dpo_doctor.rules import RULES
+    from dpo_doctor.rules.records import make_facts
+
+    policy = _frame([1, 2, 3, 4], [3], logp=[0.0] * 4).with_columns(
+        finished=pl.Series([True, False, False, False, True]))
+    ref = _frame([1, 2, 3, 4], [3], logp=[0.0] * 4)
+    assert length_metrics(policy, ref, beta=0.1)["gen/truncated_frac"] == 0.75
+    assert length_metrics(ref, ref, beta=0.1)["gen/truncated_frac"] is None
+    facts = {"gen/length_ratio": 1.7, "rewards/accuracies": 0.9, "rewards/margins": 1.0}
+    cut = RULES["DPO101"].run(make_facts({**facts, "gen/truncated_frac": 0.75}))
+    whole = RULES["DPO101"].run(make_facts({**facts, "gen/truncated_frac": 0.0}))
+    assert "at least: 75% of them hit the --max-new-tokens cap" in cut.message
+    assert "at least" not in whole.message

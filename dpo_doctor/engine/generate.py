@@ -347,7 +347,7 @@ def data_kl_per_token(policy, reference, batch: dict[str, torch.Tensor]) -> floa
 # ---- the samples table ---------------------------------------------------------------------------------------
 
 SAMPLE_COLUMNS = ("checkpoint", "step", "prompt_id", "prompt", "sample_idx", "greedy", "text", "n_tokens", "n_chars",
-                  "logp", "ref_logp", "kl", "kl_k1", "kl_k3", "entropy", "topk_mass", "token_ids")
+                  "logp", "ref_logp", "kl", "kl_k1", "kl_k3", "entropy", "topk_mass", "token_ids", "finished")
 
 
 def samples_frame(checkpoint_name: str, step: int, prompts: Sequence[str | list[dict]],
@@ -355,7 +355,7 @@ def samples_frame(checkpoint_name: str, step: int, prompts: Sequence[str | list[
     """samples.parquet rows of one checkpoint (`"reference"`, step -1 for the reference).
 
     Besides the README columns: `topk_mass` (mean top-10 mass) and `token_ids` (answer ids, EOS excluded), which
-    the diversity metrics read (they count n-grams of token ids)."""
+    the diversity metrics read (they count n-grams of token ids), and `finished` (False: cut at max_new_tokens)."""
     import polars as pl
 
     from dpo_doctor.data import render
@@ -366,8 +366,10 @@ def samples_frame(checkpoint_name: str, step: int, prompts: Sequence[str | list[
         "text": s.sample.text, "n_tokens": len(s.sample.answer_ids), "n_chars": len(s.sample.text),
         "logp": s.logp, "ref_logp": s.ref_logp, "kl": s.kl, "kl_k1": s.kl_k1, "kl_k3": s.kl_k3,
         "entropy": s.entropy, "topk_mass": s.topk_mass, "token_ids": list(s.sample.answer_ids),
+        "finished": s.sample.finished,
     } for s in scored]
     schema = {"checkpoint": pl.String, "step": pl.Int64, "prompt_id": pl.Int64, "prompt": pl.String,
               "sample_idx": pl.Int64, "greedy": pl.Boolean, "text": pl.String, "n_tokens": pl.Int64,
-              "n_chars": pl.Int64, **{c: pl.Float64 for c in SAMPLE_COLUMNS[9:16]}, "token_ids": pl.List(pl.Int64)}
+              "n_chars": pl.Int64, **{c: pl.Float64 for c in SAMPLE_COLUMNS[9:16]}, "token_ids": pl.List(pl.Int64),
+              "finished": pl.Boolean}
     return pl.DataFrame(rows, schema=schema)

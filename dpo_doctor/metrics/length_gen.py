@@ -23,6 +23,8 @@ INFO = {
     "gen/length_ratio": MetricInfo("ratio", "high", "mean sampled length / the reference's mean sampled length"),
     "gen/length_pvalue": MetricInfo("p-value", "low",
                                     "two-sided Mann-Whitney U p-value: sampled lengths vs the reference's"),
+    "gen/truncated_frac": MetricInfo("fraction", "high", "share of sampled answers cut at max_new_tokens (no EOS): "
+                                                         "when high, gen/length_ratio is a lower bound"),
     "gen/greedy_length_mean": MetricInfo("tokens", None, "mean length of greedy answers"),
     "gen/greedy_length_ratio": MetricInfo("ratio", "high", "mean greedy length / the reference's mean greedy length"),
     "gen/reward_length_spearman": MetricInfo("rho", "high",
@@ -39,6 +41,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def _mean(values: pl.Series) -> float | None:
     return None if values.is_empty() else float(values.mean())
+
+
+def _truncated(drawn: pl.DataFrame) -> float | None:
+    """Share of rows that never reached EOS (None for samples cached before the `finished` column existed)."""
+    if drawn.is_empty() or "finished" not in drawn.columns:
+        return None
+    return float(1.0 - drawn["finished"].cast(pl.Float64).mean())
 
 
 def _pvalue(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -72,6 +81,7 @@ def length_metrics(samples: pl.DataFrame, ref_samples: pl.DataFrame, beta: float
         "gen/length_chars_mean": _mean(drawn["n_chars"]),
         "gen/length_ratio": _ratio(mean, ref_mean),
         "gen/length_pvalue": _pvalue(drawn["n_tokens"].to_numpy(), ref_drawn["n_tokens"].to_numpy()),
+        "gen/truncated_frac": _truncated(drawn),
         "gen/greedy_length_mean": g_mean,
         "gen/greedy_length_ratio": _ratio(g_mean, ref_g_mean),
         "gen/reward_length_spearman": rho,
