@@ -33,15 +33,23 @@ QUESTIONS = (
     *(f"Name one animal that lives in {x}." for x in ("the ocean", "the desert", "a forest", "the Arctic",
                                                       "a river", "the jungle", "a farm", "the mountains")),
 )
-EVAL_EVERY = 6  # every 6th question is held out for eval pairs and generation probes (8 of 48)
+EVAL_EVERY = 3  # every 3rd question is held out for eval pairs and generation probes (16 of 48)
 
-TRAIN = {  # LoRA DPO settings, chosen to move a 135M model in a couple of CPU minutes
-    "beta": 0.1, "learning_rate": 5e-4, "max_steps": 20, "batch_size": 4, "grad_accum": 1, "warmup_steps": 2,
-    "save_steps": 10, "logging_steps": 1, "eval_steps": 5, "lora_r": 16, "lora_alpha": 32,
-    "lora_target_modules": ("q_proj", "v_proj"), "max_length": 256,
+# Settings measured on this machine (2 CPU cores, 2026-12-01; `dpo-doctor demo --model smollm2`):
+# * lr 5e-4, 20 steps, LoRA on q/v, 2 samples per prompt, 64-token probes: samples 1.06x -> 1.17x the reference's
+#   length, no diagnosis (the policy barely moved: drift ~0 nats/token);
+# * lr 2e-3, 40 steps (5 epochs of 32 pairs), LoRA on q/k/v/o: 1.62x, but the held-out loss rose 0.57 -> 0.94
+#   (overfitting, DPO103) and the KL passed the budget: three stories at once;
+# * below: 3 epochs at lr 1e-3: samples 1.42x at step 12, 1.64x at step 24, KL 6 -> 15 nats, DPO101 alone.
+# With 4 samples per prompt the pair is the longest vs the shortest answer (the largest length signal), and the
+# probes allow 96 new tokens: at 64 the policy's samples all hit the cap and the ratio stopped at 1.40.
+TRAIN = {  # LoRA DPO settings
+    "beta": 0.1, "learning_rate": 1e-3, "max_steps": 24, "batch_size": 4, "grad_accum": 1, "warmup_steps": 2,
+    "save_steps": 12, "logging_steps": 1, "eval_steps": 6, "lora_r": 16, "lora_alpha": 32,
+    "lora_target_modules": ("q_proj", "k_proj", "v_proj", "o_proj"), "max_length": 256,
 }
-SAMPLING = {"n_samples": 2, "max_new_tokens": 48, "rule": "longer", "seed": 0}
-SCAN = {"max_prompts": 8, "samples_per_prompt": 3, "max_new_tokens": 64}
+SAMPLING = {"n_samples": 4, "max_new_tokens": 48, "rule": "longer", "seed": 0}
+SCAN = {"max_prompts": 8, "samples_per_prompt": 3, "max_new_tokens": 96}
 
 
 def demo_prompts() -> list[str]:

@@ -228,10 +228,10 @@ def test_real_smollm2_answers_paris():
 
 
 def test_demo_prompt_split():
-    """48 distinct questions, 40 train / 8 held out, disjoint, every template represented in the held-out set."""
+    """48 distinct questions, 32 train / 16 held out, disjoint, every template represented in the held-out set."""
     from dpo_doctor.demo_smollm2 import demo_prompts, split
 
     prompts = demo_prompts()
     train, held = split(prompts)
-    assert len(set(prompts)) == 48 and (len(train), len(held)) == (40, 8) and not set(train) & set(held)
+    assert len(set(prompts)) == 48 and (len(train), len(held)) == (32, 16) and not set(train) & set(held)
     assert {q.split()[1] for q in held} >= {"is", "many", "color", "one"}
