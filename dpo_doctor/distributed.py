@@ -2,7 +2,8 @@
 
 Pairs are sharded round-robin across ranks (pair i goes to rank i % world), every rank scores its shard of the
 entries still missing, and the shards are summed into every rank with one all_reduce (gloo on CPU, NCCL on
-CUDA). Only rank 0 writes caches and the report, so the report is the single-process one (to float tolerance).
+CUDA). Generation probes shard the prompts the same way; each rank's samples table travels as Arrow IPC bytes in
+a uint8 tensor (`gather_bytes`: no pickling, unlike all_gather_object). Only rank 0 writes caches and the report, so the report is the single-process one (to float tolerance).
 Without WORLD_SIZE > 1 in the environment, everything here is a no-op.
 """
 
@@ -58,13 +59,69 @@ def merge(arrays: dict[str, np.ndarray], mine: np.ndarray, d: Dist) -> dict[str,
     import torch
     import torch.distributed as dist
 
-    device = torch.device("cuda", d.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = _device(d)
     out = {}
     for name, arr in arrays.items():
         t = torch.from_numpy(np.where(mine, np.nan_to_num(arr.astype(np.float64)), 0.0)).to(device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         out[name] = t.cpu().numpy().astype(arr.dtype)
     return out
+
+
+def _device(d: Dist):
+    import torch
+    import torch.distributed as dist
+
+    return torch.device("cuda", d.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def owned(n: int, d: Dist) -> list[int]:
+    """The indices of n items (prompts, batches) this rank handles: i % world == rank."""
+    return [i for i in range(n) if i % d.world == d.rank]
+
+
+def all_true(flag: bool, d: Dist) -> bool:
+    """True when `flag` holds on every rank (so ranks take the same branch and no collective is left waiting)."""
+    if not d.active:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)], device=_device(d))
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def all_sum(values: list[float], d: Dist) -> list[float]:
+    """Element-wise sum over ranks, in float64."""
+    if not d.active:
+        return list(values)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=_device(d))
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.cpu().tolist()
+
+
+def gather_bytes(data: bytes, d: Dist) -> list[bytes]:
+    """Every rank's `data`, in rank order, on every rank."""
+    if not d.active:
+        return [data]
+    import torch
+    import torch.distributed as dist
+
+    dev = _device(d)
+    size = torch.tensor([len(data)], dtype=torch.long, device=dev)
+    sizes = [torch.zeros_like(size) for _ in range(d.world)]
+    dist.all_gather(sizes, size)
+    longest = max(int(s.item()) for s in sizes)
+    buf = torch.zeros(longest, dtype=torch.uint8, device=dev)
+    if data:
+        buf[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev)
+    parts = [torch.zeros_like(buf) for _ in range(d.world)]
+    dist.all_gather(parts, buf)
+    return [bytes(p[: int(s.item())].cpu().numpy().tobytes()) for p, s in zip(parts, sizes)]
 
 
 def barrier(d: Dist) -> None:

@@ -4,16 +4,23 @@ Samples from the reference and every checkpoint on the same prompts (seeded), sc
 policy and the reference (exact KL, k1/k3, entropy), measures drift on the pair texts, then turns the samples
 table into `gen/*` metrics. Scored samples are cached per (policy, reference, prompts, settings), so a re-scan
 loads them instead of generating again.
+
+Under torchrun every rank samples and scores its shard of the prompts (prompt i on rank i % world; a sample's
+randomness depends on its prompt and sample index only, so the shards are the single-process samples), the
+shards are gathered into the full table on every rank, and drift on data sums its batches over ranks. Only rank
+0 writes the cache; a cached table is used only when every rank finds it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import polars as pl
 
+from dpo_doctor import distributed
 from dpo_doctor.errors import UserError
 
 DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the pair texts)
@@ -40,6 +47,7 @@ class GenerationStage:
         from dpo_doctor.engine.generate import GenConfig
 
         self.cfg, self.pairs, self.tokenizer, self.ctx = cfg, pairs, tokenizer, ctx
+        self.dist = ctx["dist"]
         self.prompts = _prompts(cfg, pairs)
         self.gen = GenConfig(samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
                              seed=cfg.seed)
@@ -57,6 +65,10 @@ class GenerationStage:
         return self.ctx["cache"].dir.parent / "samples" / f"{key}.parquet"
 
     def _load_cached(self, model_fp: str):
+        cached = self._read_cache(model_fp)
+        return cached if distributed.all_true(cached is not None, self.dist) else None
+
+    def _read_cache(self, model_fp: str):
         path = self._cache_path(model_fp)
         if not path.exists():
             return None
@@ -67,6 +79,8 @@ class GenerationStage:
             return None
 
     def _save(self, model_fp: str, frame: pl.DataFrame, data_kl: float | None) -> None:
+        if not self.dist.is_main:
+            return
         path = self._cache_path(model_fp)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.parquet")
@@ -86,9 +100,16 @@ class GenerationStage:
     def _run(self, name: str, step: int, model, progress_label: str):
         from dpo_doctor.engine.generate import sample, samples_frame, score_samples
 
-        samples = sample(model, self.tokenizer, self.prompts, self.gen, self.ctx["device"])
+        mine = distributed.owned(len(self.prompts), self.dist) if self.dist.active else None
+        samples = sample(model, self.tokenizer, self.prompts, self.gen, self.ctx["device"], only=mine)
         scored = score_samples(model, self.ref_model, samples, self.tokenizer, self.gen, self.ctx["device"])
-        return samples_frame(name, step, self.prompts, scored)
+        frame = samples_frame(name, step, self.prompts, scored)
+        if not self.dist.active:
+            return frame
+        buf = io.BytesIO()
+        frame.write_ipc(buf)
+        parts = [pl.read_ipc(io.BytesIO(b)) for b in distributed.gather_bytes(buf.getvalue(), self.dist)]
+        return pl.concat(parts).sort("prompt_id", "sample_idx")
 
     def _data_kl(self, model) -> float:
         from dpo_doctor.engine.generate import data_kl_sums
@@ -97,9 +118,12 @@ class GenerationStage:
         total, n = 0.0, 0
         tokens = self.pairs.tokens[:DATA_KL_PAIRS]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        for i in range(0, len(tokens), 8):
-            t, k = data_kl_sums(model, self.ref_model, collate_pairs(tokens[i: i + 8], pad), self.gen.kl_vocab_chunk)
+        starts = list(range(0, len(tokens), 8))
+        for j in distributed.owned(len(starts), self.dist):
+            batch = collate_pairs(tokens[starts[j]: starts[j] + 8], pad)
+            t, k = data_kl_sums(model, self.ref_model, batch, self.gen.kl_vocab_chunk)
             total, n = total + t, n + k
+        total, n = distributed.all_sum([total, float(n)], self.dist)
         return total / n if n else 0.0
 
     def start(self, ref_spec, ref_model):

@@ -208,8 +208,8 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
 
     ref_scores, ref_model = score_spec(run.reference, "reference", pairs, tokenizer, cfg, ctx, progress)
     frames, ckpt_entries = [], []
-    # Generation probes run on rank 0 only; pair scoring is sharded across ranks.
-    gen = generation_stage(cfg, pairs, tokenizer, ctx) if cfg.generate and d.is_main else None
+    # Pair scoring and generation probes are both sharded across ranks (pairs, prompts); rank 0 writes the report.
+    gen = generation_stage(cfg, pairs, tokenizer, ctx) if cfg.generate else None
     if gen is not None:
         ref_model = gen.start(run.reference, ref_model)
     elif ref_model is not None:

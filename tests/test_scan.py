@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import polars as pl
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def make_run(root, tiny_dir, steps=(2, 4), scale=0.02):
 
 def cfg(tmp_path, run, data, **kw):
     return ScanConfig(run_dir=run, data=data, ref=kw.pop("ref", None), out=tmp_path / "rep",
-                      cache_dir=kw.pop("cache_dir", tmp_path / "cache"), generate=False, render=False, **kw)
+                      cache_dir=kw.pop("cache_dir", tmp_path / "cache"), generate=kw.pop("generate", False), render=False, **kw)
 
 
 def test_report_contract_and_cache(tmp_path, tiny_dir, pairs_jsonl):
@@ -146,13 +147,19 @@ def test_scan_with_generation_probes(tmp_path, tiny_dir, pairs_jsonl):
     assert again["settings"]["scored"] == []
 
 
-def test_distributed_two_ranks_match_one(tmp_path, tiny_dir, pairs_jsonl):
-    """torchrun with 2 CPU processes (gloo) writes the single-process report, to float tolerance."""
+@pytest.mark.parametrize("generate", [False, True], ids=["pairs", "pairs+generation"])
+def test_distributed_two_ranks_match_one(tmp_path, tiny_dir, pairs_jsonl, generate):
+    """torchrun with 2 CPU processes (gloo) writes the single-process report, to float tolerance: pairs sharded,
+    and with generation probes the prompts too (the samples table is the single-process one, row for row)."""
     run = make_run(tmp_path / "run", tiny_dir, steps=(2, 4))
-    single = scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "dpo_doctor", "scan", str(run), "--data", str(pairs_jsonl), "--ref", str(tiny_dir), "--out",
-           str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "dcache"), "--no-generate", "--no-render"]
+    gen = {"generate": True, "max_prompts": 5, "samples_per_prompt": 2, "max_new_tokens": 8} if generate else {}
+    single = scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir, **gen))
+    flags = ["--max-prompts", "5", "--samples-per-prompt", "2", "--max-new-tokens", "8"] if generate else \
+        ["--no-generate"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(29517 + int(generate)), "-m", "dpo_doctor", "scan", str(run), "--data",
+           str(pairs_jsonl), "--ref", str(tiny_dir), "--out", str(tmp_path / "dist"), "--cache-dir",
+           str(tmp_path / "dcache"), "--no-render", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
                                                                                  "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -160,8 +167,15 @@ def test_distributed_two_ranks_match_one(tmp_path, tiny_dir, pairs_jsonl):
     b = json.loads((tmp_path / "dist" / "report.json").read_text())
     assert [c["name"] for c in a["checkpoints"]] == [c["name"] for c in b["checkpoints"]]
     for ca, cb in zip(a["checkpoints"], b["checkpoints"]):
+        assert set(ca["metrics"]) == set(cb["metrics"])
+        assert any(k.startswith("gen/") for k in ca["metrics"]) == generate
         for k, v in ca["metrics"].items():
             assert cb["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    if generate:
+        sa, sb = (pl.read_parquet(p / "samples.parquet") for p in (single, tmp_path / "dist"))
+        assert sa.height == sb.height == 3 * 5 * 3  # reference + 2 checkpoints, 5 prompts x (2 sampled + greedy)
+        assert sa["text"].to_list() == sb["text"].to_list()
+        assert sa["kl"].to_list() == pytest.approx(sb["kl"].to_list(), rel=1e-5, abs=1e-6)
 
 
 def test_log_only_scan_from_trainer_state(tmp_path):

@@ -205,16 +205,20 @@ def _generate_batch(model, rows: list[tuple[int, int, bool, list[int]]], cfg: Ge
     return [(out[i, : lengths[i]].tolist(), bool(done[i])) for i in range(len(rows))]
 
 
-def sample(model, tokenizer, prompts: list[str | list[dict]], cfg: GenConfig, device) -> list[Sample]:
+def sample(model, tokenizer, prompts: list[str | list[dict]], cfg: GenConfig, device,
+           only: Sequence[int] | None = None) -> list[Sample]:
     """samples_per_prompt sampled completions (+ one greedy) per prompt, ordered by (prompt_id, sample_idx).
 
+    only: the prompt ids to sample (default all). A row's randomness depends on (seed, prompt_id, sample_idx)
+    alone, so a shard of the prompts gets exactly the samples a full run gives them (distributed scans).
     Rows are sorted by prompt length before batching so left padding stays small."""
     device = torch.device(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = eos_ids(model, tokenizer)
-    encoded = [prompt_token_ids(tokenizer, p) for p in prompts]
+    ids = range(len(prompts)) if only is None else only
+    encoded = {p: prompt_token_ids(tokenizer, prompts[p]) for p in ids}
     n_rows = cfg.samples_per_prompt + int(cfg.greedy)
-    rows = [(p, s, s == cfg.samples_per_prompt, encoded[p]) for p in range(len(prompts)) for s in range(n_rows)]
+    rows = [(p, s, s == cfg.samples_per_prompt, encoded[p]) for p in ids for s in range(n_rows)]
     rows.sort(key=lambda r: len(r[3]))
     was_training = model.training
     model.eval()
