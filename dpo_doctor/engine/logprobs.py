@@ -29,7 +29,7 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 # Model families whose logits are exactly `output_embeddings(decoder(x))`: no softcapping or logit scaling after
 # the head, so the head may be applied to a subset of positions. Others take the plain full-logits path.
-_PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"})
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"})
 # Logit elements per output-head chunk (32M: 128 MB in float32): the chunk is this many // V response positions,
 # so the logits stay bounded whatever B x T is (all of a batch at a 3k vocab, ~220 positions at 150k).
 _HEAD_CHUNK_ELEMENTS = 2**25
@@ -37,7 +37,7 @@ _HEAD_CHUNK_ELEMENTS = 2**25
 
 def _has_plain_head(model) -> bool:
     cfg = getattr(model, "config", None)
-    return (getattr(cfg, "model_type", None) in _PLAIN_HEAD_TYPES and hasattr(model, "get_decoder")
+    return (getattr(cfg, "model_type", None) in PLAIN_HEAD_TYPES and hasattr(model, "get_decoder")
             and not getattr(cfg, "final_logit_softcapping", None) and getattr(cfg, "logit_scale", None) in (None, 1.0))
 
 
@@ -55,7 +55,7 @@ def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     Token t is predicted from positions < t, so logits[:, :-1] score input_ids[:, 1:] (as TRL does).
     Returns (logp_sum (B,), n_tokens (B,)). Differentiable: the trainer calls this with gradients on.
 
-    Where the family allows it (`_PLAIN_HEAD_TYPES`) the output head runs only on response positions, in chunks:
+    Where the family allows it (`PLAIN_HEAD_TYPES`) the output head runs only on response positions, in chunks:
     prompt and padding positions never get logits, and no (B, T, V) tensor exists. Same sums, same masking.
     """
     if _has_plain_head(model):

@@ -18,19 +18,18 @@ from typing import Iterator, Sequence
 import torch
 
 from dpo_doctor.engine.compat import cache_kwargs, keep_kwargs, output_cache
-from dpo_doctor.engine.logprobs import PairTokens, token_logps
+from dpo_doctor.engine.logprobs import PLAIN_HEAD_TYPES, PairTokens, token_logps
 
 # Share of all tokens (each prompt counted twice, as the bucketed path reads it) above which prefix sharing is used.
-# The measured crossover lies between 0.69 (1.04x slower) and 0.82 (1.23x faster): see benchmarks/README.md.
+# The measured crossover lies between 0.69 (1.04x the bucketed time) and 0.82 (0.81x): see benchmarks/README.md.
 PROMPT_SHARE_MIN = 0.75
-
-# Decoder families with rotary positions taken from `position_ids` and a dense (non-sliding) DynamicCache.
-_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"})
 
 
 def supports_prefix_sharing(model) -> bool:
     cfg = getattr(model, "config", None)
-    if getattr(cfg, "model_type", None) not in _FAMILIES:
+    # the plain-head families are also decoders with rotary positions from `position_ids` and a DynamicCache;
+    # a sliding-window cache would drop keys, so those configs are left out
+    if getattr(cfg, "model_type", None) not in PLAIN_HEAD_TYPES:
         return False
     sliding = getattr(cfg, "sliding_window", None)
     return not sliding or getattr(cfg, "use_sliding_window", True) is False
