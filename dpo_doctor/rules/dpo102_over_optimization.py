@@ -13,7 +13,8 @@ What it detects
 
     Calibrated on the zoo (`dpo-doctor zoo measure`, 32 prompts x 4 samples, sequence KL in nats per completion):
     healthy 13-30 across its checkpoints (29.7 at the last), injected (over_optimization, beta 0.01) 82-227 (227
-    at the last, 4.5x the budget). The other runs stay below the blow-up line: length_exploitation 29-70 (31 at
+    at the last, 4.5x the budget) at lr 3e-3, 229-392 (256 at the last) at lr 5e-3, the zoo's setting since
+    2026-12-01. The other runs stay below the blow-up line: length_exploitation 29-70 (31 at
     the last), likelihood_displacement 39-80 (54), overfitting 9-19. Departure from the literature's 10 nats
     (section 10 row 15, "large early KL"): the default budget is 50, because the zoo's tiny model (2 layers,
     384-token vocabulary, lr 1e-3) spends ~1 nat per sampled token in a run that generalises well (held-out

@@ -83,8 +83,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              make_pair=near_identical_pair, train={"learning_rate": 1e-3, "epochs": 6.0, "save_steps": 48,
                                                    "eval_steps": 48}),
     Scenario("over_optimization", "over_optimization",
-             "beta 0.01, lr 3e-3, 8 epochs: the policy runs far from the reference.",
-             train={"beta": 0.01, "learning_rate": 3e-3, "epochs": 8.0, "save_steps": 64, "eval_steps": 64}),
+             "beta 0.01, lr 5e-3, 8 epochs: the policy runs far from the reference.",
+             # lr 3e-3 sat on an edge: float-rounding changes in the engine (2026-12-01) moved its last-checkpoint
+             # KL from 218 to 38 nats; at 5e-3 it stays 211-420 across both engine paths and seeds 42 and 1
+             train={"beta": 0.01, "learning_rate": 5e-3, "epochs": 8.0, "save_steps": 64, "eval_steps": 64}),
     Scenario("overfitting", "overfitting",
              "Only 24 train pairs for 40 epochs; eval on 64 held-out questions.",
              n_train=24, train={"epochs": 40.0, "learning_rate": 1e-3, "save_steps": 24, "eval_steps": 12}),
