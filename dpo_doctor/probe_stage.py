@@ -61,7 +61,8 @@ class GenerationStage:
 
     # ---- cache ----
     def _cache_path(self, model_fp: str) -> Path:
-        key = hashlib.sha256(f"gen-v1|{model_fp}|{self.ref_fp}|{self.settings_fp}".encode()).hexdigest()[:32]
+        # gen-v2: samples tables gained the `finished` column (gen/truncated_frac); v1 entries are not mixed in
+        key = hashlib.sha256(f"gen-v2|{model_fp}|{self.ref_fp}|{self.settings_fp}".encode()).hexdigest()[:32]
         return self.ctx["cache"].dir.parent / "samples" / f"{key}.parquet"
 
     def _load_cached(self, model_fp: str):

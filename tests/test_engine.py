@@ -149,6 +149,9 @@ def test_prefix_sharing_resume_keeps_finished_sides(model):
     partial = PairScores.empty(3)
     partial.logp_chosen[0] = 123.0  # chosen of pair 0 already scored: only its rejected side is left
     score_pairs(model, pairs, 1, torch.device("cpu"), partial, prefix_sharing=True)
+    empty = score_pairs(model, [PairTokens((), (40, 41, 42), (43,))], 1, torch.device("cpu"), PairScores.empty(1),
+                        prefix_sharing=True)  # nothing to share: bucketed, no crash
+    assert empty.complete
     assert partial.logp_chosen[0] == 123.0 and partial.complete
     np.testing.assert_allclose(partial.logp_rejected, full.logp_rejected, rtol=1e-5)
     np.testing.assert_allclose(partial.logp_chosen[1:], full.logp_chosen[1:], rtol=1e-5)

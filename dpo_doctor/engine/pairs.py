@@ -85,9 +85,10 @@ def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.d
 
     prefix_sharing: encode each prompt once for both responses (`engine.prefix`); None = automatically, when the
     model family supports it and prompts are at least `prefix.PROMPT_SHARE_MIN` of the tokens to score. Pairs with
-    only one side left to score (a resumed run) always take the bucketed path."""
+    only one side left to score (a resumed run) or an empty prompt always take the bucketed path."""
     budget = token_budget or auto_token_budget(model, device)
-    both = [i for i in range(len(pairs)) if math.isnan(out.logp_chosen[i]) and math.isnan(out.logp_rejected[i])]
+    both = [i for i in range(len(pairs)) if math.isnan(out.logp_chosen[i]) and math.isnan(out.logp_rejected[i])
+            and pairs[i].prompt_ids]  # an empty prompt has nothing to share (and no logits for the first token)
     if prefix_sharing is None:
         prefix_sharing = prefix.supports_prefix_sharing(model) and \
             prefix.prompt_share([pairs[i] for i in both]) >= prefix.PROMPT_SHARE_MIN
