@@ -2,7 +2,7 @@
 
 Everything is built locally from config (no hub): a synthetic Zipfian language of a few thousand pseudo-words
 (so a byte-level BPE trained on it really fills a 2-4k vocabulary and words cost 1-3 tokens, as in real text), a
-small Llama from `dpo_doctor.tiny`, K checkpoints = the reference plus small Gaussian perturbations saved as
+small Llama from `dpo_doctor.zoo.tiny`, K checkpoints = the reference plus small Gaussian perturbations saved as
 `checkpoint-N/` dirs (full safetensors weights, as a TRL run saves them), and pairs whose responses spread several
 times in length, as real preference sets do. Each contender runs in its own subprocess (`run_child`): separate
 peak-RSS figures, and TRL's Accelerate state (a process-wide singleton) stays out of the parent.
@@ -77,7 +77,7 @@ def build(work: Path, n_pairs: int, k: int, hidden: int = 320, layers: int = 6, 
     """Write pairs.jsonl, ref/ and run/checkpoint-{10..10k}/ under `work`; deterministic for given arguments."""
     from transformers.utils import logging as hf_logging
 
-    from dpo_doctor import tiny
+    from dpo_doctor.zoo import tiny
 
     hf_logging.disable_progress_bar()
     lang = Language()
@@ -97,7 +97,7 @@ def write_checkpoints(ref, tok, run: Path, indices) -> list[Path]:
 
     import torch
 
-    from dpo_doctor import tiny
+    from dpo_doctor.zoo import tiny
 
     out = []
     for i in indices:
@@ -118,7 +118,7 @@ def length_stats(setup: Setup) -> dict:
     """Token lengths as the engine sees them (TRL tokenization: EOS appended), for the JSON line."""
     from transformers import PreTrainedTokenizerFast
 
-    from dpo_doctor.data import load_pairs
+    from dpo_doctor.data.pairs import load_pairs
 
     tok = PreTrainedTokenizerFast.from_pretrained(setup.ref)
     pairs = load_pairs(Path(setup.data), tok, max_length=1024)

@@ -20,7 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from dpo_doctor import tiny  # noqa: E402
+from dpo_doctor.zoo import tiny  # noqa: E402
 from dpo_doctor.engine.generate import GenConfig, _left_pad, prompt_token_ids, sample  # noqa: E402
 
 WORDS = "the cat dog sat ran on under a mat log red blue big small quick slow what why how yes no".split()

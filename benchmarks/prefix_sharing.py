@@ -33,7 +33,7 @@ def regime(work: Path, name: str, n_pairs: int, hidden: int, layers: int, prompt
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from dpo_doctor.data import load_pairs
+    from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine import prefix
     from dpo_doctor.engine.pairs import PairScores, auto_token_budget, score_pairs
 

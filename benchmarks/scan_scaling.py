@@ -22,7 +22,7 @@ import _common as common  # noqa: E402
 
 
 def timed_scan(run: Path, setup: common.Setup, data: str, work: Path, cache: Path) -> float:
-    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
 
     t0 = time.perf_counter()
     scan(ScanConfig(run_dir=run, data=Path(data), ref=Path(setup.ref), beta=0.1, generate=False, render=False,

@@ -32,7 +32,7 @@ import _common as common  # noqa: E402
 
 def role_scan(s: common.Setup) -> dict:
     import dpo_doctor.engine.pairs as engine_pairs
-    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
 
     scoring = [0.0]
     inner = engine_pairs.score_pairs
@@ -80,7 +80,7 @@ def role_floor(s: common.Setup) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from dpo_doctor.data import load_pairs
+    from dpo_doctor.data.pairs import load_pairs
 
     tok = PreTrainedTokenizerFast.from_pretrained(s.ref)
     pairs = load_pairs(Path(s.data), tok, max_length=1024)

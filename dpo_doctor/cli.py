@@ -91,7 +91,7 @@ def repro(
     from rich.console import Console
     from rich.table import Table
 
-    from dpo_doctor.repro import ReproConfig, run_repro
+    from dpo_doctor.train.repro import ReproConfig, run_repro
 
     result = run_repro(ReproConfig(report_dir=report_dir, code=code, out=out, beta=beta, variant=variant))
     table = Table(title=f"repro {result['diagnosis']} ({result['kind']}): change {result['change']}")
@@ -149,7 +149,7 @@ def watch(
 
     Example: dpo-doctor watch runs/exp1 --ref models/sft --data data/test_prefs.jsonl --no-generate
     """
-    from dpo_doctor.scan import ScanConfig
+    from dpo_doctor.scan.pipeline import ScanConfig
     from dpo_doctor.views.tui.launch import run_watch
 
     split = lambda s: tuple(c.strip().upper() for c in s.split(",") if c.strip()) if s else ()  # noqa: E731
@@ -170,11 +170,11 @@ def demo(
 ) -> None:
     """Run the whole story on a built-in example: train a DPO run into a real failure, scan it, report."""
     if model == "tiny":
-        from dpo_doctor.demo import run_demo
+        from dpo_doctor.zoo.demo import run_demo
 
         run_demo(out, force=force)
     elif model == "smollm2":
-        from dpo_doctor.demo_smollm2 import run_smollm2_demo
+        from dpo_doctor.zoo.demo_smollm2 import run_smollm2_demo
 
         run_smollm2_demo(out, force=force)
     else:
@@ -215,8 +215,8 @@ def scan(
 
     Example: dpo-doctor scan runs/exp1 --ref models/sft --data data/test_prefs.jsonl
     """
-    from dpo_doctor.scan import ScanConfig
-    from dpo_doctor.scan_cli import run_scan_command
+    from dpo_doctor.scan.pipeline import ScanConfig
+    from dpo_doctor.scan.command import run_scan_command
 
     if fail_on not in (None, "warning", "error"):
         raise UserError(f"--fail-on {fail_on!r}: use warning or error")

@@ -36,7 +36,7 @@ def make_pairs(n: int = 12, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny Llama + BPE tokenizer saved as a model dir (safetensors)."""
-    from dpo_doctor import tiny
+    from dpo_doctor.zoo import tiny
 
     corpus = [p["prompt"] + p["chosen"] + p["rejected"] for p in make_pairs(200, seed=1)]
     tok = tiny.build_tokenizer(corpus, vocab_size=300)

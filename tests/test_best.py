@@ -1,6 +1,6 @@
 """Best-checkpoint choice: highest held-out accuracy inside the KL budget and the other limits diagnoses set."""
 
-from dpo_doctor.best import choose_best
+from dpo_doctor.rules.best import choose_best
 from dpo_doctor.rules import run_rules
 from dpo_doctor.rules.records import make_facts
 

@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from dpo_doctor.data import extract_prompt, load_pairs, read_rows, subset_indices
+from dpo_doctor.data.pairs import extract_prompt, load_pairs, read_rows, subset_indices
 from dpo_doctor.errors import UserError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dpo_doctor import tiny
+from dpo_doctor.zoo import tiny
 from dpo_doctor.discover import discover, weight_files
 from dpo_doctor.errors import UserError
 

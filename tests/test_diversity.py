@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 import torch
 
-from dpo_doctor import tiny
+from dpo_doctor.zoo import tiny
 from dpo_doctor.engine.generate import GenConfig, sample, samples_frame, score_samples
 from dpo_doctor.engine.logprobs import sequence_logps
 from dpo_doctor.metrics.distinct_n import distinct_n

@@ -1,4 +1,4 @@
-"""Sampling (`engine.generate.sample`), the samples table, and prompt loading (`dpo_doctor.prompts`)."""
+"""Sampling (`engine.generate.sample`), the samples table, and prompt loading (`dpo_doctor.data.prompts`)."""
 
 import json
 
@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 import torch
 
-from dpo_doctor import tiny
+from dpo_doctor.zoo import tiny
 from dpo_doctor.engine.generate import (GenConfig, Sample, ScoredSample, sample, samples_frame, score_samples)
 from dpo_doctor.engine.logprobs import sequence_logps
 from dpo_doctor.errors import UserError
-from dpo_doctor.prompts import load_prompts, load_suite, resolve_prompts, suite_names
+from dpo_doctor.data.prompts import load_prompts, load_suite, resolve_prompts, suite_names
 from tests.conftest import make_pairs
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.conftest import make_pairs
-from dpo_doctor import tiny
-from dpo_doctor.data import tokenize_pair
+from dpo_doctor.zoo import tiny
+from dpo_doctor.data.pairs import tokenize_pair
 from dpo_doctor.engine.generate import GenConfig, data_kl_per_token, sample, score_samples, token_stats
 from dpo_doctor.engine.logprobs import collate_pairs
 from dpo_doctor.metrics.kl import kl_metrics

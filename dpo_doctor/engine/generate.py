@@ -119,7 +119,7 @@ class ScoredSample:
 def prompt_token_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
     """Prompt ids exactly as the pairs are tokenized (`data._ids`): chat template with generation prompt for
     conversations, the plain tokenizer otherwise."""
-    from dpo_doctor.data import _ids
+    from dpo_doctor.data.pairs import _ids
 
     if isinstance(prompt, list):
         return _ids(tokenizer, prompt, add_generation_prompt=True)
@@ -362,7 +362,7 @@ def samples_frame(checkpoint_name: str, step: int, prompts: Sequence[str | list[
     the diversity metrics read (they count n-grams of token ids), and `finished` (False: cut at max_new_tokens)."""
     import polars as pl
 
-    from dpo_doctor.data import render
+    from dpo_doctor.data.pairs import render
 
     rows = [{
         "checkpoint": checkpoint_name, "step": step, "prompt_id": s.sample.prompt_id,

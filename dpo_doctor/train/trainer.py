@@ -281,7 +281,7 @@ def train(cfg: TrainConfig) -> Path:
     """Train with DPO (or a variant) and write a TRL-layout run to `cfg.output_dir`; returns that directory."""
     from transformers import AutoTokenizer
 
-    from dpo_doctor.data import load_pairs
+    from dpo_doctor.data.pairs import load_pairs
 
     validate(cfg)
     out = Path(cfg.output_dir)

@@ -26,7 +26,7 @@ SYMPTOMS = (
 
 def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     """Scan one zoo run; returns (and writes) its symptoms record."""
-    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
 
     record = json.loads((run / "scenario.json").read_text())
     cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from dpo_doctor import tiny
+from dpo_doctor.zoo import tiny
 from dpo_doctor.engine.logprobs import PairTokens, collate_pairs, sequence_logps
 from dpo_doctor.zoo import task
 
@@ -25,8 +25,8 @@ def corpus_for_tokenizer() -> list[str]:
 
 
 def tokenize(tokenizer, prompt: str, resp: str) -> PairTokens:
-    """Prompt and response ids the way `dpo_doctor.data` tokenizes standard rows (EOS appended to the response)."""
-    from dpo_doctor.data import tokenize_pair
+    """Prompt and response ids the way `dpo_doctor.data.pairs` tokenizes standard rows (EOS appended to the response)."""
+    from dpo_doctor.data.pairs import tokenize_pair
 
     return tokenize_pair(tokenizer, prompt, resp, resp)
 

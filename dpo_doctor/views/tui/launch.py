@@ -44,7 +44,7 @@ def run_watch(cfg, poll_s: float = 5.0) -> None:
     """Watch `cfg.run_dir` with the real scanner; after quitting, wait for a scan in flight to stop between batches."""
     from dataclasses import replace
 
-    from dpo_doctor.scan import run_name, scan
+    from dpo_doctor.scan.pipeline import run_name, scan
 
     def scan_fn(run_dir: Path, progress) -> Path:
         return scan(replace(cfg, run_dir=run_dir), progress=progress)

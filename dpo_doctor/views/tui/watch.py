@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as dpo_doctor.scan calls it
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as dpo_doctor.scan.pipeline calls it
 ScanFn = Callable[[Path, ProgressFn], Path]  # (run_dir, progress) -> report dir
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MODEL_FILES = ("config.json", "adapter_config.json")

@@ -73,7 +73,7 @@ def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
 
 def run_repro(cfg: ReproConfig) -> dict:
     """Train with the fix, scan, and return {"change", "before", "after"} for the evidence metrics."""
-    from dpo_doctor.scan import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
     from dpo_doctor.train.trainer import train
 
     report_path = Path(cfg.report_dir) / "report.json"

@@ -105,7 +105,7 @@ def score_spec(spec, label: str, pairs, tokenizer, cfg: ScanConfig, ctx: dict, p
     """Scores of one model on the pairs: from the cache if finished, else scored (resuming a partial entry)."""
     from dpo_doctor.cache import score_key
     from dpo_doctor.engine.loading import load_model, weights_fingerprint
-    from dpo_doctor.distributed import merge, shard_mask
+    from dpo_doctor.engine.distributed import merge, shard_mask
     from dpo_doctor.engine.pairs import PairScores, score_pairs
 
     key = score_key(weights_fingerprint(spec), ctx["pairs_fp"], str(ctx["dtype"]), ctx["device"].type)
@@ -171,9 +171,9 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     import torch
 
     from dpo_doctor import discover as disc
-    from dpo_doctor import distributed
+    from dpo_doctor.engine import distributed
     from dpo_doctor.cache import ScoreCache, default_cache_dir
-    from dpo_doctor.data import load_pairs
+    from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine.loading import load_tokenizer, tokenizers_compatible
 
     from transformers.utils import logging as hf_logging
@@ -215,7 +215,7 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     elif ref_model is not None:
         _free(ref_model)
         ref_model = None
-    from dpo_doctor.table import checkpoint_table
+    from dpo_doctor.scan.table import checkpoint_table
 
     for ckpt in checkpoints:
         scores, model = score_spec(ckpt.spec, ckpt.name, pairs, tokenizer, cfg, ctx, progress)
@@ -287,9 +287,9 @@ def resolve_beta(cfg: ScanConfig, train_config: dict) -> tuple[float, str]:
 
 
 def generation_stage(cfg, pairs, tokenizer, ctx):
-    """The generation probes, when their module is installed (see dpo_doctor.probe_stage)."""
+    """The generation probes, when their module is installed (see dpo_doctor.scan.probes)."""
     try:
-        from dpo_doctor.probe_stage import GenerationStage
+        from dpo_doctor.scan.probes import GenerationStage
     except ImportError:
         return None
     return GenerationStage(cfg, pairs, tokenizer, ctx)
@@ -360,7 +360,7 @@ def diagnose(report: dict, train_log, cfg: ScanConfig) -> dict:
     """The rule catalogue over the finished metrics (rules never see raw rows)."""
     try:
         from dpo_doctor.rules import facts_from_report, run_rules
-        from dpo_doctor.best import choose_best
+        from dpo_doctor.rules.best import choose_best
     except ImportError:
         return {"diagnoses": [], "verdict": "healthy", "summary": "no rules installed", "log_only": False,
                 "best_checkpoint": None}

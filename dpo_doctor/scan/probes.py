@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dpo_doctor import distributed
+from dpo_doctor.engine import distributed
 from dpo_doctor.errors import UserError
 
 DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the pair texts)
@@ -28,7 +28,7 @@ DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the 
 
 def _prompts(cfg, pairs) -> list:
     """--prompts, else --probe-suite, else the held-out pairs' prompts (deduplicated, in file order)."""
-    from dpo_doctor.prompts import resolve_prompts
+    from dpo_doctor.data.prompts import resolve_prompts
 
     unique, seen = [], set()
     for p in pairs.prompts:

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from dpo_doctor import distributed
-from dpo_doctor.scan import ScanConfig, scan
+from dpo_doctor.engine import distributed
+from dpo_doctor.scan.pipeline import ScanConfig, scan
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 SUMMARY_KEYS = {"rewards/margins": "margin", "rewards/accuracies": "acc", "accuracy/ranking": "rank acc",

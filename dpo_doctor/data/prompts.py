@@ -2,7 +2,7 @@
 
 A prompt is a string (standard format, tokenized as is) or a list of chat messages (conversational, rendered with
 the tokenizer's chat template and a generation prompt), exactly as the pairs' prompts are. Suites live in
-`dpo_doctor/probes/<name>/` as data: `manifest.json` plus `prompts.jsonl` (string prompts); the `mirror` suite has
+`probes/<name>/` (installed as `dpo_doctor.probes`) as data: `manifest.json` plus `prompts.jsonl` (string prompts); the `mirror` suite has
 no file and means "the held-out pairs' prompts".
 """
 
@@ -22,7 +22,7 @@ MIRROR = "mirror"
 
 
 def _suites_root():
-    return resources.files("dpo_doctor") / "probes"
+    return resources.files("dpo_doctor.probes")
 
 
 def suite_names() -> list[str]:

@@ -20,8 +20,8 @@ SCENARIO = "length_exploitation"
 
 def run_demo(out: Path = Path("dpo-doctor-demo"), force: bool = False, console: Console | None = None) -> Path:
     """Build, train, scan; returns the report dir."""
-    from dpo_doctor.scan import ScanConfig, scan
-    from dpo_doctor.scan_cli import print_summary, run_scan_command
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
+    from dpo_doctor.scan.command import print_summary, run_scan_command
     from dpo_doctor.zoo.build import build
 
     console = console or Console()

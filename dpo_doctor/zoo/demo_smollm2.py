@@ -73,7 +73,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def build_pairs(model_dir: Path, data_dir: Path, force: bool, console: Console) -> tuple[Path, Path]:
     """train.jsonl / eval.jsonl of on-policy "longer wins" pairs (reused when present)."""
-    from dpo_doctor.onpolicy_pairs import build_onpolicy_pairs
+    from dpo_doctor.zoo.onpolicy_pairs import build_onpolicy_pairs
 
     train_path, eval_path = data_dir / "train.jsonl", data_dir / "eval.jsonl"
     if train_path.exists() and eval_path.exists() and not force:
@@ -111,9 +111,9 @@ def _count(path: Path) -> int:
 def run_smollm2_demo(out: Path = Path("dpo-doctor-demo"), force: bool = False,
                      console: Console | None = None) -> Path:
     """Convert, sample, train, scan; returns the report dir."""
-    from dpo_doctor.scan import ScanConfig
-    from dpo_doctor.scan_cli import run_scan_command
-    from dpo_doctor.smollm2_loader import smollm2_path
+    from dpo_doctor.scan.pipeline import ScanConfig
+    from dpo_doctor.scan.command import run_scan_command
+    from dpo_doctor.zoo.smollm2 import smollm2_path
 
     console = console or Console()
     out = Path(out) / "smollm2"

@@ -1,0 +1,1 @@
+"""Pairs and prompts: file formats, TRL-identical tokenization, the tokenized pair type."""

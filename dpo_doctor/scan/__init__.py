@@ -1,0 +1,1 @@
+"""The scan pipeline: config, the pair-scoring and generation-probe stages, the long table."""
