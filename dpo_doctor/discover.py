@@ -11,6 +11,7 @@ adapters disabled.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import json
@@ -19,13 +20,18 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpo_doctor.errors import UserError
+from dpo_doctor.errors import UserError, did_you_mean
+from dpo_doctor.hub import fetch_command, offline_vars, parse_hub_id, resolve_model_path
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+CHECKPOINT_RE = re.compile(r"^checkpoint-([0-9]+)\Z")  # ASCII digits only: "checkpoint-\u0663" is no step 3
+CHECKPOINT_LIKE = re.compile(r"^checkpoint[-_]")
 FULL_WEIGHTS = "model.safetensors"
 FULL_INDEX = "model.safetensors.index.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-PICKLED_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "pytorch_model.bin.index.json")
+PICKLED_FULL = "pytorch_model.bin"
+PICKLED_INDEX = "pytorch_model.bin.index.json"
+PICKLED_WEIGHTS = (PICKLED_FULL, "adapter_model.bin", PICKLED_INDEX)
+ADAPTER_KEYS = {"peft_type": (str,), "r": (int,), "lora_alpha": (int, float), "target_modules": (list, str)}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 RUN_CONFIG = "dpo_doctor_config.json"  # written by our built-in trainer at the run root
 TRAIN_CONFIG_KEYS = (
@@ -49,9 +55,10 @@ class ModelSpec:
     """
 
     path: Path
-    kind: str  # "full" | "adapter"
+    kind: str  # "full" | "adapter" | "zero" (a DeepSpeed global_stepN/ folder; base = the folder with its config.json)
     base: Path | str | None
     adapter_name_hint: str | None = None
+    pickled: bool = False  # weights are pytorch_model.bin: set only by discovery under --trust-pickles
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,14 @@ def weight_files(spec_path: Path, kind: str) -> list[Path]:
     """The safetensors files that make up a model folder (shards listed by the index, which must all exist)."""
     if kind == "adapter":
         return [spec_path / ADAPTER_WEIGHTS]
+    if kind == "zero":
+        return zero_files(spec_path)
     index = spec_path / FULL_INDEX
+    if not index.exists() and not (spec_path / FULL_WEIGHTS).exists():
+        if (spec_path / PICKLED_INDEX).exists():
+            index = spec_path / PICKLED_INDEX
+        elif (spec_path / PICKLED_FULL).exists():
+            return [spec_path / PICKLED_FULL]
     if not index.exists():
         return [spec_path / FULL_WEIGHTS]
     weight_map = _read_json(index).get("weight_map")
@@ -141,6 +155,9 @@ def weight_files(spec_path: Path, kind: str) -> list[Path]:
     if missing:
         raise UserError(f"{spec_path} is missing shard {missing[0]} listed in {FULL_INDEX} "
                         f"({len(missing)} of {len(files)} missing); re-copy the folder or delete this checkpoint")
+    outside = [f.name for f in files if f.parent.resolve() != spec_path.resolve()]  # a Hub snapshot links to blobs/
+    if outside:
+        raise UserError(f"{index} lists shard {outside[0]} outside {spec_path}; re-copy the index file")
     return files
 
 
@@ -165,6 +182,11 @@ def _digest(path_str: str, size: int, mtime_ns: int, whole_below: int) -> str:
     h = hashlib.sha256(f"{path.name}|{size}|".encode())
     with path.open("rb") as f:
         if size <= whole_below:
+            h.update(f.read())
+            return h.hexdigest()
+        if path.suffix != ".safetensors":  # a big pickled .bin (only under --trust-pickles): head and tail
+            h.update(f.read(1 << 20))
+            f.seek(max(0, size - (1 << 20)))
             h.update(f.read())
             return h.hexdigest()
         n, header = read_safetensors_header(path)
@@ -195,8 +217,14 @@ def has_tokenizer(path: Path) -> bool:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        ended = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        cut = "; the file ends early: cut off?" if ended else ""
+        raise UserError(f"{path} is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno}, char "
+                        f"{exc.pos}{cut}); re-copy it") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); re-copy it") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} should hold a JSON object; re-copy it")
@@ -207,14 +235,24 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").exists() or (path / "adapter_config.json").exists()
 
 
-def model_kind(path: Path) -> str:
-    """"adapter" or "full" from the files present; UserError when the config has no safetensors weights."""
+def model_kind(path: Path, trust_pickles: bool = False) -> str:
+    """"adapter" or "full" from the files present; UserError when the config has no safetensors weights.
+
+    A full model saved only as pytorch_model.bin is "full" under --trust-pickles (loaded with
+    torch.load(weights_only=True)); pickled adapters never are.
+    """
     if (path / "adapter_config.json").exists() and (path / ADAPTER_WEIGHTS).exists():
         return "adapter"
     if (path / "config.json").exists() and ((path / FULL_WEIGHTS).exists() or (path / FULL_INDEX).exists()):
         return "full"
-    if any((path / name).exists() for name in PICKLED_WEIGHTS):
-        raise UserError(f"{path} holds only pickled weights (*.bin), which dpo-doctor never unpickles; re-save it "
+    if (path / "adapter_config.json").exists() and (path / "adapter_model.bin").exists():
+        raise UserError(f"{path} holds only a pickled adapter (adapter_model.bin), which dpo-doctor never unpickles; "
+                        "re-save it with save_pretrained(..., safe_serialization=True)")
+    if _pickled_full(path):
+        if trust_pickles:
+            return "full"
+        raise UserError(f"{path} holds only pickled weights (pytorch_model.bin), which can run code when read; pass "
+                        "--trust-pickles if you trust it (read with torch.load(weights_only=True)), or re-save it "
                         "with save_pretrained(..., safe_serialization=True)")
     if list(path.glob("model-*-of-*.safetensors")):
         raise UserError(f"{path} has weight shards but no {FULL_INDEX}; re-copy the index file")
@@ -222,33 +260,30 @@ def model_kind(path: Path) -> str:
     raise UserError(f"{path} has a config but no weights: expected {wanted}; re-copy it or delete this checkpoint")
 
 
-def _hub_cache_dir(name: str) -> Path | None:
-    """A hub id already in the local Hugging Face cache (never downloads), as its snapshot folder."""
-    if "/" not in name or name.startswith(("/", ".", "~")):
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        hit = try_to_load_from_cache(name, "config.json")
-    except Exception:  # any hub-library problem just means "not cached here"
-        return None
-    return Path(hit).parent if isinstance(hit, str) else None
+def _pickled_full(path: Path) -> bool:
+    return (path / "config.json").exists() and ((path / PICKLED_FULL).exists() or (path / PICKLED_INDEX).exists())
 
 
 def _named_base(adapter_dir: Path) -> Path | None:
-    """The adapter's `base_model_name_or_path` when it exists here (as a path, or a hub id already cached)."""
+    """The adapter's `base_model_name_or_path` when it exists here (as a path, or a Hub id already cached)."""
     name = _read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
     if not isinstance(name, str) or not name:
         return None
     candidate = Path(name).expanduser()
-    for path in (candidate, adapter_dir / candidate):
+    try:  # a Hub id: its cached snapshot only, so a --ref given here still wins over a download
+        cached = resolve_model_path(name, "base_model_name_or_path", local_only=True)
+    except UserError:
+        cached = candidate
+    for path in (candidate, adapter_dir / candidate, cached):
         if path.is_dir() and (path / "config.json").exists():
             return path.resolve()
-    return _hub_cache_dir(name)
+    return None
 
 
 def resolve_base(adapter_dir: Path, base: Path | None, ref: ModelSpec | None) -> Path:
     """Base of an adapter: --base, else base_model_name_or_path if it exists here, else --ref if full."""
     if base is not None:
+        base = resolve_model_path(base, "--base")
         _require_full(base, "--base")
         return base.resolve()
     named = _named_base(adapter_dir)
@@ -257,7 +292,11 @@ def resolve_base(adapter_dir: Path, base: Path | None, ref: ModelSpec | None) ->
     if ref is not None and ref.kind == "full":
         return ref.path
     name = _read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
-    raise UserError(f"adapter at {adapter_dir} names base {name} which does not exist here; pass --base PATH")
+    hub_id = parse_hub_id(name) if isinstance(name, str) else None
+    if hub_id is not None and not offline_vars():  # online, and nothing else to use: fetch the named base
+        return resolve_model_path(name, f"base_model_name_or_path of {adapter_dir}").resolve()
+    fetch = f", or fetch it with `{fetch_command(*hub_id)}`" if hub_id else ""
+    raise UserError(f"adapter at {adapter_dir} names base {name} which does not exist here; pass --base PATH{fetch}")
 
 
 def _require_full(path: Path, flag: str) -> None:
@@ -267,27 +306,80 @@ def _require_full(path: Path, flag: str) -> None:
         raise UserError(f"{flag} {path} is an adapter, not a full model; pass the base model's folder")
 
 
-def model_spec(path: Path, base: Path | None, ref: ModelSpec | None, hint: str | None = None) -> ModelSpec:
-    kind = model_kind(path)
+def model_spec(path: Path, base: Path | None, ref: ModelSpec | None, hint: str | None = None,
+               trust_pickles: bool = False) -> ModelSpec:
+    """A loadable model folder, its configs checked (valid JSON, an adapter's keys and types) before any loader."""
+    kind = model_kind(path, trust_pickles)
+    if kind == "adapter":
+        read_adapter_config(path)
+    else:
+        _read_json(path / "config.json")
     resolved = resolve_base(path, base, ref) if kind == "adapter" else None
-    return ModelSpec(path=path.resolve(), kind=kind, base=resolved, adapter_name_hint=hint)
+    return ModelSpec(path=path.resolve(), kind=kind, base=resolved, adapter_name_hint=hint,
+                     pickled=kind == "full" and not (path / FULL_WEIGHTS).exists() and not (path / FULL_INDEX).exists())
+
+
+def read_adapter_config(adapter_dir: Path) -> dict:
+    """adapter_config.json checked before PEFT sees it: valid JSON, and a LoRA's keys present with the right types."""
+    path = adapter_dir / "adapter_config.json"
+    cfg = _read_json(path)
+    wanted = ADAPTER_KEYS if cfg.get("peft_type", "LORA") == "LORA" else {"peft_type": (str,)}
+    for key, types in wanted.items():
+        if key not in cfg:
+            raise UserError(f"{path} has no {key!r} key; re-save the adapter with PEFT's save_pretrained or re-copy it")
+        value = cfg[key]
+        bad = isinstance(value, bool) or not isinstance(value, types)
+        if not bad and key == "target_modules" and isinstance(value, list):
+            bad = not value or not all(isinstance(v, str) and v for v in value)
+        if not bad and key in ("r", "lora_alpha"):
+            bad = value <= 0
+        if bad:
+            need = {"peft_type": 'a string like "LORA"', "r": "a positive integer", "lora_alpha": "a positive number",
+                    "target_modules": "a list of module names or a regex string"}[key]
+            raise UserError(f"{path}: {key} is {json.dumps(value)}, expected {need}; fix the file or re-save the "
+                            "adapter")
+    return cfg
+
+
+def model_type(spec: ModelSpec) -> str | None:
+    """config.json's model_type (an adapter's: its base's); None when unknown."""
+    folder = Path(spec.base) if spec.kind in ("adapter", "zero") and spec.base is not None else spec.path
+    try:
+        value = _read_json(Path(folder) / "config.json").get("model_type")
+    except UserError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 # ---- a run ----------------------------------------------------------------------------------------------------
 
 def _checkpoint_dirs(run_dir: Path) -> tuple[list[tuple[int, Path]], list[str]]:
-    """`checkpoint-N` folders by N; those without any config (e.g. DeepSpeed shards only) are skipped with a warning."""
+    """`checkpoint-N` folders by N (ASCII digits). Skipped with a warning: a checkpoint-like name without a step
+    number (checkpoint-final), and a folder with no config (DeepSpeed shards only) or a config but no weights."""
     found, warnings = [], []
-    for child in run_dir.iterdir():
+    for child in sorted(run_dir.iterdir()):
         m = CHECKPOINT_RE.match(child.name)
-        if not (m and child.is_dir()):
+        if not child.is_dir() or not (m or CHECKPOINT_LIKE.match(child.name)):
             continue
-        if is_model_dir(child):
-            found.append((int(m.group(1)), child))
-        else:
+        if not m:
+            warnings.append(f"{child.name} skipped: its name has no step number (expected checkpoint-<digits>, e.g. "
+                            f"checkpoint-500); rename it, or scan it alone with dpo-doctor scan {child}")
+        elif zero_tag(child) is not None and not _has_weights(child):
+            continue  # DeepSpeed ZeRO only (HF Trainer without gathered weights): see _zero_checkpoints
+        elif not is_model_dir(child):
             warnings.append(f"{child} has no config.json or adapter_config.json (DeepSpeed/FSDP shards only?); "
                             "skipped. Convert it with zero_to_fp32.py or save_pretrained to scan it")
+        elif not _has_weights(child):
+            warnings.append(f"{child.name} skipped: it has a config but no weights ({FULL_WEIGHTS}, shards + index, "
+                            f"{ADAPTER_WEIGHTS} or pytorch_model.bin); the save was interrupted? Re-copy it to scan it")
+        else:
+            found.append((int(m.group(1)), child))
     return sorted(found), warnings
+
+
+def _has_weights(path: Path) -> bool:
+    names = (FULL_WEIGHTS, FULL_INDEX, ADAPTER_WEIGHTS, *PICKLED_WEIGHTS)
+    return any((path / n).exists() for n in names) or any(path.glob("model-*-of-*.safetensors"))
 
 
 def _root_name_step(run_dir: Path, steps: list[int]) -> tuple[str, int]:
@@ -317,11 +409,15 @@ def _same_weights(a: ModelSpec, b: ModelSpec) -> bool:
         return False
 
 
-def _checkpoints(run_dir: Path, base: Path | None, ref: ModelSpec | None) -> tuple[list[Checkpoint], list[str]]:
+def _checkpoints(run_dir: Path, base: Path | None, ref: ModelSpec | None,
+                 trust_pickles: bool = False) -> tuple[list[Checkpoint], list[str]]:
     dirs, warnings = _checkpoint_dirs(run_dir)
-    ckpts = [Checkpoint(d.name, step, model_spec(d, base, ref)) for step, d in dirs]
-    if is_model_dir(run_dir):
-        final = Checkpoint(*_root_name_step(run_dir, [s for s, _ in dirs]), model_spec(run_dir, base, ref))
+    ckpts = [Checkpoint(d.name, step, model_spec(d, base, ref, trust_pickles=trust_pickles)) for step, d in dirs]
+    zero_ckpts, zero_warnings = _zero_checkpoints(run_dir, base, ref, trust_pickles)
+    ckpts, warnings = ckpts + zero_ckpts, warnings + zero_warnings
+    if is_model_dir(run_dir) and not (zero_tag(run_dir) is not None and not _has_weights(run_dir)):
+        final = Checkpoint(*_root_name_step(run_dir, [s for s, _ in dirs]),
+                           model_spec(run_dir, base, ref, trust_pickles=trust_pickles))
         if ckpts and _same_weights(final.spec, ckpts[-1].spec):
             warnings.append(f"the final model at {run_dir} has the same weights as {ckpts[-1].name}; scored once")
         else:
@@ -350,16 +446,18 @@ def _as_path(base: Path | str | None) -> Path | None:
 
 def discover(run_dir: Path, ref: Path | None = None, base: Path | None = None, trust_pickles: bool = False) -> Run:
     """Checkpoints (ordered by step), the reference and the run's settings of one training output folder."""
-    run_dir = Path(run_dir).expanduser()
+    given, run_dir = run_dir, resolve_model_path(run_dir, "RUN_DIR")  # a Hub id: its snapshot folder
+    base = resolve_model_path(base, "--base") if base is not None else None
     if not run_dir.exists():
         raise UserError(f"{run_dir} does not exist; pass the training output folder (the one with checkpoint-N/)")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is a file; pass the training output folder (the one with checkpoint-N/)")
-    ref_spec = _ref_spec(Path(ref).expanduser(), base) if ref is not None else None
-    ckpts, warnings = _checkpoints(run_dir, base, ref_spec)
+    ref_spec = _ref_spec(resolve_model_path(ref, "--ref"), base, trust_pickles) if ref is not None else None
+    ckpts, warnings = _checkpoints(run_dir, base, ref_spec, trust_pickles)
     if not ckpts:
+        skipped = f" Skipped: {warnings[0]}" if warnings else ""
         raise UserError(f"No checkpoints found in {run_dir}: expected sub-folders with config.json or "
-                        "adapter_config.json (e.g. checkpoint-500/).")
+                        f"adapter_config.json (e.g. checkpoint-500/).{skipped}")
     config, config_warnings = read_train_config(run_dir, [c.spec.path for c in ckpts], trust_pickles)
     reference, source = _reference(ckpts, ref_spec, base)
     if source in ("adapter base", "none"):  # our trainer records its reference: it beats a guess
@@ -368,8 +466,50 @@ def discover(run_dir: Path, ref: Path | None = None, base: Path | None = None, t
         warnings.append("the checkpoints carry a ref/ adapter but --ref was given; scoring against --ref")
     if reference is None:
         warnings.append("no reference found (full-weight checkpoints): pass --ref with the model training started from")
-    return Run(name=run_dir.resolve().name, path=run_dir.resolve(), checkpoints=tuple(ckpts), reference=reference,
+    warnings += architecture_warnings(ckpts, reference)
+    name = run_dir.resolve().name if Path(given).expanduser().exists() else str(given)  # a Hub id names the run
+    return Run(name=name, path=run_dir.resolve(), checkpoints=tuple(ckpts), reference=reference,
                reference_source=source, train_config=config, warnings=tuple(warnings + config_warnings))
+
+
+def architecture_warnings(ckpts: list[Checkpoint], reference: ModelSpec | None) -> list[str]:
+    """One warning per checkpoint whose config.json model_type differs from the reference's."""
+    ref_type = model_type(reference) if reference is not None else None
+    if ref_type is None:
+        return []
+    out = []
+    for c in ckpts:
+        mine = model_type(c.spec)
+        if mine is not None and mine != ref_type:
+            out.append(f"{c.name} is {mine}, the reference is {ref_type}: scores against a different architecture "
+                       "mean nothing; pass the --ref this run was trained from")
+    return out
+
+
+def select_checkpoints(checkpoints, include: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> list:
+    """The checkpoints named by --checkpoints (names or shell globs; all when empty) minus --skip-checkpoint.
+
+    A pattern that matches no checkpoint is a UserError with a near match and the available names, and so is an
+    empty selection: a typo must not silently scan nothing or everything.
+    """
+    names = [c.name for c in checkpoints]
+    for flag, patterns in (("--checkpoints", include), ("--skip-checkpoint", skip)):
+        for pat in patterns:
+            if not fnmatch.filter(names, pat):
+                hint = did_you_mean(pat, names)
+                raise UserError(f"{flag} {pat} matches no checkpoint{hint}{' Available' if hint else '; available'}: "
+                                f"{_name_list(names)}")
+    keep = [c for c in checkpoints if not include or any(fnmatch.fnmatchcase(c.name, p) for p in include)]
+    keep = [c for c in keep if not any(fnmatch.fnmatchcase(c.name, p) for p in skip)]
+    if not keep:
+        raise UserError(f"--checkpoints {' '.join(include) or '(all)'} with --skip-checkpoint {' '.join(skip)} leaves "
+                        f"no checkpoint to scan; available: {_name_list(names)}")
+    return keep
+
+
+def _name_list(names: list[str], most: int = 8) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _configured_reference(run_dir: Path, config: dict, base: Path | None,
@@ -385,13 +525,13 @@ def _configured_reference(run_dir: Path, config: dict, base: Path | None,
     return None
 
 
-def _ref_spec(ref: Path, base: Path | None) -> ModelSpec:
+def _ref_spec(ref: Path, base: Path | None, trust_pickles: bool = False) -> ModelSpec:
     """--ref: a full model, or an adapter (an SFT LoRA) whose base resolves like any adapter's."""
     if not ref.exists():
         raise UserError(f"--ref {ref} does not exist; pass the reference model's folder")
     if not is_model_dir(ref):
         raise UserError(f"--ref {ref} has no config.json or adapter_config.json; pass a model folder")
-    return model_spec(ref, base, None)
+    return model_spec(ref, base, None, trust_pickles=trust_pickles)
 
 
 # ---- the run's training settings ------------------------------------------------------------------------------

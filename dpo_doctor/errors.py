@@ -9,3 +9,11 @@ class UserError(Exception):
     """Bad input. The message names the file, says what is wrong and what to do."""
 
     exit_code = 2
+
+
+def did_you_mean(word: str, options, cutoff: float = 0.5) -> str:
+    """'; did you mean X?' for the closest option, or '' (the one spelling helper for every lookup error)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=cutoff)
+    return f"; did you mean {close[0]}?" if close else ""

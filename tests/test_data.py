@@ -96,7 +96,7 @@ def test_bad_input_messages(tmp_path, tok):
         read_rows(empty)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
-    with pytest.raises(UserError, match=r"bad.jsonl:2: malformed"):
+    with pytest.raises(UserError, match=r"bad.jsonl: line 2: not valid JSON"):
         read_rows(bad)
     cols = tmp_path / "cols.jsonl"
     cols.write_text(json.dumps({"prompt": "a", "answer": "b"}) + "\n")
@@ -126,3 +126,74 @@ def test_subset_is_deterministic():
     a = subset_indices(100, 10, seed=3)
     assert a == subset_indices(100, 10, seed=3) and a == sorted(a) and len(set(a)) == 10
     assert subset_indices(5, 10, 0) == [0, 1, 2, 3, 4]
+
+
+# ---- the one JSONL reader and field checks (unit level; the CLI side is tests/hostile/test_data_inputs.py) ----
+
+
+def test_jsonl_reader_keeps_what_splitlines_would_break(tmp_path):
+    """BOM dropped, CRLF accepted, U+2028 inside a string is not a line break, escaped emoji pairs are fine."""
+    from dpo_doctor.data.jsonl import read_jsonl
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes("\ufeff".encode() + b'{"a": "x\xe2\x80\xa8y"}\r\n\r\n{"b": "\\ud83d\\ude00"}\n')
+    lines = read_jsonl(path)
+    assert [ln.lineno for ln in lines] == [1, 3]
+    assert lines[0].obj == {"a": "x\u2028y"} and lines[1].obj == {"b": "\U0001F600"}
+
+
+@pytest.mark.parametrize("content,match", [
+    (b'{"a": 1}\n{"b": "\xe9"}\n', r"line 2, byte offset 16 is not valid UTF-8 \(0xe9\).*iconv"),
+    (b'{"a": 1}\n' + b"[" * 50_000 + b"\n", r"line 2: JSON nested too deeply"),
+    (b'{"a": {"k": ["ok", "\\udc01"]}}\n', r"line 1, field a\.k\[1\]: a lone UTF-16 surrogate"),
+    (b'{"\\ud800": 1}\n', r"line 1, field \\ud800: a lone UTF-16 surrogate"),
+    (b'"just a string"\n', r"line 1: expected a JSON object .* found str \"just a string\""),
+])
+def test_jsonl_reader_errors(tmp_path, content, match):
+    from dpo_doctor.data.jsonl import read_jsonl
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=match):
+        read_jsonl(path)
+
+
+def test_describe_is_short():
+    from dpo_doctor.data.jsonl import describe
+
+    assert describe(None) == "null" and describe(5) == "int 5" and describe(1.5) == "float 1.5"
+    assert describe({"a": "b"}) == 'dict {"a": "b"}'
+    long = describe("x" * 500)
+    assert long.startswith('str "xxx') and long.endswith("...") and len(long) < 70
+
+
+def test_field_checks_name_row_and_field(tmp_path, tok):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[1], "rejected": ["no"]}) + "\n")
+    with pytest.raises(UserError, match=r"line 2, field rejected\[0\]: found str \"no\"; expected a message object"):
+        load_pairs(path, tok)
+    path.write_text(json.dumps(conv(ROWS)[0]) + "\n" + json.dumps({**conv(ROWS)[1], "prompt": None}) + "\n")
+    with pytest.raises(UserError, match=r"line 2, field prompt: found null while other rows have prompts"):
+        load_pairs(path, tok)
+
+
+def test_csv_keeps_numbers_as_text_and_table_rows_are_indexed(tmp_path, tok):
+    """A CSV answer "42" must stay the string "42" (not int 42); a null cell names its row index."""
+    path = tmp_path / "d.csv"
+    path.write_text('prompt,chosen,rejected\n"what is 6*7?",42,41\n')
+    ps = load_pairs(path, tok)
+    assert ps.texts[0][1:] == ("42", "41")
+    pl.DataFrame([ROWS[0], {**ROWS[1], "rejected": None}]).write_parquet(tmp_path / "d.parquet")
+    with pytest.raises(UserError, match=r"row index 1, field rejected: found null"):
+        load_pairs(tmp_path / "d.parquet", tok)
+
+
+def test_all_identical_is_an_error_and_repeats_warn(tmp_path, tok):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({**r, "rejected": r["chosen"]}) + "\n" for r in ROWS))
+    with pytest.raises(UserError, match="every pair has chosen == rejected"):
+        load_pairs(path, tok)
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS + ROWS + ROWS[:1]))
+    warnings = load_pairs(path, tok).warnings
+    assert any("3 of 5 row(s) (60%) repeat an earlier row" in w and "2 distinct" in w and "up to 3x" in w
+               and "first at line 1" in w for w in warnings), warnings

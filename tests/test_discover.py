@@ -252,10 +252,12 @@ def test_no_checkpoints(tmp_path):
 def test_config_without_weights(tmp_path, tok):
     ckpt = save_full(tmp_path / "run" / "checkpoint-8", tok)
     (ckpt / "model.safetensors").unlink()
-    with pytest.raises(UserError, match="checkpoint-8 has a config but no weights"):
+    with pytest.raises(UserError, match="No checkpoints found .*checkpoint-8 skipped: it has a config but no weights"):
         discover(tmp_path / "run")
+    with pytest.raises(UserError, match="checkpoint-8 has a config but no weights"):  # named directly
+        discover(ckpt)
     (ckpt / "pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(UserError, match="checkpoint-8 holds only pickled weights"):
+    with pytest.raises(UserError, match="checkpoint-8 holds only pickled weights .*pass --trust-pickles"):
         discover(tmp_path / "run")
 
 
@@ -336,3 +338,53 @@ def test_reference_recorded_by_our_trainer(tmp_path, tok, base_dir):
     (run_dir / "checkpoint-1" / "dpo_doctor_config.json").write_text(json.dumps({"reference": "/gone/sft"}))
     gone = discover(run_dir)
     assert gone.reference is None and any("names reference /gone/sft" in w for w in gone.warnings)
+
+
+# ---- checkpoint names and selection ----------------------------------------------------------------------------
+
+def test_only_ascii_digits_are_steps(tmp_path, tok):
+    save_full(tmp_path / "run" / "checkpoint-1", tok)
+    save_full(tmp_path / "run" / "checkpoint-\u0663", tok)
+    save_full(tmp_path / "run" / "checkpoint-final", tok)
+    run = discover(tmp_path / "run")
+    assert [c.name for c in run.checkpoints] == ["checkpoint-1"]
+    assert any("checkpoint-\u0663 skipped" in w and "no step number" in w for w in run.warnings)
+    assert any("checkpoint-final skipped" in w for w in run.warnings)
+
+
+def test_select_checkpoints(full_run):
+    from dpo_doctor.discover import select_checkpoints
+
+    ckpts = discover(full_run).checkpoints
+    assert [c.name for c in select_checkpoints(ckpts, (), ())] == ["checkpoint-2", "checkpoint-10", "checkpoint-30"]
+    assert [c.name for c in select_checkpoints(ckpts, ("checkpoint-?0",), ())] == ["checkpoint-10", "checkpoint-30"]
+    assert [c.name for c in select_checkpoints(ckpts, (), ("checkpoint-2",))] == ["checkpoint-10", "checkpoint-30"]
+    with pytest.raises(UserError, match=r"--checkpoints checkpoint-3O matches no checkpoint; did you mean "
+                                        r"checkpoint-30\? Available: checkpoint-2, checkpoint-10, checkpoint-30"):
+        select_checkpoints(ckpts, ("checkpoint-3O",), ())
+    with pytest.raises(UserError, match="--skip-checkpoint zzz matches no checkpoint; available: checkpoint-2"):
+        select_checkpoints(ckpts, (), ("zzz",))
+    with pytest.raises(UserError, match="leaves no checkpoint to scan"):
+        select_checkpoints(ckpts, ("checkpoint-1*",), ("checkpoint-*",))
+
+
+def test_architecture_differs_from_reference(tmp_path, tok, base_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    ckpt = tmp_path / "run" / "checkpoint-20"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2)).save_pretrained(ckpt)
+    run = discover(tmp_path / "run", ref=base_dir)
+    assert any(w.startswith("checkpoint-20 is gpt2, the reference is llama") for w in run.warnings)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"r": "8"}, 'r is "8", expected a positive integer'),
+    ({"target_modules": ["q_proj", 3]}, "target_modules is"),
+    ({"lora_alpha": None}, "lora_alpha is null"),
+])
+def test_adapter_config_types(tmp_path, base_dir, tok, change, message):
+    ckpt = save_adapter(tmp_path / "run" / "checkpoint-1", base_dir, tok)
+    cfg = json.loads((ckpt / "adapter_config.json").read_text())
+    (ckpt / "adapter_config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(UserError, match=message):
+        discover(tmp_path / "run")

@@ -8,6 +8,7 @@ import torch
 
 from dpo_doctor.zoo import tiny
 from dpo_doctor.engine.generate import GenConfig, sample, samples_frame, score_samples
+from dpo_doctor.data.tokens import encode_prompts
 from dpo_doctor.engine.logprobs import sequence_logps
 from dpo_doctor.metrics.distinct_n import distinct_n
 from dpo_doctor.metrics.diversity import diversity_metrics, prompt_sets
@@ -108,7 +109,7 @@ def test_collapsed_model_shows_no_diversity_and_the_reference_does():
     cfg = GenConfig(samples_per_prompt=4, max_new_tokens=10)
     out = {}
     for name, model in (("collapsed", collapsed), ("reference", reference)):
-        scored = score_samples(model, reference, sample(model, tok, prompts, cfg, "cpu"), tok, cfg, "cpu")
+        scored = score_samples(model, reference, sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu"), tok, cfg, "cpu")
         out[name] = diversity_metrics(samples_frame(name, 0, prompts, scored), len(tok))
     c, r = out["collapsed"], out["reference"]
     assert c["gen/self_bleu"] > 0.99 and r["gen/self_bleu"] < 0.2

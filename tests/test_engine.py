@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dpo_doctor.engine import PairTokens, sequence_logps, token_logps
+from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.engine import sequence_logps, token_logps
 from dpo_doctor.engine.pairs import PairScores, score_pairs
 
 

@@ -8,6 +8,8 @@ import torch
 
 from dpo_doctor.zoo import tiny
 from dpo_doctor.engine.generate import (GenConfig, Sample, ScoredSample, sample, samples_frame, score_samples)
+from dpo_doctor.data.pairs import render
+from dpo_doctor.data.tokens import encode_prompts
 from dpo_doctor.engine.logprobs import sequence_logps
 from dpo_doctor.errors import UserError
 from dpo_doctor.data.prompts import load_prompts, load_suite, resolve_prompts, suite_names
@@ -36,11 +38,11 @@ def prompts():
 
 def test_same_seed_reproducible_and_independent_of_batching(tok, model, prompts):
     cfg = GenConfig(samples_per_prompt=3, max_new_tokens=10, batch_size=4, seed=3)
-    first = sample(model, tok, prompts, cfg, "cpu")
-    assert sample(model, tok, prompts, cfg, "cpu") == first
-    assert sample(model, tok, prompts, GenConfig(samples_per_prompt=3, max_new_tokens=10, batch_size=24, seed=3),
+    first = sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu")
+    assert sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu") == first
+    assert sample(model, tok, encode_prompts(tok, prompts), GenConfig(samples_per_prompt=3, max_new_tokens=10, batch_size=24, seed=3),
                   "cpu") == first
-    other = sample(model, tok, prompts, GenConfig(samples_per_prompt=3, max_new_tokens=10, batch_size=4, seed=4), "cpu")
+    other = sample(model, tok, encode_prompts(tok, prompts), GenConfig(samples_per_prompt=3, max_new_tokens=10, batch_size=4, seed=4), "cpu")
     assert [s.token_ids for s in other] != [s.token_ids for s in first]
     assert [(s.prompt_id, s.sample_idx, s.greedy) for s in first] == [
         (p, i, i == 3) for p in range(len(prompts)) for i in range(4)]
@@ -49,7 +51,7 @@ def test_same_seed_reproducible_and_independent_of_batching(tok, model, prompts)
 def test_greedy_row_matches_hf_generate(tok, model, prompts):
     """One prompt at a time through `model.generate(do_sample=False)`: same tokens, same EOS stop."""
     cfg = GenConfig(samples_per_prompt=1, max_new_tokens=12, batch_size=8)
-    for s in (s for s in sample(model, tok, prompts, cfg, "cpu") if s.greedy):
+    for s in (s for s in sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu") if s.greedy):
         ids = torch.tensor([list(s.prompt_ids)])
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -60,7 +62,7 @@ def test_greedy_row_matches_hf_generate(tok, model, prompts):
 def test_tiny_top_p_is_greedy(tok, model, prompts):
     """top_p -> 0 keeps only the most likely token: every sampled row equals the greedy row."""
     cfg = GenConfig(samples_per_prompt=2, max_new_tokens=8, top_p=1e-6)
-    rows = sample(model, tok, prompts, cfg, "cpu")
+    rows = sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu")
     for p in range(len(prompts)):
         assert len({s.token_ids for s in rows if s.prompt_id == p}) == 1
 
@@ -68,7 +70,7 @@ def test_tiny_top_p_is_greedy(tok, model, prompts):
 def test_sample_logp_matches_the_shared_logprob_function(tok, model, prompts):
     """score_samples (left padding, logits_to_keep) equals `sequence_logps` (right padding) on each sample."""
     cfg = GenConfig(samples_per_prompt=2, max_new_tokens=8, batch_size=5)
-    for s in score_samples(model, model, sample(model, tok, prompts, cfg, "cpu"), tok, cfg, "cpu"):
+    for s in score_samples(model, model, sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu"), tok, cfg, "cpu"):
         ids = torch.tensor([list(s.sample.prompt_ids + s.sample.token_ids)])
         comp = torch.zeros_like(ids)
         comp[0, len(s.sample.prompt_ids):] = 1
@@ -80,11 +82,11 @@ def test_sample_logp_matches_the_shared_logprob_function(tok, model, prompts):
 
 def test_rows_round_trip_through_parquet_and_frame_has_readme_columns(tok, model, prompts, tmp_path):
     cfg = GenConfig(samples_per_prompt=2, max_new_tokens=6)
-    scored = score_samples(model, model, sample(model, tok, prompts, cfg, "cpu"), tok, cfg, "cpu")
+    scored = score_samples(model, model, sample(model, tok, encode_prompts(tok, prompts), cfg, "cpu"), tok, cfg, "cpu")
     pl.DataFrame([s.to_row() for s in scored]).write_parquet(tmp_path / "cache.parquet")
     back = [ScoredSample.from_row(r) for r in pl.read_parquet(tmp_path / "cache.parquet").iter_rows(named=True)]
     assert back == scored and all(isinstance(b.sample, Sample) for b in back)
-    df = samples_frame("checkpoint-4", 4, prompts, scored)
+    df = samples_frame("checkpoint-4", 4, [render(p) for p in prompts], scored)
     assert df.columns[: len(README_COLUMNS)] == README_COLUMNS
     df.write_parquet(tmp_path / "samples.parquet")
     conv = df.filter(pl.col("prompt_id") == len(prompts) - 1)
@@ -104,10 +106,10 @@ def test_load_prompts_standard_and_conversational(tmp_path):
 
 
 @pytest.mark.parametrize("line, needle", [
-    ("{not json", ":2: not valid JSON"),
-    ('{"text": "x"}', ':2: expected an object with a "prompt" key'),
-    ('{"prompt": ""}', ":2: empty prompt"),
-    ('{"prompt": [{"role": "user"}]}', ':2: "prompt" must be'),
+    ("{not json", "line 2: not valid JSON"),
+    ('{"text": "x"}', 'line 2: no "prompt" key'),
+    ('{"prompt": ""}', "line 2: empty prompt"),
+    ('{"prompt": [{"role": "user"}]}', "line 2, field prompt[0]: message has no content"),
 ])
 def test_bad_prompt_lines_name_file_and_line(tmp_path, line, needle):
     path = tmp_path / "bad.jsonl"

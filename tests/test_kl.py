@@ -11,6 +11,7 @@ from tests.conftest import make_pairs
 from dpo_doctor.zoo import tiny
 from dpo_doctor.data.pairs import tokenize_pair
 from dpo_doctor.engine.generate import GenConfig, data_kl_per_token, sample, score_samples, token_stats
+from dpo_doctor.data.tokens import encode_prompts
 from dpo_doctor.engine.logprobs import collate_pairs
 from dpo_doctor.metrics.kl import kl_metrics
 
@@ -62,7 +63,7 @@ def test_token_stats_match_float64_on_hand_sized_vocab():
 def test_kl_of_a_model_with_itself_is_exactly_zero(tok, models):
     policy, _ = models
     cfg = GenConfig(samples_per_prompt=2, max_new_tokens=6, batch_size=4)
-    samples = sample(policy, tok, [p["prompt"] for p in make_pairs(3)], cfg, "cpu")
+    samples = sample(policy, tok, encode_prompts(tok, [p["prompt"] for p in make_pairs(3)]), cfg, "cpu")
     for s in score_samples(policy, policy, samples, tok, cfg, "cpu"):
         assert (s.kl, s.kl_k1, s.kl_k3) == (0.0, 0.0, 0.0)
         assert s.logp == s.ref_logp
@@ -73,7 +74,7 @@ def test_sequence_kl_matches_float64_recomputation(tok, models):
     policy, reference = models
     cfg = GenConfig(samples_per_prompt=2, max_new_tokens=7, batch_size=3, kl_vocab_chunk=64)
     prompts = [p["prompt"] for p in make_pairs(3, seed=5)]
-    scored = score_samples(policy, reference, sample(policy, tok, prompts, cfg, "cpu"), tok, cfg, "cpu")
+    scored = score_samples(policy, reference, sample(policy, tok, encode_prompts(tok, prompts), cfg, "cpu"), tok, cfg, "cpu")
     p64, r64 = policy.double(), reference.double()
     try:
         for s in scored:
@@ -100,7 +101,7 @@ def test_k1_k3_agree_with_exact_kl_within_sampling_error(tok):
     policy, reference = UnigramLM(p_logits), UnigramLM(q_logits)
     cfg = GenConfig(samples_per_prompt=20, max_new_tokens=6, greedy=False, batch_size=200)
     prompts = [f"q{i}" for i in range(30)]
-    scored = score_samples(policy, reference, sample(policy, tok, prompts, cfg, "cpu"), tok, cfg, "cpu")
+    scored = score_samples(policy, reference, sample(policy, tok, encode_prompts(tok, prompts), cfg, "cpu"), tok, cfg, "cpu")
     exact = np.array([s.kl for s in scored])
     np.testing.assert_allclose(exact, [len(s.sample.token_ids) * per_token for s in scored], rtol=1e-4)
     for est in (np.array([s.kl_k1 for s in scored]), np.array([s.kl_k3 for s in scored])):
@@ -115,7 +116,7 @@ def test_sampler_draws_from_the_model_distribution(tok):
 
     logits = torch.randn(len(tok), generator=torch.Generator().manual_seed(2)) * 2
     cfg = GenConfig(samples_per_prompt=20, max_new_tokens=8, greedy=False, batch_size=240)
-    samples = sample(UnigramLM(logits), tok, [f"q{i}" for i in range(30)], cfg, "cpu")
+    samples = sample(UnigramLM(logits), tok, encode_prompts(tok, [f"q{i}" for i in range(30)]), cfg, "cpu")
     drawn = torch.tensor([t for s in samples for t in s.token_ids])
     p = logits.double().softmax(-1)
     top = p.argsort(descending=True)[:8]

@@ -53,10 +53,11 @@ def test_generation_metrics_cover_metric_info_and_are_finite():
     df = _frame([1, 2, 3, 4], [3, 5], logp=[1.0, 3.0, 2.0, 4.0]).with_columns(
         pl.Series("token_ids", [[1, 2], [3, 4], [5], [6, 7, 8], [1, 1, 1], [2] * 5]),
         pl.lit(0.5).alias("kl"), pl.lit(0.4).alias("kl_k1"), pl.lit(0.6).alias("kl_k3"),
-        pl.lit(2.0).alias("entropy"), pl.lit(0.3).alias("topk_mass"), pl.lit(True).alias("finished"))
+        pl.lit(2.0).alias("entropy"), pl.lit(0.3).alias("topk_mass"), pl.lit(True).alias("finished"),
+        pl.Series("text", ["a b", "c d", "e", "f g h", "i i i", "j j j j j"]))
     df = pl.concat([df, df.with_columns(sample_idx=pl.col("sample_idx") + 2)])  # two samples per prompt
-    m = generation_metrics(df, df, beta=0.1, vocab_size=50)
-    assert set(m) | {"drift/kl_on_data_per_token"} == set(METRIC_INFO)
+    m = generation_metrics(df, df, beta=0.1, vocab_size=50, answers=[("a b", "exact")] * 4)  # a verifiable suite
+    assert set(m) | {"drift/kl_on_data_per_token"} == {k for k in METRIC_INFO if not k.startswith("judge/")}
     assert all(v is not None and math.isfinite(v) for v in m.values())
     assert all(info["bad"] in ("low", "high", None) and info["unit"] for info in METRIC_INFO.values())
 

@@ -196,3 +196,57 @@ def test_fingerprint_identity(tmp_path, tok, base_dir, monkeypatch, whole_below)
     assert weights_fingerprint(a1) != weights_fingerprint(a2)
     rebased = ModelSpec(path=a1.path, kind="adapter", base=other)
     assert weights_fingerprint(rebased) != weights_fingerprint(a1)  # base identity is part of it
+
+
+# ---- checks before loading ----------------------------------------------------------------------------------------
+
+def test_check_token_range(tok, base_dir):
+    from dpo_doctor.engine.loading import check_token_range, model_config
+
+    cfg = model_config(full(base_dir))
+    check_token_range(cfg, tok, len(tok) - 1, str(base_dir))
+    with pytest.raises(UserError, match=rf"{base_dir}: the data has token id 500 but the model's embedding has only "
+                                        rf"{len(tok)} rows .*--ref"):
+        check_token_range(cfg, tok, 500, str(base_dir))
+    model = load_model(full(base_dir), "cpu", torch.float32)
+    with pytest.raises(UserError, match=rf"the tokenizer has {len(tok)} tokens but the model's embedding has only 10 "
+                                        "rows"):
+        check_token_range(_Rows(10), _Tok(len(tok)), 3, "x")
+    check_token_range(model, tok, 5, "x")
+
+
+class _Rows:
+    def __init__(self, n):
+        self.vocab_size = n
+
+    def to_dict(self):
+        return {"vocab_size": self.vocab_size}
+
+
+class _Tok:
+    pad_token_id = eos_token_id = 0
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def test_shape_mismatch_names_file_tensor_and_shapes(tmp_path, base_dir):
+    shutil.copytree(base_dir, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "hidden_size": 64, "intermediate_size": 128}))
+    with pytest.raises(UserError, match=r"model.safetensors: tensor lm_head.weight has shape \[\d+, 32\] but .*"
+                                        r"config.json builds \[\d+, 64\]"):
+        load_model(full(tmp_path / "m"), "cpu", torch.float32)
+
+
+def test_tokenizer_custom_code_needs_trust(tmp_path, tok):
+    tok.save_pretrained(tmp_path / "t")
+    (tmp_path / "t" / "tokenizer.json").unlink()
+    cfg = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
+    cfg["auto_map"] = {"AutoTokenizer": ["tok_evil.EvilTokenizer", None]}
+    (tmp_path / "t" / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="custom tokenizer code .*--trust-remote-code only if you trust"):
+        load_tokenizer(tmp_path / "t")

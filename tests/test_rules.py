@@ -83,7 +83,7 @@ def test_every_metric_a_rule_reads_is_produced_by_the_scan():
 def test_kind_vocabulary_is_the_contract():
     assert KINDS == ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting",
                      "mode_collapse", "label_noise", "underfitting", "no_learning", "reference_mismatch",
-                     "distribution_shift", "numerical_instability")
+                     "distribution_shift", "numerical_instability", "degeneration", "capability_regression")
     assert set(KINDS) == {r.kind for r in R.RULES.values()}  # every kind has at least one rule
 
 

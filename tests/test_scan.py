@@ -113,7 +113,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, tiny_dir, pairs_jsonl):
         (["scan", tmp_path / "missing", "--data", pairs_jsonl, "--ref", tiny_dir], "missing"),
         (["scan", empty_dir, "--data", pairs_jsonl, "--ref", tiny_dir], "No checkpoints found"),
         (["scan", run, "--data", empty, "--ref", tiny_dir], "empty"),
-        (["scan", run, "--data", bad_line, "--ref", tiny_dir], "bad.jsonl:2"),
+        (["scan", run, "--data", bad_line, "--ref", tiny_dir], "bad.jsonl: line 2"),
         (["scan", run, "--data", cols, "--ref", tiny_dir], "chosen"),
         (["scan", corrupt, "--data", pairs_jsonl, "--ref", tiny_dir], "model.safetensors"),
         (["scan", run, "--data", pairs_jsonl, "--ref", tiny_dir, "--beta", "-1"], "beta"),

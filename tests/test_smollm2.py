@@ -190,13 +190,14 @@ def test_build_onpolicy_pairs_tiny(tiny_dir):
 
     from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine.generate import GenConfig, sample
+    from dpo_doctor.data.tokens import encode_prompts
     from dpo_doctor.zoo.onpolicy_pairs import build_onpolicy_pairs
 
     prompts = [f"the {w} dog ran?" for w in ("red", "blue", "big", "small", "quick", "slow")]
     rows = build_onpolicy_pairs(tiny_dir, prompts, n_samples=2, max_new_tokens=12, seed=3)
     tok, model = AutoTokenizer.from_pretrained(tiny_dir), AutoModelForCausalLM.from_pretrained(tiny_dir)
     msgs = [[{"role": "user", "content": p}] for p in prompts]
-    ref = sample(model, tok, msgs, GenConfig(samples_per_prompt=2, max_new_tokens=12, greedy=False, seed=3), "cpu")
+    ref = sample(model, tok, encode_prompts(tok, msgs), GenConfig(samples_per_prompt=2, max_new_tokens=12, greedy=False, seed=3), "cpu")
     expected = []
     for pid in range(len(prompts)):
         a, b = ref[2 * pid], ref[2 * pid + 1]
@@ -218,11 +219,12 @@ def test_real_smollm2_answers_paris():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dpo_doctor.engine.generate import GenConfig, sample
+    from dpo_doctor.data.tokens import encode_prompts
     from dpo_doctor.zoo.smollm2 import smollm2_path
 
     path = smollm2_path()
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
-    out = sample(model, tok, [[{"role": "user", "content": "What is the capital of France?"}]],
+    out = sample(model, tok, encode_prompts(tok, [[{"role": "user", "content": "What is the capital of France?"}]]),
                  GenConfig(samples_per_prompt=0, max_new_tokens=32, greedy=True), "cpu")
     assert out[0].text.strip() == "The capital of France is Paris." and out[0].finished
 

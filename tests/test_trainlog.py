@@ -5,10 +5,8 @@ Example rows are copied from the shared reference (section 1.7 for TRL >= 0.29, 
 import json
 
 import polars as pl
-import pytest
 
-from dpo_doctor.errors import UserError
-from dpo_doctor.trainlog import detect_framework, read_train_log
+from dpo_doctor.trainlog import detect_framework, load_train_log, read_train_log
 
 NEW_TRAIN = {"entropy": 1.2871, "epoch": 0.32, "grad_norm": 28.41, "learning_rate": 8.9e-07,
              "logits/chosen": -1.9142, "logits/rejected": -1.8735, "logps/chosen": -318.77, "logps/rejected": -356.02,
@@ -73,13 +71,15 @@ def test_no_log_gives_none(tmp_path):
     assert detect_framework(None) == "unknown"
 
 
-def test_malformed_state_names_the_file(tmp_path):
+def test_malformed_state_is_a_warning_not_a_crash(tmp_path):
+    """Issue 12: a broken trainer_state.json never stops a scan; the warning names the file."""
     (tmp_path / "trainer_state.json").write_text('{"log_history": [')
-    with pytest.raises(UserError, match="trainer_state.json is not valid JSON"):
-        read_train_log(tmp_path)
+    log = load_train_log(tmp_path)
+    assert log.frame is None and log.source is None
+    assert len(log.warnings) == 1 and "trainer_state.json is not valid JSON" in log.warnings[0]
+    assert read_train_log(tmp_path) is None
     (tmp_path / "trainer_state.json").write_text('{"global_step": 3}')
-    with pytest.raises(UserError, match="trainer_state.json has no log_history"):
-        read_train_log(tmp_path)
+    assert "trainer_state.json has no log_history list" in load_train_log(tmp_path).warnings[0]
 
 
 def test_llama_factory_jsonl(tmp_path):
@@ -98,10 +98,12 @@ def test_llama_factory_jsonl(tmp_path):
     assert detect_framework(df, tmp_path) == "llama-factory"
 
 
-def test_llama_factory_bad_line_number(tmp_path):
-    (tmp_path / "trainer_log.jsonl").write_text('{"current_steps": 1, "loss": 0.7}\n{oops\n')
-    with pytest.raises(UserError, match="trainer_log.jsonl line 2 is not valid JSON"):
-        read_train_log(tmp_path)
+def test_llama_factory_bad_line_is_skipped_with_its_number(tmp_path):
+    (tmp_path / "trainer_log.jsonl").write_text('{"current_steps": 1, "loss": 0.7}\n{oops\n[1]\n')
+    log = load_train_log(tmp_path)
+    assert log.source == "llama_factory" and log.frame["loss"].to_list() == [0.7]
+    assert any("1 lines that are not JSON (line 2)" in w for w in log.warnings)
+    assert any("not JSON objects (line 3)" in w for w in log.warnings)
 
 
 def test_trainer_state_preferred_over_llama_factory_jsonl(tmp_path):
@@ -137,5 +139,6 @@ def test_discovery_and_log_reading_do_not_import_torch():
 def test_dpo_doctor_framework_from_checkpoint_config(tmp_path):
     write_state(tmp_path / "checkpoint-4", [OLD_TRAIN])
     (tmp_path / "checkpoint-4" / "config.json").write_text("{}")
+    (tmp_path / "checkpoint-4" / "model.safetensors").write_bytes(b"")  # discover wants weights in a checkpoint
     (tmp_path / "checkpoint-4" / "dpo_doctor_config.json").write_text('{"beta": 0.1}')
     assert detect_framework(read_train_log(tmp_path), tmp_path) == "dpo-doctor"

@@ -22,7 +22,7 @@ import pytest
 
 from dpo_doctor.errors import UserError
 from dpo_doctor.views.tui.app import DoctorApp
-from dpo_doctor.views.tui.data import find_reports, load_report
+from dpo_doctor.views.tui.data import find_reports, open_report
 from dpo_doctor.views.tui.launch import build_tui_app, build_watch_app
 from dpo_doctor.views.tui.watch import Watcher, WatchStopped, run_snapshot
 from textual.widgets import DataTable, Static
@@ -44,7 +44,7 @@ def run(coro):
 
 
 def app_for(path: Path = FIXTURE) -> DoctorApp:
-    return DoctorApp(load_report(path))
+    return DoctorApp(open_report(path))
 
 
 def rendered(widget) -> list[list]:
@@ -63,15 +63,15 @@ def column(table: DataTable, key: str) -> list[str]:
 # ---- data ------------------------------------------------------------------------------------------------------
 
 
-def test_load_report_errors_are_one_line_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no report.json"):
-        load_report(tmp_path)
+def test_open_report_errors_are_one_line_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        open_report(tmp_path)
     (tmp_path / "report.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
-        load_report(tmp_path)
+        open_report(tmp_path)
     (tmp_path / "report.json").write_text(json.dumps({"schema_version": 2}))
     with pytest.raises(UserError, match="schema_version 2"):
-        load_report(tmp_path)
+        open_report(tmp_path)
 
 
 def test_find_reports_lists_report_dirs_one_or_two_levels_down(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dpo_doctor.views.tui.app import DoctorApp
-from dpo_doctor.views.tui.data import load_report
+from dpo_doctor.views.tui.data import open_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tui_report"
 SIZE = (100, 30)
@@ -27,7 +27,7 @@ SCREENS = {
 
 @pytest.mark.parametrize("name", list(SCREENS))
 def test_screen_snapshot(name, snap_compare):
-    assert snap_compare(DoctorApp(load_report(FIXTURE)), press=SCREENS[name], terminal_size=SIZE)
+    assert snap_compare(DoctorApp(open_report(FIXTURE)), press=SCREENS[name], terminal_size=SIZE)
 
 
 def test_picker_snapshot(snap_compare, monkeypatch):

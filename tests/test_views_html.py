@@ -19,7 +19,7 @@ from dpo_doctor.errors import UserError
 from dpo_doctor.views import render_all
 from dpo_doctor.views.figures import MAX_SCATTER, N_BINS, _least_squares, all_plots, spread
 from dpo_doctor.views.html import render_html, script_json
-from dpo_doctor.views.load import load_report
+from dpo_doctor.report import load_report
 from tests.fixtures.report_fixture import write_fixture_report
 
 HOSTILE = ("<script>alert(1)</script> </script><img src=x onerror=alert(1)> [click](javascript:alert(1)) "
@@ -63,8 +63,14 @@ def test_load_errors_name_the_file(tmp_path, report_dir):
     (report_dir / "report.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(UserError, match="not a dpo-doctor report"):
         load_report(report_dir)
-    (report_dir / "report.json").write_text(json.dumps({"schema_version": 1, "run": {}, "checkpoints": [{"step": 1}]}))
-    with pytest.raises(UserError, match=r"checkpoints\[0\] needs a name and a step"):
+    (report_dir / "report.json").write_text(json.dumps({"schema_version": 1, "run": {"name": "r", "beta": 0.1},
+                                                        "checkpoints": [{"step": 1}]}))
+    with pytest.raises(UserError, match=r"checkpoints\[0\]\.name is missing"):
+        load_report(report_dir)
+    bad = {"schema_version": 1, "run": {"name": "r", "beta": 0.1},
+           "checkpoints": [{"name": "c", "step": 1, "metrics": {"rewards/margins": "x"}}]}
+    (report_dir / "report.json").write_text(json.dumps(bad))
+    with pytest.raises(UserError, match=r'checkpoints\[0\]\.metrics\["rewards/margins"\] is a string'):
         load_report(report_dir)
     (report_dir / "report.json").write_text(json.dumps({"schema_version": 2, "run": {}, "checkpoints": []}))
     with pytest.raises(UserError, match="schema_version 2"):
@@ -195,7 +201,7 @@ def hostile_report(tmp_path: Path) -> Path:
     for d in r["diagnoses"]:
         d["name"] = d["kind"] = HOSTILE
         d["recommendation"]["params"] = {HOSTILE: HOSTILE}
-        d["evidence"][HOSTILE] = {"value": HOSTILE, "threshold": 1.0, "reference_value": None}
+        d["evidence"][HOSTILE] = {"value": 2.0, "threshold": 1.0, "reference_value": None}  # numbers only (schema)
     r["checkpoints"][-1]["name"] = HOSTILE + "-last"
     r["metric_info"][HOSTILE] = {"unit": HOSTILE, "description": HOSTILE}
     r["checkpoints"][0]["metrics"][HOSTILE] = 1.0

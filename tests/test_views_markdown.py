@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dpo_doctor.views.load import load_report
+from dpo_doctor.report import load_report
 from dpo_doctor.views.markdown import LIMIT, MAX_ROWS, ZWSP, md, render_markdown
 from tests.fixtures.report_fixture import write_fixture_report
 
@@ -78,7 +78,7 @@ def test_untrusted_text_renders_inert(tmp_path):
     for d in r["diagnoses"]:
         d["name"] = d["code"] = d["checkpoint"] = HOSTILE
         d["recommendation"].update(variant=HOSTILE, params={HOSTILE: HOSTILE})
-        d["evidence"][HOSTILE] = {"value": HOSTILE, "threshold": None}
+        d["evidence"][HOSTILE] = {"value": 2.0, "threshold": None}  # numbers only (schema)
     r["checkpoints"][0]["name"] = r["run"]["beta_source"] = r["run"]["loss_type"] = HOSTILE
     (out / "report.json").write_text(json.dumps(r))
     text = render_markdown(load_report(out))

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dpo_doctor.engine.logprobs import PairTokens
-from dpo_doctor.errors import UserError
+from dpo_doctor.data.hub import is_dataset_source, read_dataset
+from dpo_doctor.data.jsonl import decode, describe, read_bytes, read_json, read_jsonl
+from dpo_doctor.data.messages import EXPECTED, check_text, misspelled
+from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.errors import UserError, did_you_mean
 
 FORMATS = ("standard_explicit", "standard_implicit", "conversational_explicit", "conversational_implicit")
 
@@ -49,74 +52,99 @@ class PairSet:
 
 # ---- reading -------------------------------------------------------------------------------------------------
 
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+HOW = "use .jsonl, .json, .parquet, .csv or a datasets.save_to_disk folder"
+
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows from JSONL, JSON, Parquet, CSV or a `datasets.save_to_disk` folder."""
+    return read_located(path)[0]
+
+
+def read_located(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, where each came from: "line N" for JSONL, "row index I" for the rest); bad files -> UserError."""
     path = Path(path)
-    if not path.exists():
+    if is_dataset_source(path):  # a Hub dataset id or a folder of data files: datasets.load_dataset (data/hub.py)
+        rows, labels = read_dataset(path), None
+    elif not path.exists():
         raise UserError(f"data file {path} does not exist; pass --data PATH to a JSONL/JSON/Parquet/CSV file or a "
                         "datasets.save_to_disk folder")
-    if path.is_dir():
-        return _read_saved_dataset(path)
-    suffix = path.suffix.lower()
-    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_table, ".csv": _read_table}
-    if suffix not in readers:
-        raise UserError(f"{path}: unknown data format {suffix!r}; use .jsonl, .json, .parquet, .csv or a "
-                        "datasets.save_to_disk folder")
-    rows = readers[suffix](path)
+    elif path.is_dir():
+        rows, labels = _read_saved_dataset(path), None
+    else:
+        readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_table, ".csv": _read_table}
+        suffix = path.suffix.lower()
+        if suffix not in readers:
+            raise UserError(f"{path}: unknown data format {suffix or '(no extension)'!r}"
+                            f"{did_you_mean(suffix, SUFFIXES) or ';'} rename or convert it ({HOW})")
+        rows, labels = readers[suffix](path)
     if not rows:
-        raise UserError(f"{path} is empty: it holds no preference pairs")
-    return rows
+        raise UserError(f"{path} is empty: it holds no preference pairs; expected rows with chosen and rejected "
+                        "(and optionally prompt)")
+    return rows, labels or [f"row index {i}" for i in range(len(rows))]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON line ({exc.msg}); fix or delete that line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+def _read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
+    lines = read_jsonl(path, "data file")
+    return [ln.obj for ln in lines], [f"line {ln.lineno}" for ln in lines]
 
 
-def _read_json(path: Path) -> list[dict]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON at line {exc.lineno} ({exc.msg})") from None
+def _read_json(path: Path) -> tuple[list[dict], None]:
+    obj = read_json(path, "data file")
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
-    if isinstance(obj, dict) and all(isinstance(v, list) for v in obj.values()):  # column-oriented
+    if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):  # column-oriented
+        lengths = {k: len(v) for k, v in obj.items()}
+        if len(set(lengths.values())) > 1:
+            raise UserError(f"{path}: column lists have different lengths {lengths}; give every column one value "
+                            "per row")
         keys = list(obj)
         obj = [dict(zip(keys, vals)) for vals in zip(*obj.values())]
-    if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
-        raise UserError(f"{path}: expected a JSON list of objects with prompt/chosen/rejected")
-    return obj
+    if not isinstance(obj, list):
+        raise UserError(f"{path}: found {describe(obj)} at the top level; expected a JSON list of objects with "
+                        "prompt/chosen/rejected (or .jsonl, one object a line)")
+    for i, row in enumerate(obj):
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: row index {i}: found {describe(row)}; expected an object with "
+                            "prompt/chosen/rejected")
+    return obj, None
 
 
-def _read_table(path: Path) -> list[dict]:
+def _read_table(path: Path) -> tuple[list[dict], None]:
+    import io
+
     import polars as pl
 
+    data = read_bytes(path, "data file")
+    is_csv = path.suffix.lower() == ".csv"
+    if is_csv:
+        decode(data, path)  # a bad byte is named by line and offset, as in JSONL
     try:
-        df = pl.read_parquet(path) if path.suffix.lower() == ".parquet" else pl.read_csv(path)
+        if is_csv:  # every column as text: a CSV answer "42" stays the string "42"
+            df = pl.read_csv(io.BytesIO(data), infer_schema=False)
+        else:
+            df = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # polars raises several types for corrupt files
-        raise UserError(f"{path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-    return df.to_dicts()
+        raise UserError(f"{path}: cannot read as {path.suffix[1:].upper()} ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0][:120]}); check the file is complete and really "
+                        f"{path.suffix[1:].upper()}") from None
+    return df.to_dicts(), None
 
 
 def _read_saved_dataset(path: Path) -> list[dict]:
     if not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
-        raise UserError(f"{path} is a folder but not a datasets.save_to_disk folder (no dataset_info.json)")
+        raise UserError(f"{path} is a folder but not a datasets.save_to_disk folder (no dataset_info.json or "
+                        f"dataset_dict.json); pass a data file instead ({HOW})")
     import datasets
 
-    ds = datasets.load_from_disk(str(path))
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises FileNotFoundError, ValueError, arrow errors for broken folders
+        raise UserError(f"{path}: cannot load this datasets.save_to_disk folder ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0][:120]}); re-save it with Dataset.save_to_disk") from None
     if isinstance(ds, datasets.DatasetDict):
+        if not ds:
+            raise UserError(f"{path}: the saved DatasetDict has no splits; save a split with pairs")
         split = "test" if "test" in ds else next(iter(ds))
         ds = ds[split]
     return [dict(r) for r in ds]
@@ -125,18 +153,37 @@ def _read_saved_dataset(path: Path) -> list[dict]:
 # ---- normalizing ---------------------------------------------------------------------------------------------
 
 
-def _is_conversation(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+def _kind(value: Any) -> str:
+    return "conversational" if isinstance(value, list) else "standard"
+
+
+def check_row(row: dict, where: str, explicit: bool) -> tuple[str, tuple[Any, Any, Any]]:
+    """(format, (prompt, chosen, rejected)) of one row, every field checked; `prompt` is None when implicit."""
+    missing = [k for k in ("chosen", "rejected") if k not in row]
+    if missing:
+        raise UserError(f"{where}: missing column(s) {missing}; expected chosen and rejected (and optionally "
+                        f"prompt), found {sorted(map(str, row))}{misspelled(missing, row)}")
+    chosen, rejected = check_text(row["chosen"], where, "chosen"), check_text(row["rejected"], where, "rejected")
+    if _kind(chosen) != _kind(rejected):
+        raise UserError(f"{where}: chosen is {_kind(chosen)} ({describe(chosen)}) but rejected is "
+                        f"{_kind(rejected)} ({describe(rejected)}); give both strings or both message lists")
+    prompt = None
+    if explicit:
+        if "prompt" not in row:
+            raise UserError(f"{where}: no prompt field, but other rows have one; use one format per file (give "
+                            "every row a prompt, or none)")
+        if row["prompt"] is None:
+            raise UserError(f"{where}, field prompt: found null while other rows have prompts; expected {EXPECTED}")
+        prompt = check_text(row["prompt"], where, "prompt")
+        if _kind(prompt) != _kind(chosen):
+            raise UserError(f"{where}: prompt is {_kind(prompt)} but chosen is {_kind(chosen)}; give prompt, "
+                            "chosen and rejected in one format (all strings or all message lists)")
+    return f"{_kind(chosen)}_{'explicit' if explicit else 'implicit'}", (prompt, chosen, rejected)
 
 
 def detect_format(row: dict, path: Path) -> str:
-    missing = [k for k in ("chosen", "rejected") if k not in row]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {missing}; expected chosen and rejected (and optionally prompt), "
-                        f"found {sorted(row)}")
-    conv = _is_conversation(row["chosen"])
-    explicit = "prompt" in row and row["prompt"] is not None and _is_conversation(row["prompt"]) == conv
-    return f"{'conversational' if conv else 'standard'}_{'explicit' if explicit else 'implicit'}"
+    """The TRL format of one row (explicit when it has a non-null prompt)."""
+    return check_row(row, str(path), row.get("prompt") is not None)[0]
 
 
 def extract_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
@@ -151,18 +198,24 @@ def extract_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
     return chosen[:idx], chosen[idx:], rejected[idx:]
 
 
-def normalize(rows: list[dict], path: Path) -> tuple[str, list[tuple[Any, Any, Any]]]:
-    """(format, [(prompt, chosen, rejected)]) with the prompt made explicit."""
-    fmt = detect_format(rows[0], path)
-    out = []
-    for i, row in enumerate(rows):
-        if detect_format(row, path) != fmt:
-            raise UserError(f"{path}: row {i} is {detect_format(row, path)} but row 0 is {fmt}; use one format per file")
-        if fmt.endswith("explicit"):
-            out.append((row["prompt"], row["chosen"], row["rejected"]))
-        else:
-            out.append(extract_prompt(row["chosen"], row["rejected"]))
+def normalize(rows: list[dict], path: Path, labels: list[str] | None = None) -> tuple[str, list[tuple[Any, Any, Any]]]:
+    """(format, [(prompt, chosen, rejected)]) with the prompt made explicit; one format per file."""
+    labels = labels or [f"row index {i}" for i in range(len(rows))]
+    explicit = any(row.get("prompt") is not None for row in rows)
+    fmt, first, out = None, None, []
+    for row, label in zip(rows, labels):
+        row_fmt, (prompt, chosen, rejected) = check_row(row, f"{path}: {label}", explicit)
+        if fmt is None:
+            fmt, first = row_fmt, label
+        elif row_fmt != fmt:
+            raise UserError(f"{path}: {label} is {_kind_words(row_fmt)} but {first} is {_kind_words(fmt)}; use one "
+                            "format per file")
+        out.append((prompt, chosen, rejected) if explicit else extract_prompt(chosen, rejected))
     return fmt, out
+
+
+def _kind_words(fmt: str) -> str:
+    return "conversational (message lists)" if fmt.startswith("conv") else "standard (strings)"
 
 
 def render(value: Any) -> str:
@@ -225,20 +278,72 @@ def subset_indices(n: int, max_pairs: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), max_pairs))
 
 
+def tokenizer_dir(tokenizer) -> str:
+    return str(getattr(tokenizer, "name_or_path", "") or "the tokenizer")
+
+
+def check_chat_template(tokenizer, fmt: str, path: Path) -> None:
+    """Conversational data needs a chat template: say so before tokenizing anything."""
+    if fmt.startswith("conversational") and not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"{path} is conversational (message lists) but the tokenizer in {tokenizer_dir(tokenizer)} "
+                        "has no chat template; use the tokenizer of the chat model you trained (with chat_template "
+                        "in tokenizer_config.json or chat_template.jinja), or give the data as plain strings")
+
+
+def tokenize_row(tokenizer, triple: tuple[Any, Any, Any], where: str) -> PairTokens:
+    """`tokenize_pair`, with a chat template that fails or is refused by jinja's sandbox as a one-line UserError."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return tokenize_pair(tokenizer, *triple)
+    except TemplateError as exc:  # SecurityError (the sandbox refused it) is a TemplateError too
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+        todo = ("it reaches for attributes the sandbox forbids; replace it with the model's original template"
+                if type(exc).__name__ == "SecurityError" else "fix the template, or this row's messages if the "
+                "template rejects them")
+        raise UserError(f"{where}: the chat template of the tokenizer in {tokenizer_dir(tokenizer)} failed ({why}); "
+                        f"{todo} (chat_template in tokenizer_config.json or chat_template.jinja)") from None
+
+
+def pair_warnings(triples: list[tuple[Any, Any, Any]], labels: list[str], path: Path) -> list[str]:
+    """Data that scores but says little: chosen == rejected everywhere (error), some (warning), repeated rows."""
+    n = len(triples)
+    same = sum(c == r for _, c, r in triples)
+    if same == n:
+        raise UserError(f"{path}: every pair has chosen == rejected ({n} of {n}), so no preference can be measured; "
+                        "check that chosen and rejected come from different fields")
+    warnings = []
+    if same:
+        warnings.append(f"{same} of {n} pair(s) ({same / n:.0%}) have chosen == rejected: scored but excluded from "
+                        "accuracy")
+    seen: dict[str, int] = {}
+    for triple in triples:
+        key = json.dumps(triple, sort_keys=True, ensure_ascii=False)
+        seen[key] = seen.get(key, 0) + 1
+    repeats = {k: c for k, c in seen.items() if c > 1}
+    if repeats:
+        extra = sum(repeats.values()) - len(repeats)
+        first = next(labels[i] for i, t in enumerate(triples)
+                     if json.dumps(t, sort_keys=True, ensure_ascii=False) in repeats)
+        warnings.append(f"{extra} of {n} row(s) ({extra / n:.0%}) repeat an earlier row exactly ({len(repeats)} "
+                        f"distinct pair(s) appear more than once, up to {max(repeats.values())}x, first at {first}): "
+                        "repeats weigh those pairs more in every metric; deduplicate the file")
+    return warnings
+
+
 def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: int | None = None,
                seed: int = 0) -> PairSet:
-    """Read, normalize and tokenize preference pairs; errors name the file and what to do."""
+    """Read, validate, normalize and tokenize preference pairs; errors name the file, row, field and what to do."""
     path = Path(path)
-    rows = read_rows(path)
-    fmt, triples = normalize(rows, path)
+    rows, labels = read_located(path)
+    fmt, triples = normalize(rows, path, labels)
+    check_chat_template(tokenizer, fmt, path)
     keep = subset_indices(len(triples), max_pairs, seed)
+    warnings = pair_warnings([triples[i] for i in keep], [labels[i] for i in keep], path)
     ids, raw, texts, tokens, identical, dropped = [], [], [], [], [], 0
     for i in keep:
         prompt, chosen, rejected = triples[i]
-        if fmt.startswith("standard") and not all(isinstance(x, str) for x in (prompt, chosen, rejected)):
-            raise UserError(f"{path}: row {i}: prompt/chosen/rejected must be strings (or message lists), got "
-                            f"{type(prompt).__name__}/{type(chosen).__name__}/{type(rejected).__name__}")
-        pair = truncate(tokenize_pair(tokenizer, prompt, chosen, rejected), max_length)
+        pair = truncate(tokenize_row(tokenizer, triples[i], f"{path}: {labels[i]}"), max_length)
         if pair is None:
             dropped += 1
             continue
@@ -250,11 +355,8 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
     if not tokens:
         raise UserError(f"{path}: every pair's prompt is at least --max-length={max_length} tokens long; "
                         "raise --max-length")
-    warnings = []
     if dropped:
         warnings.append(f"{dropped} pair(s) dropped: prompt alone fills --max-length={max_length} (as TRL does)")
-    if any(identical):
-        warnings.append(f"{sum(identical)} pair(s) have chosen == rejected: scored but excluded from accuracy")
     return PairSet(path=path, format=fmt, pair_ids=tuple(ids), prompts=tuple(raw), texts=tuple(texts), tokens=tuple(tokens),
                    identical=tuple(identical), n_source_rows=len(rows), n_dropped_too_long=dropped,
                    max_length=max_length, warnings=tuple(warnings))

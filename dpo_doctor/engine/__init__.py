@@ -6,6 +6,6 @@ prompt-heavy data), `generate` (sampling and sample scoring), `loading`
 (models and tokenizers from disk).
 """
 
-from dpo_doctor.engine.logprobs import PairTokens, collate_pairs, pair_logps, sequence_logps, token_logps
+from dpo_doctor.engine.logprobs import collate_pairs, pair_logps, sequence_logps, token_logps
 
-__all__ = ["PairTokens", "collate_pairs", "pair_logps", "sequence_logps", "token_logps"]
+__all__ = ["collate_pairs", "pair_logps", "sequence_logps", "token_logps"]

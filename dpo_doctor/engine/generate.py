@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 
 from dpo_doctor.engine.compat import cache_kwargs, keep_kwargs, output_cache
+from dpo_doctor.engine.devices import pad_id
 
 TOPK = 10
 
@@ -116,16 +117,6 @@ class ScoredSample:
 # ---- sampling ------------------------------------------------------------------------------------------------
 
 
-def prompt_token_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
-    """Prompt ids exactly as the pairs are tokenized (`data._ids`): chat template with generation prompt for
-    conversations, the plain tokenizer otherwise."""
-    from dpo_doctor.data.pairs import _ids
-
-    if isinstance(prompt, list):
-        return _ids(tokenizer, prompt, add_generation_prompt=True)
-    return _ids(tokenizer, prompt)
-
-
 def eos_ids(model, tokenizer) -> set[int]:
     """Every token that ends a completion: the tokenizer's EOS and the generation config's."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -205,18 +196,20 @@ def _generate_batch(model, rows: list[tuple[int, int, bool, list[int]]], cfg: Ge
     return [(out[i, : lengths[i]].tolist(), bool(done[i])) for i in range(len(rows))]
 
 
-def sample(model, tokenizer, prompts: list[str | list[dict]], cfg: GenConfig, device,
+def sample(model, tokenizer, prompt_ids: Sequence[Sequence[int]], cfg: GenConfig, device,
            only: Sequence[int] | None = None) -> list[Sample]:
     """samples_per_prompt sampled completions (+ one greedy) per prompt, ordered by (prompt_id, sample_idx).
+
+    prompt_ids: each prompt already tokenized (`data.tokens.encode_prompts`: chat template for conversations).
 
     only: the prompt ids to sample (default all). A row's randomness depends on (seed, prompt_id, sample_idx)
     alone, so a shard of the prompts gets exactly the samples a full run gives them (distributed scans).
     Rows are sorted by prompt length before batching so left padding stays small."""
     device = torch.device(device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     eos = eos_ids(model, tokenizer)
-    ids = range(len(prompts)) if only is None else only
-    encoded = {p: prompt_token_ids(tokenizer, prompts[p]) for p in ids}
+    ids = range(len(prompt_ids)) if only is None else only
+    encoded = {p: list(prompt_ids[p]) for p in ids}
     n_rows = cfg.samples_per_prompt + int(cfg.greedy)
     rows = [(p, s, s == cfg.samples_per_prompt, encoded[p]) for p in ids for s in range(n_rows)]
     rows.sort(key=lambda r: len(r[3]))
@@ -225,7 +218,7 @@ def sample(model, tokenizer, prompts: list[str | list[dict]], cfg: GenConfig, de
     samples = []
     for start in range(0, len(rows), cfg.batch_size):
         batch = rows[start: start + cfg.batch_size]
-        for (p, s, g, pids), (toks, fin) in zip(batch, _generate_batch(model, batch, cfg, eos, pad_id, device)):
+        for (p, s, g, pids), (toks, fin) in zip(batch, _generate_batch(model, batch, cfg, eos, pad, device)):
             answer = toks[:-1] if fin else toks
             text = tokenizer.decode(answer, skip_special_tokens=True)
             samples.append(Sample(p, s, g, tuple(pids), tuple(toks), fin, text))
@@ -310,7 +303,7 @@ def score_samples(policy, reference, samples: Sequence[Sample], tokenizer, cfg: 
     """Score every sample under policy and reference (same order as `samples`); rows batched by length.
     An empty completion (EOS-less zero-token row, only possible with max_new_tokens=0) scores all zeros."""
     device = torch.device(device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     todo = sorted((i for i, s in enumerate(samples) if s.token_ids),
                   key=lambda i: len(samples[i].prompt_ids) + len(samples[i].token_ids))
     scored = {i: ScoredSample(s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0) for i, s in enumerate(samples) if not s.token_ids}
@@ -318,7 +311,7 @@ def score_samples(policy, reference, samples: Sequence[Sample], tokenizer, cfg: 
     policy.eval(), reference.eval()
     for start in range(0, len(todo), cfg.batch_size):
         idx = todo[start: start + cfg.batch_size]
-        scored.update(zip(idx, _score_batch(policy, reference, [samples[i] for i in idx], pad_id, cfg, device)))
+        scored.update(zip(idx, _score_batch(policy, reference, [samples[i] for i in idx], pad, cfg, device)))
     policy.train(modes[0]), reference.train(modes[1])
     return [scored[i] for i in range(len(samples))]
 
@@ -354,19 +347,17 @@ SAMPLE_COLUMNS = ("checkpoint", "step", "prompt_id", "prompt", "sample_idx", "gr
                   "logp", "ref_logp", "kl", "kl_k1", "kl_k3", "entropy", "topk_mass", "token_ids", "finished")
 
 
-def samples_frame(checkpoint_name: str, step: int, prompts: Sequence[str | list[dict]],
-                  scored: Sequence[ScoredSample]):
+def samples_frame(checkpoint_name: str, step: int, prompt_texts: Sequence[str], scored: Sequence[ScoredSample]):
     """samples.parquet rows of one checkpoint (`"reference"`, step -1 for the reference).
 
     Besides the README columns: `topk_mass` (mean top-10 mass) and `token_ids` (answer ids, EOS excluded), which
     the diversity metrics read (they count n-grams of token ids), and `finished` (False: cut at max_new_tokens)."""
     import polars as pl
 
-    from dpo_doctor.data.pairs import render
 
     rows = [{
         "checkpoint": checkpoint_name, "step": step, "prompt_id": s.sample.prompt_id,
-        "prompt": render(prompts[s.sample.prompt_id]), "sample_idx": s.sample.sample_idx, "greedy": s.sample.greedy,
+        "prompt": prompt_texts[s.sample.prompt_id], "sample_idx": s.sample.sample_idx, "greedy": s.sample.greedy,
         "text": s.sample.text, "n_tokens": len(s.sample.answer_ids), "n_chars": len(s.sample.text),
         "logp": s.logp, "ref_logp": s.ref_logp, "kl": s.kl, "kl_k1": s.kl_k1, "kl_k3": s.kl_k3,
         "entropy": s.entropy, "topk_mass": s.topk_mass, "token_ids": list(s.sample.answer_ids),

@@ -7,8 +7,7 @@ by length so that padding stays small.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -89,13 +88,13 @@ def _response_head_logps(model, input_ids: torch.Tensor, attention_mask: torch.T
     return per_token.sum(dim=1), mask.sum(dim=1).to(logps)
 
 
-@dataclass(frozen=True)
-class PairTokens:
-    """One tokenized pair: prompt ids shared by both responses (already truncated as TRL does)."""
+class PairTokens(Protocol):
+    """What the engine needs of a tokenized pair (the type itself, `data.tokens.PairTokens`, belongs to data):
+    prompt ids shared by both responses, already truncated as TRL does."""
 
-    prompt_ids: tuple[int, ...]
-    chosen_ids: tuple[int, ...]
-    rejected_ids: tuple[int, ...]
+    prompt_ids: Sequence[int]
+    chosen_ids: Sequence[int]
+    rejected_ids: Sequence[int]
 
 
 def collate_pairs(pairs: Sequence[PairTokens], pad_id: int, max_length: int | None = None) -> dict[str, torch.Tensor]:

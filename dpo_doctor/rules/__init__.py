@@ -10,30 +10,33 @@ Diagnoses are ordered by severity (error first), then causes before the symptoms
 lower codes name causes that explain later ones (a wrong reference explains odd margins; over-optimization explains
 a falling chosen likelihood). Where the causal order depends on the measurements, a finding names the kinds that
 would explain it (`Finding.explained_by`): length growth from length-balanced data is a symptom of a KL blow-up
-(dpo-literature.md section 10 row 15) when over-optimization is also found, so it is listed after it.
+(SimPO README, princeton-nlp/SimPO; Rafailov, Chittepu, Park et al. 2024, Scaling Laws for Reward Model
+Overoptimization in DAAs, arXiv:2406.02900) when over-optimization is also found, so it is listed after it.
 """
 
 from __future__ import annotations
 
-import difflib
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
-from dpo_doctor.errors import UserError
+from dpo_doctor.errors import UserError, did_you_mean
+from dpo_doctor.rules import dpo004_trainer_metrics_mismatch
 from dpo_doctor.rules import (dpo001_numerical_instability, dpo002_no_learning, dpo003_reference_mismatch,
                               dpo101_length_exploitation, dpo102_over_optimization, dpo103_overfitting,
                               dpo104_mode_collapse, dpo105_label_noise, dpo106_likelihood_displacement,
                               dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
                               dpo202_log_early_saturation, dpo203_log_chosen_falling)
+from dpo_doctor.rules import dpo109_degeneration, dpo110_capability_regression
 from dpo_doctor.rules.records import (CheckpointFacts, Diagnosis, Evidence, Example, Finding, Recommendation, Rule,
-                                      RunFacts, make_facts)
+                                      RunFacts, SEVERITY_RANK, make_facts)
 
-_MODULES = (dpo001_numerical_instability, dpo002_no_learning, dpo003_reference_mismatch, dpo101_length_exploitation,
+_MODULES = (dpo001_numerical_instability, dpo002_no_learning, dpo003_reference_mismatch,
+            dpo004_trainer_metrics_mismatch, dpo101_length_exploitation,
             dpo102_over_optimization, dpo103_overfitting, dpo104_mode_collapse, dpo105_label_noise,
             dpo106_likelihood_displacement, dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
-            dpo202_log_early_saturation, dpo203_log_chosen_falling)
+            dpo202_log_early_saturation, dpo203_log_chosen_falling, dpo109_degeneration,
+            dpo110_capability_regression)
 RULES: dict[str, Rule] = {m.RULE.code: m.RULE for m in _MODULES}
-SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
 __all__ = ["RULES", "CheckpointFacts", "Diagnosis", "Evidence", "Example", "Finding", "Recommendation", "Rule",
            "RunFacts", "facts_from_report", "get_rule", "make_facts", "order", "parse_set_option", "run_rules",
@@ -41,8 +44,10 @@ __all__ = ["RULES", "CheckpointFacts", "Diagnosis", "Evidence", "Example", "Find
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]}?" if close else ""
+    """Codes read the letter O typed for a zero as the zero (DPO1O1 -> DPO101, not its tie DPO110)."""
+    if word.upper().startswith("DPO"):
+        word = word[:3] + word[3:].upper().replace("O", "0")
+    return did_you_mean(word, options)
 
 
 def get_rule(code: str) -> Rule:
@@ -122,6 +127,22 @@ def parse_set_option(text: str) -> tuple[str, str, float]:
     return rule.code, param, number
 
 
+def parse_settings(items: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Every `--set CODE.PARAM=VALUE` -> {code: {param: value}}, each checked against its rule."""
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        code, param, value = parse_set_option(item)
+        out.setdefault(code, {})[param] = value
+    return out
+
+
+def check_selection(select: Iterable[str], ignore: Iterable[str], settings: Iterable[str]) -> None:
+    """Validate --select/--ignore/--set before any work (a typo must not cost a scan)."""
+    _expand(set(select) or None, "--select")
+    _expand(set(ignore) or None, "--ignore")
+    parse_settings(settings)
+
+
 def verdict_of(diagnoses: list[Diagnosis]) -> tuple[str, str]:
     """("healthy"|"warning"|"error", one sentence). Info-level findings alone leave a run healthy."""
     if not diagnoses:
@@ -149,4 +170,5 @@ def facts_from_report(report: Mapping, train_log=None) -> RunFacts:
         data_stats=MappingProxyType(dict((report.get("data") or {}).get("stats") or {})),
         beta=float(run.get("beta") or 0.1), loss_type=run.get("loss_type"), train_log=train_log,
         log_only=bool(report.get("log_only")) or not ckpts,
-        n_pairs=(report.get("data") or {}).get("n_pairs"))
+        n_pairs=(report.get("data") or {}).get("n_pairs"),
+        data_is_eval=bool((report.get("settings") or {}).get("data_is_eval")))

@@ -11,6 +11,14 @@ reference (DPO003) the reference-free `accuracy/ranking` (pi(chosen) > pi(reject
 No choice (None) when nothing was trained or nothing learned: there is no checkpoint worth shipping over the
 reference.
 
+A real quality signal outranks all of that (implicit-reward accuracy does not track win rate: Rafailov et al.
+2024): the judge's win rate against the reference (`judge/win_rate`, from `--judge`), else the accuracy on a
+verifiable probe suite (`task/accuracy`). The best is the checkpoint with the highest signal (ties: less KL, then
+the earlier step, i.e. the top of the hump when quality turns down while KL keeps rising); the reason says which
+signal chose it, whether its 95% interval clears the runner-up's (`confidence`: "clear" or "within noise"), and
+where quality fell past it while KL rose. Checkpoints from the first degenerate one on (DPO109) are never shipped
+while an earlier one exists.
+
 One source of truth: when a rule that says which checkpoint to ship fired (DPO102's hump, DPO103's held-out peak:
 `recommendation.params.ship_step`), that checkpoint is the best one, so the report never names two. Over-optimization
 wins over overfitting (the KL budget is the stricter limit). With a wrong reference those rules read
@@ -68,6 +76,9 @@ def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
     kinds = {d.kind for d in diagnoses}
     if "no_learning" in kinds:
         return None
+    quality = _quality_choice(facts, diagnoses)
+    if quality is not None:
+        return quality
     key = "accuracy/ranking" if "reference_mismatch" in kinds else "rewards/accuracies"
     shipped = None if "reference_mismatch" in kinds else _rule_choice(facts, diagnoses)
     if shipped is not None:
@@ -75,12 +86,13 @@ def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
     cands = [c for c in facts.checkpoints if _usable(c) and c.get(key) is not None]
     if not cands:
         return None
-    notes = []
+    cands, loops = _before_degeneration(cands, diagnoses)
+    notes = [loops]
     for limit in _limits(facts, diagnoses):
         cands, note = _apply(cands, limit)
         notes.append(note)
     best = max(cands, key=lambda c: (c.get(key), c.get("rewards/margins") or 0.0, c.step))
-    return {"name": best.name, "step": best.step, "reason": _reason(facts, best, key, notes, kinds)}
+    return {"name": best.name, "step": best.step, "reason": _reason(facts, best, key, notes, kinds), "signal": key}
 
 
 SHIP_RULES = {"DPO102": "the over-optimization hump: the most accurate checkpoint within the KL budget (the least "
@@ -98,7 +110,8 @@ def _rule_choice(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
             continue
         acc, kl = ck.get("rewards/accuracies"), ck.get("gen/kl_mean")
         stats = ", ".join(f"{k} {fmt(v)}" for k, v in (("held-out accuracy", acc), ("KL", kl)) if v is not None)
-        return {"name": ck.name, "step": ck.step, "reason": f"{why} ({code}; {stats})"}
+        return {"name": ck.name, "step": ck.step, "reason": f"{why} ({code}; {stats})",
+                "signal": "rewards/accuracies"}
     return None
 
 
@@ -112,3 +125,79 @@ def _reason(facts: RunFacts, best: CheckpointFacts, key: str, notes: list[str], 
     if later and kinds & {"over_optimization", "overfitting"}:
         text += "; later checkpoints drift further without doing better (the over-optimization hump)"
     return text
+
+
+QUALITY = (("judge/win_rate", "judge win rate against the reference"), ("task/accuracy", "verifiable task accuracy"))
+
+
+def _before_degeneration(cands: list[CheckpointFacts], diagnoses: list[Diagnosis]) -> tuple[list, str]:
+    """The candidates before the first degenerate checkpoint DPO109 named (all of them if none is earlier)."""
+    d = next((d for d in diagnoses if d.code == "DPO109"), None)
+    first = d.recommendation.params.get("first_degenerate_step") if d is not None else None
+    keep = [c for c in cands if first is not None and c.step < first]
+    if first is None or not keep or len(keep) == len(cands):
+        return cands, ""
+    return keep, f"before the loops that start at step {first} (DPO109)"
+
+
+def _interval(c: CheckpointFacts, key: str) -> tuple[float | None, float | None]:
+    return c.get(f"{key}_low"), c.get(f"{key}_high")
+
+
+def _confidence(best: CheckpointFacts, cands: list[CheckpointFacts], key: str) -> tuple[str | None, str]:
+    """("clear" | "within noise" | None, a clause): does the best's 95% interval clear the runner-up's?"""
+    others = [c for c in cands if c is not best]
+    if not others:
+        return None, ""
+    runner = max(others, key=lambda c: c.get(key))
+    (low, _), (_, r_high) = _interval(best, key), _interval(runner, key)
+    if low is None or r_high is None:
+        return None, f"; runner-up {runner.name} at {fmt(runner.get(key))} (no interval to compare)"
+    if low > r_high:
+        return "clear", f"; its 95% interval clears the runner-up's ({runner.name}, {fmt(runner.get(key))})"
+    return "within noise", (f"; within noise of the runner-up {runner.name} ({fmt(runner.get(key))}): the 95% "
+                            f"intervals overlap, so more probe prompts would be needed to tell them apart")
+
+
+def _hump(best: CheckpointFacts, cands: list[CheckpointFacts], key: str) -> str:
+    """A clause when quality fell after the best while KL kept rising (the over-optimization hump)."""
+    later = [c for c in cands if c.step > best.step]
+    if not later:
+        return ""
+    last = later[-1]
+    kl, kl_last = best.get("gen/kl_mean"), last.get("gen/kl_mean")
+    if last.get(key) < best.get(key) and kl is not None and kl_last is not None and kl_last > kl:
+        return (f"; past it quality fell to {fmt(last.get(key))} at {last.name} while KL rose from {fmt(kl)} to "
+                f"{fmt(kl_last)} nats (the over-optimization hump)")
+    return ""
+
+
+def _overrides(best: CheckpointFacts, diagnoses: list[Diagnosis]) -> str:
+    """A clause when DPO102/DPO103 named another checkpoint from implicit-reward accuracy."""
+    for code in SHIP_RULES:
+        d = next((d for d in diagnoses if d.code == code), None)
+        step = d.recommendation.params.get("ship_step") if d is not None else None
+        if step is not None and step != best.step:
+            return (f"; {code} suggested step {step} from implicit-reward accuracy, which does not track quality "
+                    f"(Rafailov et al. 2024)")
+    return ""
+
+
+def _quality_choice(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
+    """The checkpoint with the best judge win rate, else verifiable task accuracy; None when neither was measured."""
+    for key, label in QUALITY:
+        cands = [c for c in facts.checkpoints if _usable(c) and c.get(key) is not None]
+        if cands:
+            break
+    else:
+        return None
+    cands, loops = _before_degeneration(cands, diagnoses)
+    best = max(cands, key=lambda c: (c.get(key), -(c.get("gen/kl_mean") or 0.0), -c.step))
+    low, high = _interval(best, key)
+    ci = f", 95% interval {fmt(low)}-{fmt(high)}" if low is not None and high is not None else ""
+    ref = facts.ref(key)
+    text = (f"highest {label} ({fmt(best.get(key))}{ci}" + (f"; the reference's {fmt(ref)}" if ref is not None
+                                                             else "") + f") of {len(cands)} checkpoints")
+    confidence, versus = _confidence(best, cands, key)
+    text += versus + _hump(best, cands, key) + (f"; {loops}" if loops else "") + _overrides(best, diagnoses)
+    return {"name": best.name, "step": best.step, "reason": text, "signal": key, "confidence": confidence}

@@ -7,7 +7,7 @@ What it detects
 Why it matters
     One NaN gradient poisons every weight it touches; the checkpoints after it score NaN log-probs and every other
     metric is meaningless. Users see it as `rewards/*` turning NaN while the logged loss reads 0.0
-    (ms-swift #5418, minimind #365).
+    (modelscope/ms-swift#5418, jingyaogong/minimind#365).
 
 Evidence
     `nonfinite/checkpoint_metrics`: how many metric values are non-finite (threshold `max_nonfinite`);
@@ -18,7 +18,9 @@ Recommended fix
     clipping at 1.0 and bf16 (not fp16) autocast; skip batches whose loss is not finite.
 
 References
-    trainers-and-formats.md section 4, row 14 (ms-swift #5418; jingyaogong/minimind #365: skip NaN steps, lower LR).
+    modelscope/ms-swift#5418 and jingyaogong/minimind#365 (rewards/logps NaN while the logged loss reads 0.0; the
+    answers there: skip NaN steps, lower the LR).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

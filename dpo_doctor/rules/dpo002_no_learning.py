@@ -6,9 +6,9 @@ What it detects
 
 Why it matters
     DPO's loss is ln 2 = 0.6931 when policy == reference, rewards and accuracies read 0.0, and every later metric is
-    a no-op. Users report it as "loss fixed at 0.6931" (trl #1311, #1627; OpenRLHF #364); the causes are a learning
-    rate of 0, beta = 0, no trainable parameters (a frozen LoRA adapter), chosen == rejected, or scanning with the
-    checkpoint itself as `--ref`.
+    a no-op. Users report it as "loss fixed at 0.6931" (huggingface/trl#1311, huggingface/trl#1627;
+    OpenRLHF/OpenRLHF#364); the causes are a learning rate of 0, beta = 0, no trainable parameters (a frozen LoRA
+    adapter), chosen == rejected, or scanning with the checkpoint itself as `--ref`.
 
 Evidence
     `drift/chosen`, `drift/rejected` (mean summed log-prob change vs the reference, nats) and `rewards/margins`,
@@ -20,8 +20,11 @@ Recommended fix
     default), that chosen differs from rejected, and that `--ref` is the model the run started from, not this one.
 
 References
-    trainers-and-formats.md section 4, row 6 (trl #1311, #1627; OpenRLHF #364; ETO #14); DPO (Rafailov et al. 2023):
-    the loss at zero margin is -log sigma(0) = ln 2.
+    huggingface/trl#1311, huggingface/trl#1627, OpenRLHF/OpenRLHF#364 and Yifan-Song793/ETO#14 (loss fixed at
+    0.6931, rewards and accuracies 0.0: #1627 had beta = 0, #1311 a LoRA policy that never left its reference; #364:
+    ln 2 means r(chosen) = r(rejected)); DPO (Rafailov, Sharma, Mitchell, Ermon, Manning, Finn 2023, Direct
+    Preference Optimization, arXiv:2305.18290): the loss at zero margin is -log sigma(0) = ln 2.
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

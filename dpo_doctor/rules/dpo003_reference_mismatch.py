@@ -9,8 +9,8 @@ What it detects
       (Rafailov et al. 2024); a reference weaker than the policy's start (the base model instead of the SFT model,
       or the base without the SFT adapter) raises both;
     * in the training log, huge margins immediately: the first logged train row (at step <= `first_step_max`)
-      already has loss < `min_first_loss` or |rewards/margins| > `max_first_margin` (LlamaFactory #8974: loss 0.0
-      and accuracy 1.0 from step 5 because the reference lacked the SFT adapter).
+      already has loss < `min_first_loss` or |rewards/margins| > `max_first_margin` (hiyouga/LlamaFactory#8974: loss
+      0.0 and accuracy 1.0 from step 5 because the reference lacked the SFT adapter).
 
 Why it matters
     Every implicit reward, margin, accuracy and drift is measured against the reference. With the wrong one they
@@ -28,8 +28,11 @@ Recommended fix
     ref = the policy's initial weights. No beta change helps.
 
 References
-    trainers-and-formats.md section 4, rows 8 and 18 (LlamaFactory #8974; NeMo-Aligner PR #228: step-0 rewards must
-    be exactly 0); dpo-literature.md section 3e (chosen log-ratio ~ -KL(ref||policy) <= 0 from the right reference).
+    hiyouga/LlamaFactory#8974 (DPO-LoRA on an SFT-LoRA scored against the base without the SFT adapter: loss 0.0
+    and accuracy 1.0 from step 5); NVIDIA/NeMo-Aligner#228 (PR: step-0 rewards must be exactly 0); Rafailov, Hejna,
+    Park, Finn 2024 (From r to Q*, arXiv:2404.12358: chosen log-ratio ~ -KL(ref||policy) <= 0 from the right
+    reference).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ What it detects
     at the last, 4.5x the budget) at lr 3e-3, 229-392 (256 at the last) at lr 5e-3, the zoo's setting since
     2026-12-01. The other runs stay below the blow-up line: length_exploitation 29-70 (31 at
     the last), likelihood_displacement 39-80 (54), overfitting 9-19. Departure from the literature's 10 nats
-    (section 10 row 15, "large early KL"): the default budget is 50, because the zoo's tiny model (2 layers,
-    384-token vocabulary, lr 1e-3) spends ~1 nat per sampled token in a run that generalises well (held-out
-    accuracy 0.89 -> 0.94 while KL goes 13 -> 30), so 10 flags every healthy checkpoint; 50 sits between
-    healthy's largest (30) and over_optimization's smallest (82). The same healthy recipe at lr 5e-4 stays at 5-9
-    nats, the literature's scale, so for larger models start from `--set DPO102.kl_budget=10`. The budget is per
-    completion, so it grows with answer length.
+    ("large early KL", a suggested threshold built on the SimPO README and Rafailov et al. 2024): the default budget
+    is 50, because the zoo's tiny model (2 layers, 384-token vocabulary, lr 1e-3) spends ~1 nat per sampled token
+    in a run that generalises well (held-out accuracy 0.89 -> 0.94 while KL goes 13 -> 30), so 10 flags every
+    healthy checkpoint; 50 sits between healthy's largest (30) and over_optimization's smallest (82). The same
+    healthy recipe at lr 5e-4 stays at 5-9 nats, the literature's scale, so for larger models start from
+    `--set DPO102.kl_budget=10`. The budget is per completion, so it grows with answer length.
 
 Why it matters
     Quality vs KL is hump-shaped for DPO, IPO and SLiC; with wide KL budgets the best checkpoint comes after ~25% of
@@ -42,8 +42,10 @@ Recommended fix
     al.) or online/iterative DPO are the alternatives.
 
 References
-    Rafailov, Chittepu, Park et al. 2024 (arXiv 2406.02900); Azar et al. 2024 (IPO); Guo et al. 2024 (online DPO);
-    SimPO README (LR 1e-5 breaks models); dpo-literature.md sections 4b and 10 rows 6 and 15.
+    Rafailov, Chittepu, Park, Sikchi, Hejna, Knox, Finn, Niekum 2024 (Scaling Laws for Reward Model
+    Overoptimization in DAAs, arXiv:2406.02900); Azar et al. 2024 (IPO, arXiv:2310.12036); Guo et al. 2024 (online
+    DPO: Direct Language Model Alignment from Online AI Feedback, arXiv:2402.04792); SimPO README, princeton-nlp/SimPO
+    (LR 1e-5 breaks models: "incoherent or repetitive text"; Meng, Xia, Chen 2024, SimPO, arXiv:2405.14734).
 """
 
 from __future__ import annotations

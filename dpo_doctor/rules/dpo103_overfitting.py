@@ -14,7 +14,7 @@ Why it matters
     With near-deterministic preferences DPO's logit link pushes margins without bound and the KL term stops
     holding the policy (Azar et al. 2024): train accuracy -> 1, train loss -> 0, margins grow, eval loss rises.
     Multi-epoch runs show it as train loss dropping at each epoch start while eval loss rises
-    (alignment-handbook #38).
+    (huggingface/alignment-handbook#38).
 
 Evidence
     The last eval `loss` (threshold: min x (1 + rise_frac); reference value: the minimum), the train
@@ -29,8 +29,11 @@ Recommended fix
     log(0.9/0.1) = 2.2).
 
 References
-    Azar et al. 2024 (IPO, arXiv 2310.12036); Mitchell 2023 (cDPO); dpo-literature.md sections 4a and 10 row 7;
-    trainers-and-formats.md section 4, rows 9 and 10 (trl #1236; alignment-handbook #38).
+    Azar, Rowland, Piot, Guo, Calandriello, Valko, Munos 2024 (IPO, AISTATS, arXiv:2310.12036); Mitchell 2023
+    (cDPO: A note on DPO with noisy preferences and relationship to IPO, ericmitchell.ai/cdpo.pdf);
+    huggingface/trl#1236 and zhyang2226/OPA-DPO#10 (loss -> 0, accuracies 1.0, margins 10-23 at a high LR);
+    huggingface/alignment-handbook#38 (train loss drops at each epoch start while eval loss rises).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

@@ -28,8 +28,10 @@ Recommended fix
     that a stronger KL penalty gave less diversity, not more.
 
 References
-    Kirk et al. 2024 (ICLR, arXiv 2310.06452); Wang et al. 2024 (f-DPO, arXiv 2309.16240); Liu et al. 2022 (EAD);
-    dpo-literature.md sections 5 and 10 row 10.
+    Kirk, Mediratta, Nalmpantis, Luketina, Hambro, Grefenstette, Raileanu 2024 (Understanding the Effects of RLHF on
+    LLM Generalisation and Diversity, ICLR, arXiv:2310.06452); Wang, Jiang, Yang, Liu, Chen 2024 (f-DPO: Beyond
+    Reverse KL, ICLR, arXiv:2309.16240); Liu et al. 2022 (EAD, expectation-adjusted distinct n-grams, ACL); Li et
+    al. 2016 (distinct-n).
 """
 
 from __future__ import annotations

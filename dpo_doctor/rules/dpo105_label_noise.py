@@ -24,8 +24,9 @@ Recommended fix
     Relabel or filter pairs with low annotator agreement if you have it.
 
 References
-    Mitchell 2023 (cDPO note); Chowdhury et al. 2024 (rDPO, arXiv 2403.00409); dpo-literature.md sections 6a-6b and
-    10 row 12.
+    Mitchell 2023 (cDPO note: A note on DPO with noisy preferences and relationship to IPO,
+    ericmitchell.ai/cdpo.pdf); Ray Chowdhury, Kini, Natarajan 2024 (rDPO: Provably Robust DPO, ICML,
+    arXiv:2403.00409).
 """
 
 from __future__ import annotations

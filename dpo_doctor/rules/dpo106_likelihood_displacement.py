@@ -25,9 +25,18 @@ Recommended fix
     (high CHES, Razin et al.) helps when they dominate.
 
 References
-    Pal et al. 2024 (Smaug / DPOP, arXiv 2402.13228); Razin et al. 2025 (arXiv 2410.08847); Pang et al. 2024 (RPO);
-    Rafailov et al. 2024 (From r to Q*); dpo-literature.md section 3 and 10 rows 1-3; trainers-and-formats.md
-    section 4 rows 2-5 (trl #800; SimPO #42: larger beta or lower LR).
+    Pal, Karkhanis, Dooley, Roberts, Naidu, White 2024 (Smaug / DPOP, arXiv:2402.13228); Razin, Malladi, Bhaskar,
+    Chen, Arora, Hanin 2025 (Unintentional Unalignment: Likelihood Displacement in DPO, ICLR, arXiv:2410.08847);
+    Pang et al. 2024 (RPO: Iterative Reasoning Preference Optimization, arXiv:2404.19733); Rafailov, Hejna, Park,
+    Finn 2024 (From r to Q*, arXiv:2404.12358); Rafailov, Chittepu, Park et al. 2024 (Scaling Laws for Reward Model
+    Overoptimization in DAAs, arXiv:2406.02900, section 3.5); Feng, Qin, Huang, Zhang, Lei 2024 (Towards Analyzing
+    and Understanding the Limitations of DPO, arXiv:2404.04626); Shi, Land, Locatelli, Geist, Bartolo 2024
+    (Understanding Likelihood Over-optimisation in DAAs, arXiv:2410.11677); Liu et al. 2024 (Your SFT Loss is
+    Implicitly an Adversarial Regularizer, arXiv:2405.16436); eric-mitchell/direct-preference-optimization#32 and
+    #36 (chosen log-probs fall after SFT on chosen); huggingface/trl#800 (both fall: add an NLL term);
+    hiyouga/LlamaFactory#6153, hiyouga/LlamaFactory#7643 and OpenRLHF/OpenRLHF#1054 (set `pref_ftx`, the SFT loss
+    coefficient); princeton-nlp/SimPO#42 (larger beta or lower LR).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

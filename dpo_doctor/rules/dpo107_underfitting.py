@@ -24,8 +24,11 @@ Recommended fix
     at least 2x so the retry is a real change). If beta is already small, raise the learning rate instead.
 
 References
-    Rafailov et al. 2023 (DPO, beta 0.1-0.5); Meng et al. 2024 (SimPO README: DPO beta 0.01);
-    dpo-literature.md section 10 row 14; trainers-and-formats.md section 4 row 17 (higher beta = closer to ref).
+    Rafailov, Sharma, Mitchell, Ermon, Manning, Finn 2023 (DPO, arXiv:2305.18290: beta 0.1-0.5); Meng, Xia, Chen
+    2024 (SimPO, arXiv:2405.14734; its README, princeton-nlp/SimPO: DPO beta 0.01); allenai/reward-bench#93,
+    huggingface/smol-course#307 (PR) and modelscope/ms-swift#7285 (which beta, and its direction: higher beta =
+    closer to ref, as TRL's `DPOConfig` docstring says).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ Recommended fix
     data (online or iterative DPO on the policy's own samples) is the alternative. Beta does not fix a data gap.
 
 References
-    Xu et al. 2024 ("Is DPO Superior to PPO", arXiv 2404.10719); Rafailov et al. 2023 (Preferred-FT reference);
-    Guo et al. 2024 (online DPO); dpo-literature.md sections 6e, 8 and 10 row 9.
+    Xu, Fu, Gao, Ye, Liu, Mei, Wang, Yu, Wu 2024 ("Is DPO Superior to PPO for LLM Alignment?", ICML,
+    arXiv:2404.10719); Rafailov et al. 2023 (DPO, arXiv:2305.18290: Preferred-FT reference; the
+    eric-mitchell/direct-preference-optimization README: SFT on the preferred responses first); Guo et al. 2024
+    (online DPO: Direct Language Model Alignment from Online AI Feedback, arXiv:2402.04792).
 """
 
 from __future__ import annotations

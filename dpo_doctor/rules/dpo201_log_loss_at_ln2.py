@@ -7,7 +7,8 @@ What it detects
 Why it matters
     -log sigma(0) = ln 2: a DPO loss pinned there means every margin is 0, i.e. the policy equals its reference
     (no trainable parameters, a frozen adapter, a learning rate or beta of 0, chosen == rejected, or a cached
-    reference that was ignored: trl #1311, #1627, #1962; OpenRLHF #364).
+    reference that was ignored: huggingface/trl#1311, huggingface/trl#1627, huggingface/trl#1962;
+    OpenRLHF/OpenRLHF#364).
 
 Evidence
     `loss`: the largest deviation from ln 2 (threshold `tol`, reference value ln 2); `rewards/margins` at the end
@@ -18,7 +19,11 @@ Recommended fix
     a reference that is not the policy).
 
 References
-    trainers-and-formats.md section 4, rows 6 and 7; DPO loss at zero margin = ln 2.
+    huggingface/trl#1311, huggingface/trl#1627, OpenRLHF/OpenRLHF#364 and Yifan-Song793/ETO#14 (loss fixed at
+    0.6931; #1627 had beta = 0); huggingface/trl#1962, huggingface/trl#2423 and huggingface/trl#6443 (PR) (loss
+    0.6931 with `precompute_ref_log_probs`: cached reference log-probs ignored or dropped, or an eval reference
+    computed with the trained policy); DPO loss at zero margin = ln 2 (Rafailov et al. 2023, arXiv:2305.18290).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

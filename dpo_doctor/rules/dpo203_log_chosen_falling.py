@@ -7,9 +7,10 @@ What it detects
 
 Why it matters
     The log-only view of likelihood displacement (DPO106): users report "rewards/chosen negative and decreasing"
-    (trl #800; LlamaFactory #6153, #7643; OpenRLHF #1054). Some fall is normal (Rafailov et al. 2024); chosen falling
-    nearly as fast as rejected moves probability to responses in neither set. Logged sums are length-confounded,
-    so the threshold is in summed nats, not per token: prefer a full scan when a model can be loaded.
+    (huggingface/trl#800; hiyouga/LlamaFactory#6153, hiyouga/LlamaFactory#7643; OpenRLHF/OpenRLHF#1054). Some fall
+    is normal (Rafailov et al. 2024); chosen falling nearly as fast as rejected moves probability to responses in
+    neither set. Logged sums are length-confounded, so the threshold is in summed nats, not per token: prefer a full
+    scan when a model can be loaded.
 
 Evidence
     `rewards/chosen` and `rewards/rejected` at the end of the log, divided by beta (nats); reference value: the
@@ -20,8 +21,13 @@ Recommended fix
     raised by the measured overshoot, beta_new = beta * |chosen drop| / max_chosen_drop.
 
 References
-    trainers-and-formats.md section 4, rows 2-5; Pal et al. 2024 (DPOP); Pang et al. 2024 (RPO);
-    dpo-literature.md section 3.
+    eric-mitchell/direct-preference-optimization#32 and #36 (chosen log-probs fall after SFT on chosen);
+    huggingface/trl#800 (add an NLL term); hiyouga/LlamaFactory#6153, hiyouga/LlamaFactory#7643 and
+    OpenRLHF/OpenRLHF#1054 (set `pref_ftx`); princeton-nlp/SimPO#42 (larger beta or lower LR); Pal et al. 2024
+    (Smaug / DPOP, arXiv:2402.13228); Pang et al. 2024 (RPO, arXiv:2404.19733); Rafailov, Hejna, Park, Finn 2024
+    (From r to Q*, arXiv:2404.12358); Razin et al. 2025 (Likelihood Displacement in DPO, arXiv:2410.08847); Feng et
+    al. 2024 (Limitations of DPO, arXiv:2404.04626).
+    GitHub threads: owner/repo#N is https://github.com/owner/repo/issues/N.
 """
 
 from __future__ import annotations

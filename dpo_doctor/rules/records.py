@@ -16,10 +16,11 @@ from typing import Callable, Mapping
 
 import polars as pl
 
-SEVERITIES = ("info", "warning", "error")
+from dpo_doctor.severity import SEVERITIES, SEVERITY_RANK  # noqa: F401 (re-exported)
+
 KINDS = ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting", "mode_collapse",
          "label_noise", "underfitting", "no_learning", "reference_mismatch", "distribution_shift",
-         "numerical_instability")
+         "numerical_instability", "degeneration", "capability_regression")
 VARIANTS = ("dpo", "ipo", "simpo", "sigmoid_norm", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo", "robust_dpo", "f_dpo",
             "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
 SOURCES = ("metrics", "log", "both")  # what a rule reads: checkpoint metrics, the training log, or either
@@ -65,6 +66,7 @@ class RunFacts:
     train_log: pl.DataFrame | None = None
     log_only: bool = False
     n_pairs: int | None = None  # held-out pairs scored per checkpoint (sample size of every pair metric)
+    data_is_eval: bool = False  # the scanned pairs are the trainer's own eval set (settings.data_is_eval)
 
     @property
     def trained(self) -> tuple[CheckpointFacts, ...]:
@@ -222,7 +224,7 @@ class Rule:
 def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = None,
                reference: Mapping[str, float] | None = None, data: Mapping[str, float] | None = None,
                beta: float = 0.1, loss_type: str | None = "sigmoid", log: list[dict] | None = None,
-               log_only: bool = False, n_pairs: int | None = None) -> RunFacts:
+               log_only: bool = False, n_pairs: int | None = None, data_is_eval: bool = False) -> RunFacts:
     """Facts for examples and tests: one metrics dict per checkpoint (steps 100, 200, ... unless given); `log` is
     a list of train_log rows (dicts with step, split and logged keys)."""
     steps = steps or tuple(100 * (i + 1) for i in range(len(metrics)))
@@ -234,4 +236,4 @@ def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = No
                               **{k: [None if r.get(k) is None else float(r[k]) for r in log] for k in keys}},
                              schema_overrides={k: pl.Float64 for k in keys})
     return RunFacts(ckpts, MappingProxyType(dict(reference or {})), MappingProxyType(dict(data or {})), beta,
-                    loss_type, frame, log_only, n_pairs)
+                    loss_type, frame, log_only, n_pairs, data_is_eval=data_is_eval)

@@ -1,150 +1,60 @@
 """`dpo-doctor scan`: the pipeline, in one direction.
 
-discover -> data -> engine (reference once, then each checkpoint; cached) -> table -> metrics -> rules -> report
--> views. Scanning K checkpoints costs K+1 passes over the pairs, and a re-scan only scores what is new.
+check flags -> discover -> data -> engine (reference once, then each checkpoint; cached) -> table -> metrics ->
+rules -> report.json. Scanning K checkpoints costs K+1 passes over the pairs, and a re-scan only scores what is
+new. The pipeline never renders: the CLI composes scan, then the views.
 """
 
 from __future__ import annotations
 
 import gc
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
+from dpo_doctor import report as rep
 from dpo_doctor.errors import UserError
+from dpo_doctor.scan.config import ScanConfig, check_config, out_dir, run_name  # noqa: F401 (re-exported)
 
 ProgressFn = Callable[[str, int, int], None]  # (stage description, done, total)
 
 
+# ---- the context every stage reads ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class ScanConfig:
-    """Every flag of `dpo-doctor scan`, one field each (see `dpo-doctor scan --help` for units and defaults)."""
+class ScanContext:
+    """What the stages of one scan share, fixed once the data is loaded."""
 
-    run_dir: Path
-    data: Path | None  # None: diagnose from the training log alone (log-only verdict)
-    ref: Path | None = None
-    base: Path | None = None
-    beta: float | None = None
-    out: Path | None = None
-    max_pairs: int | None = None
-    max_length: int | None = 1024
-    batch_size: str = "auto"
-    device: str = "auto"
-    dtype: str = "auto"
-    cache_dir: Path | None = None
-    device_map: str | None = None  # "auto": shard a model larger than one device (accelerate)
-    seed: int = 0
-    trust_pickles: bool = False
-    trust_remote_code: bool = False
-    generate: bool = True
-    prompts: Path | None = None
-    probe_suite: str | None = None
-    max_prompts: int = 32
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 64
-    select: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    rule_settings: tuple[str, ...] = ()
-    render: bool = True
-    checkpoint_filter: tuple[str, ...] = field(default=())
+    cfg: ScanConfig
+    dist: Any  # engine.distributed.Dist
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    tokenizer: Any
+    pairs: Any  # data.pairs.PairSet
+    pairs_fp: str
+    cache: Any  # cache.ScoreCache
+
+    def load(self, spec):
+        """The one model-loading call of a scan (pair scoring and the probes both use it)."""
+        from dpo_doctor.engine.loading import load_model
+
+        model = load_model(spec, self.device, self.dtype, trust_remote_code=self.cfg.trust_remote_code,
+                           device_map=self.cfg.device_map)
+        check_finite_weights(model, spec.path)
+        return model
 
 
-# ---- devices ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scored:
+    """One model's pair scores; `model` is kept loaded when it had to be loaded (the probes reuse it)."""
 
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA but no CUDA device is visible; use --device cpu")
-    return device
-
-
-def resolve_dtype(name: str, device):
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64}
-    if name not in table:
-        raise UserError(f"--dtype {name!r} unknown; use auto, float32, bfloat16, float16 or float64")
-    return table[name]
-
-
-def run_name(run_dir: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_dir.resolve().name) or "run"
-
-
-# ---- scoring with the cache ----------------------------------------------------------------------------------
-
-
-def _budget(cfg: ScanConfig, pairs) -> tuple[int | None, int]:
-    """(token budget, max rows per pass): --batch-size N means N pairs (2N sequences) per pass."""
-    if cfg.batch_size == "auto":
-        return None, 256
-    try:
-        n = int(cfg.batch_size)
-        assert n > 0
-    except (ValueError, AssertionError):
-        raise UserError(f"--batch-size {cfg.batch_size!r}: use a positive integer (pairs per pass) or auto") from None
-    return 10**9, 2 * n
-
-
-def score_spec(spec, label: str, pairs, tokenizer, cfg: ScanConfig, ctx: dict, progress: ProgressFn | None):
-    """Scores of one model on the pairs: from the cache if finished, else scored (resuming a partial entry)."""
-    from dpo_doctor.cache import score_key
-    from dpo_doctor.engine.loading import load_model, weights_fingerprint
-    from dpo_doctor.engine.distributed import merge, shard_mask
-    from dpo_doctor.engine.pairs import PairScores, score_pairs
-
-    key = score_key(weights_fingerprint(spec), ctx["pairs_fp"], str(ctx["dtype"]), ctx["device"].type)
-    cached = ctx["cache"].load(key)
-    scores = PairScores(**cached) if cached is not None and len(cached["logp_chosen"]) == len(pairs.tokens) else None
-    if scores is not None and scores.complete:
-        ctx["cached"].append(label)
-        return scores, None
-    scores = scores or PairScores.empty(len(pairs.tokens))
-    model = load_model(spec, ctx["device"], ctx["dtype"], trust_remote_code=cfg.trust_remote_code,
-                       device_map=cfg.device_map)
-    check_finite_weights(model, spec.path)
-    d = ctx["dist"]
-    mine = shard_mask(len(pairs.tokens), d)
-    work = PairScores(**{k: np.where(mine, v, 0) if k.startswith("logp") else v.copy()
-                         for k, v in scores.arrays().items()})  # other ranks' pairs look finished here
-    total = 2 * int(mine.sum())
-    done = [total - int(np.isnan(work.logp_chosen).sum() + np.isnan(work.logp_rejected).sum())]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress and d.is_main:
-            progress(f"scoring {label}", done[0], total)
-
-    budget, rows = _budget(cfg, pairs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    try:
-        score_pairs(model, pairs.tokens, pad, ctx["device"], work, token_budget=budget, max_rows=rows,
-                    progress=tick)
-    finally:  # on Ctrl-C too: keep every finished batch
-        if not d.active:
-            ctx["cache"].save(key, work.arrays())
-    if d.active:
-        work = PairScores(**merge(work.arrays(), mine, d))
-        if d.is_main:
-            ctx["cache"].save(key, work.arrays())
-    scores = work
-    ctx["scored"].append(label)
-    return scores, model
+    scores: Any  # engine.pairs.PairScores
+    model: Any | None
+    from_cache: bool
 
 
 def check_finite_weights(model, path: Path) -> None:
@@ -153,7 +63,7 @@ def check_finite_weights(model, path: Path) -> None:
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
             raise UserError(f"{path}: weight {name} contains NaN/Inf; this checkpoint is broken (training diverged?). "
-                            "Exclude it or scan an earlier one")
+                            f"Leave it out with --skip-checkpoint {Path(path).name}, or scan an earlier one")
 
 
 def _free(model) -> None:
@@ -161,111 +71,228 @@ def _free(model) -> None:
     gc.collect()
 
 
+# ---- scoring with the cache ----------------------------------------------------------------------------------
+
+
+def _budget(cfg: ScanConfig) -> tuple[int | None, int]:
+    """(token budget, max rows per pass): --batch-size N means N pairs (2N sequences) per pass."""
+    if cfg.batch_size == "auto":
+        return None, 256
+    return 10**9, 2 * int(cfg.batch_size)
+
+
+def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) -> Scored:
+    """Scores of one model on the pairs: from the cache if finished, else scored (resuming a partial entry)."""
+    from dpo_doctor.cache import score_key
+    from dpo_doctor.engine.devices import pad_id
+    from dpo_doctor.engine.distributed import merge, shard_mask
+    from dpo_doctor.engine.loading import weights_fingerprint
+    from dpo_doctor.engine.pairs import PairScores, score_pairs
+
+    n = len(ctx.pairs.tokens)
+    key = score_key(weights_fingerprint(spec), ctx.pairs_fp, str(ctx.dtype), ctx.device.type)
+    cached = ctx.cache.load(key, length=n)
+    scores = PairScores(**cached) if cached is not None else None
+    if scores is not None and scores.complete:
+        return Scored(scores, None, True)
+    scores = scores or PairScores.empty(n)
+    model = ctx.load(spec)
+    d = ctx.dist
+    mine = shard_mask(n, d)
+    work = PairScores(**{k: np.where(mine, v, 0) if k.startswith("logp") else v.copy()
+                         for k, v in scores.arrays().items()})  # other ranks' pairs look finished here
+    total = 2 * int(mine.sum())
+    done = [total - int(np.isnan(work.logp_chosen).sum() + np.isnan(work.logp_rejected).sum())]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress and d.is_main:
+            progress(f"scoring {label}", done[0], total)
+
+    budget, rows = _budget(ctx.cfg)
+    try:
+        score_pairs(model, ctx.pairs.tokens, pad_id(ctx.tokenizer), ctx.device, work, token_budget=budget,
+                    max_rows=rows, progress=tick)
+    finally:  # on Ctrl-C too: keep every finished batch
+        if not d.active:
+            ctx.cache.save(key, work.arrays())
+    if d.active:
+        work = PairScores(**merge(work.arrays(), mine, d))
+        if d.is_main:
+            ctx.cache.save(key, work.arrays())
+    return Scored(work, model, False)
+
+
 # ---- the pipeline --------------------------------------------------------------------------------------------
 
 
-def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
-    """Run the whole scan; returns the report directory."""
-    if cfg.data is None:
-        return scan_log_only(cfg)
+def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
+    """Tokenizer (checked against the checkpoints'), pairs, devices, cache: everything before the first model."""
     import torch
 
     from dpo_doctor import discover as disc
-    from dpo_doctor.engine import distributed
     from dpo_doctor.cache import ScoreCache, default_cache_dir
     from dpo_doctor.data.pairs import load_pairs
-    from dpo_doctor.engine.loading import load_tokenizer, tokenizers_compatible
+    from dpo_doctor.engine import distributed
+    from dpo_doctor.engine.devices import resolve_device, resolve_dtype
+    from dpo_doctor.engine.loading import check_token_range, load_tokenizer, model_config, tokenizers_compatible
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own progress bars instead of one tqdm bar per weight load
-    torch.manual_seed(cfg.seed)
-    run = disc.discover(Path(cfg.run_dir), ref=cfg.ref, base=cfg.base, trust_pickles=cfg.trust_pickles)
-    if run.reference is None:
-        raise UserError(f"cannot tell the reference model of {run.path}: pass --ref PATH (the model DPO started from)")
-    checkpoints = [c for c in run.checkpoints if not cfg.checkpoint_filter or c.name in cfg.checkpoint_filter]
-    warnings = list(run.warnings)
-    beta, beta_source = resolve_beta(cfg, run.train_config)
-
+    trust = cfg.trust_remote_code
     ref_tok_dir = tokenizer_dir(run.reference)
-    tokenizer, tok_warn = load_tokenizer(ref_tok_dir, fallback=None)
+    tokenizer, tok_warn = load_tokenizer(ref_tok_dir, fallback=None, trust_remote_code=trust)
     warnings += tok_warn
-    for ckpt in checkpoints[:1] + checkpoints[-1:]:
+    for ckpt in run.checkpoints[:1] + run.checkpoints[-1:]:
         if disc.has_tokenizer(ckpt.spec.path):
-            ck_tok, _ = load_tokenizer(ckpt.spec.path, fallback=ref_tok_dir)
+            ck_tok, _ = load_tokenizer(ckpt.spec.path, fallback=ref_tok_dir, trust_remote_code=trust)
             reason = tokenizers_compatible(tokenizer, ck_tok)
             if reason:
                 raise UserError(f"tokenizer of {ckpt.spec.path} differs from the reference's ({reason}); scores would "
                                 "be meaningless. Pass the --ref this run was trained from")
-
     pairs = load_pairs(Path(cfg.data), tokenizer, max_length=cfg.max_length, max_pairs=cfg.max_pairs, seed=cfg.seed)
     warnings += pairs.warnings
+    top = max((max((*t.prompt_ids, *t.chosen_ids, *t.rejected_ids), default=0) for t in pairs.tokens), default=0)
+    for spec in (run.reference, *(c.spec for c in run.checkpoints)):  # an id past the embedding: caught before a forward
+        check_token_range(model_config(spec), tokenizer, top, str(spec.path))
     d = distributed.init()
     device = resolve_device(cfg.device if not (d.active and cfg.device == "auto" and torch.cuda.is_available())
                             else f"cuda:{d.local_rank}")
-    ctx = {"dist": d, "device": device, "dtype": resolve_dtype(cfg.dtype, device), "pairs_fp": pairs.fingerprint(),
-           "cache": ScoreCache(cfg.cache_dir or default_cache_dir()), "cached": [], "scored": []}
+    return ScanContext(cfg=cfg, dist=d, device=device, dtype=resolve_dtype(cfg.dtype, device), tokenizer=tokenizer,
+                       pairs=pairs, pairs_fp=pairs.fingerprint(),
+                       cache=ScoreCache(cfg.cache_dir or default_cache_dir()))
 
-    ref_scores, ref_model = score_spec(run.reference, "reference", pairs, tokenizer, cfg, ctx, progress)
-    frames, ckpt_entries = [], []
-    # Pair scoring and generation probes are both sharded across ranks (pairs, prompts); rank 0 writes the report.
-    gen = generation_stage(cfg, pairs, tokenizer, ctx) if cfg.generate else None
-    if gen is not None:
-        ref_model = gen.start(run.reference, ref_model)
-    elif ref_model is not None:
-        _free(ref_model)
-        ref_model = None
+
+def _discover(cfg: ScanConfig):
+    from dpo_doctor import discover as disc
+
+    run = disc.discover(Path(cfg.run_dir), ref=cfg.ref, base=cfg.base, trust_pickles=cfg.trust_pickles)
+    if run.reference is None:
+        raise UserError(f"cannot tell the reference model of {run.path}: pass --ref PATH (the model DPO started from)")
+    if cfg.checkpoint_filter or cfg.skip_checkpoints:
+        from dataclasses import replace
+
+        run = replace(run, checkpoints=disc.select_checkpoints(run.checkpoints, cfg.checkpoint_filter,
+                                                                cfg.skip_checkpoints))
+    return run
+
+
+def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
+    """Run the whole scan and write report.json + tables; returns the report directory."""
+    check_config(cfg)
+    if cfg.data is None:
+        return scan_log_only(cfg)
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from dpo_doctor.metrics import pair_metrics
     from dpo_doctor.scan.table import checkpoint_table
 
-    for ckpt in checkpoints:
-        scores, model = score_spec(ckpt.spec, ckpt.name, pairs, tokenizer, cfg, ctx, progress)
-        df = checkpoint_table(ckpt.name, ckpt.step, pairs.pair_ids, scores, ref_scores, beta, pairs.identical)
-        frames.append(df)
-        if gen is not None:
-            model = gen.checkpoint(ckpt, model)
+    hf_logging.disable_progress_bar()  # our own progress bars instead of one tqdm bar per weight load
+    torch.manual_seed(cfg.seed)
+    run = _discover(cfg)
+    warnings = list(run.warnings)
+    beta, beta_source = resolve_beta(cfg, run.train_config)
+    ctx = _context(cfg, run, warnings)
+    scored, cached = [], []
+
+    ref = score_spec(run.reference, "reference", ctx, progress)
+    (cached if ref.from_cache else scored).append("reference")
+    probes = None
+    if cfg.generate:
+        from dpo_doctor.scan.probes import GenerationStage
+
+        probes = GenerationStage(ctx)
+        probes.start(run.reference, ref.model)
+    elif ref.model is not None:
+        _free(ref.model)
+    frames, pair_m = [], {}
+    for ckpt in run.checkpoints:
+        res = score_spec(ckpt.spec, ckpt.name, ctx, progress)
+        (cached if res.from_cache else scored).append(ckpt.name)
+        frame = checkpoint_table(ckpt.name, ckpt.step, ctx.pairs.pair_ids, res.scores, ref.scores, beta,
+                                 ctx.pairs.identical)
+        frames.append(frame)
+        pair_m[ckpt.name] = pair_metrics(frame, beta)
+        model = probes.checkpoint(ckpt, res.model) if probes is not None else res.model
         if model is not None:
             _free(model)
-        ckpt_entries.append({"name": ckpt.name, "step": ckpt.step, "path": str(ckpt.spec.path),
-                             "kind": ckpt.spec.kind, "metrics": {}})
-    long = pl.concat(frames) if frames else None
-    out = Path(cfg.out) if cfg.out else Path("reports") / run_name(run.path)
-    if not d.is_main:
+    out = out_dir(cfg)
+    if not ctx.dist.is_main:
         return out
-    return finish(cfg, run, pairs, long, ckpt_entries, ref_scores, beta, beta_source, warnings, gen, ctx)
+    gen = probes.finish(beta) if probes is not None else None
+    if probes is not None:
+        probes.close()
+    long = pl.concat(frames) if frames else None
+    records = [rep.CheckpointRecord(name=c.name, step=c.step, path=str(c.spec.path), kind=c.spec.kind,
+                                    metrics={**pair_m[c.name], **(gen.metrics[c.name] if gen else {})})
+               for c in run.checkpoints]
+    settings = {"batch_size": cfg.batch_size, "device": str(ctx.device), "dtype": str(ctx.dtype), "seed": cfg.seed,
+                "max_pairs": cfg.max_pairs, "generate": gen is not None,
+                "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens,
+                "scored": scored, "from_cache": cached, "data_is_eval": cfg.data_is_eval}
+    return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings, settings, gen)
+
+
+def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, warnings, settings, gen) -> Path:
+    """Data statistics, sanity checks, rules, then report.json + tables."""
+    from dpo_doctor.metrics import data_stats, metric_info
+    from dpo_doctor.trainlog import detect_framework, load_train_log
+
+    pairs = ctx.pairs
+    info = metric_info()
+    info.update(gen.info if gen else {})
+    info.update({k: v.to_dict() for k, v in data_stats.INFO.items()})
+    log = load_train_log(run.path, cfg.log)
+    train_log = log.frame
+    warnings = warnings + list(log.warnings) + sanity_checks(long, records) + list(ctx.cache.notes)
+    first = records[0].name if records else None
+    stats = data_stats.compute(long.filter(pl.col("checkpoint") == first)) if first else {}
+    report = rep.build_report(
+        run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source,
+                        loss_type=run.train_config.get("loss_type"),
+                        framework=detect_framework(train_log, run.path) if train_log is not None else "unknown"),
+        reference=rep.ReferenceInfo(path=str(run.reference.path), kind=run.reference.kind,
+                                    base=str(run.reference.base) if run.reference.base else None,
+                                    source=run.reference_source, metrics=gen.reference_metrics if gen else {}),
+        data=rep.DataInfo(path=str(pairs.path), format=pairs.format, n_pairs=len(pairs.tokens),
+                          n_source_rows=pairs.n_source_rows, n_excluded=int(sum(pairs.identical)),
+                          n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats),
+        settings=settings, checkpoints=records, metric_info=info, train_log=rep.TrainLogInfo.of(log),
+        warnings=warnings, diagnosis=diagnose(records, gen, stats, pairs, run, beta, train_log, cfg))
+    texts = pl.DataFrame({"pair_id": list(pairs.pair_ids), "prompt": [t[0] for t in pairs.texts],
+                          "chosen": [t[1] for t in pairs.texts], "rejected": [t[2] for t in pairs.texts]})
+    out = out_dir(cfg)
+    rep.write_report(out, report, {"pairs": long, "pair_texts": texts, "samples": gen.samples if gen else None,
+                                   "train_log": train_log})
+    return out
 
 
 def scan_log_only(cfg: ScanConfig) -> Path:
     """No pairs given: diagnose from trainer_state.json / trainer_log.jsonl alone, and say the verdict is log-only."""
-    from dpo_doctor import report as rep
     from dpo_doctor.discover import read_train_config
-    from dpo_doctor.trainlog import detect_framework, read_train_log
+    from dpo_doctor.trainlog import detect_framework, load_train_log
 
     run_dir = Path(cfg.run_dir)
-    if not run_dir.exists():
-        raise UserError(f"{run_dir} does not exist; pass a training output dir")
-    train_log = read_train_log(run_dir)
+    log = load_train_log(run_dir, cfg.log)
+    train_log = log.frame
     if train_log is None:
-        raise UserError(f"{run_dir}: no trainer_state.json or trainer_log.jsonl to read, and no --data given; pass "
-                        "--data PAIRS (and --ref REF) to score the checkpoints")
+        why = f" ({log.warnings[0]})" if log.warnings else ""
+        raise UserError(f"{run_dir}: no trainer_state.json or other training log to read{why}, and no --data given; pass --data PAIRS (and --ref "
+                        "REF) to score the checkpoints, or --log PATH to name the log")
     train_config, warnings = read_train_config(run_dir, [], cfg.trust_pickles)
+    warnings = list(log.warnings) + warnings
     beta, beta_source = resolve_beta(cfg, train_config)
-    report = {
-        **rep.header(),
-        "run": {"name": run_dir.resolve().name, "path": str(run_dir.resolve()), "beta": beta,
-                "beta_source": beta_source, "loss_type": train_config.get("loss_type"),
-                "framework": detect_framework(train_log, run_dir)},
-        "reference": None, "data": None, "settings": {"log_only": True}, "checkpoints": [], "metric_info": {},
-        "train_log": {"file": "train_log.parquet", "n_rows": train_log.height,
-                      "keys": [c for c in train_log.columns if c not in ("step", "epoch", "split")]},
-        "warnings": warnings + ["log-only verdict: no --data given, so no checkpoint was scored; the diagnoses "
-                                "below come from the training curves alone"],
-    }
-    report.update(diagnose(report, train_log, cfg))
-    report["log_only"] = True
-    out = Path(cfg.out) if cfg.out else Path("reports") / run_name(run_dir)
+    facts_report = {"run": {"beta": beta, "loss_type": train_config.get("loss_type")}, "checkpoints": [],
+                    "log_only": True}
+    report = rep.build_report(
+        run=rep.RunInfo(name=run_dir.resolve().name, path=str(run_dir.resolve()), beta=beta, beta_source=beta_source,
+                        loss_type=train_config.get("loss_type"), framework=detect_framework(train_log, run_dir)),
+        reference=None, data=None, settings={"log_only": True}, checkpoints=[], metric_info={},
+        train_log=rep.TrainLogInfo.of(log),
+        warnings=warnings + ["log-only verdict: no --data given, so no checkpoint was scored; the diagnoses below "
+                             "come from the training curves alone"],
+        diagnosis=run_diagnosis(facts_report, train_log, cfg), log_only=True)
+    out = out_dir(cfg)
     rep.write_report(out, report, {"pairs": None, "pair_texts": None, "samples": None, "train_log": train_log})
-    if cfg.render:
-        render_views(out)
     return out
 
 
@@ -278,115 +305,41 @@ def tokenizer_dir(spec) -> Path:
 
 def resolve_beta(cfg: ScanConfig, train_config: dict) -> tuple[float, str]:
     if cfg.beta is not None:
-        if cfg.beta <= 0:
-            raise UserError(f"--beta {cfg.beta}: beta must be > 0 (TRL's default is 0.1)")
         return cfg.beta, "cli"
     if isinstance(train_config.get("beta"), (int, float)) and train_config["beta"] > 0:
         return float(train_config["beta"]), "run_config"
     return 0.1, "default"
 
 
-def generation_stage(cfg, pairs, tokenizer, ctx):
-    """The generation probes, when their module is installed (see dpo_doctor.scan.probes)."""
-    try:
-        from dpo_doctor.scan.probes import GenerationStage
-    except ImportError:
-        return None
-    return GenerationStage(cfg, pairs, tokenizer, ctx)
-
-
-def finish(cfg, run, pairs, long, ckpt_entries, ref_scores, beta, beta_source, warnings, gen, ctx) -> Path:
-    """Metrics, sanity checks, rules, report.json + tables, views."""
-    from dpo_doctor import report as rep
-    from dpo_doctor.metrics import data_stats, metric_info, pair_metrics
-    from dpo_doctor.trainlog import detect_framework, read_train_log
-
-    for entry in ckpt_entries:
-        entry["metrics"] = pair_metrics(long.filter(pl.col("checkpoint") == entry["name"]), beta)
-    info = metric_info()
-    ref_metrics, samples = {}, None
-    if gen is not None:
-        ref_metrics, samples = gen.finish(ckpt_entries, beta)
-        info.update(gen.metric_info())
-    warnings += sanity_checks(long, ckpt_entries)
-    train_log = read_train_log(run.path)
-    stats = data_stats.compute(long.filter(pl.col("checkpoint") == ckpt_entries[0]["name"])) if ckpt_entries else {}
-    info.update({k: v.to_dict() for k, v in data_stats.INFO.items()})
-    report = {
-        **rep.header(),
-        "run": {"name": run.name, "path": str(run.path), "beta": beta, "beta_source": beta_source,
-                "loss_type": run.train_config.get("loss_type"),
-                "framework": detect_framework(train_log, run.path) if train_log is not None else "unknown"},
-        "reference": {"path": str(run.reference.path), "kind": run.reference.kind,
-                      "base": str(run.reference.base) if run.reference.base else None,
-                      "source": run.reference_source, "metrics": ref_metrics},
-        "data": {"path": str(pairs.path), "format": pairs.format, "n_pairs": len(pairs.tokens),
-                 "n_source_rows": pairs.n_source_rows, "n_excluded": int(sum(pairs.identical)),
-                 "n_dropped_too_long": pairs.n_dropped_too_long, "max_length": pairs.max_length, "stats": stats},
-        "settings": {"batch_size": cfg.batch_size, "device": str(ctx["device"]), "dtype": str(ctx["dtype"]),
-                     "seed": cfg.seed, "max_pairs": cfg.max_pairs, "generate": gen is not None,
-                     "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens,
-                     "scored": ctx["scored"], "from_cache": ctx["cached"]},
-        "checkpoints": ckpt_entries,
-        "metric_info": info,
-        "train_log": {"file": "train_log.parquet", "n_rows": train_log.height,
-                      "keys": [c for c in train_log.columns if c not in ("step", "epoch", "split")]}
-        if train_log is not None else None,
-        "warnings": warnings,
-    }
-    report.update(diagnose(report, train_log, cfg))
-    texts = pl.DataFrame({"pair_id": list(pairs.pair_ids), "prompt": [t[0] for t in pairs.texts],
-                          "chosen": [t[1] for t in pairs.texts], "rejected": [t[2] for t in pairs.texts]})
-    out = Path(cfg.out) if cfg.out else Path("reports") / run_name(run.path)
-    rep.write_report(out, report, {"pairs": long, "pair_texts": texts, "samples": samples, "train_log": train_log})
-    if cfg.render:
-        render_views(out)
-    return out
-
-
-def sanity_checks(long: pl.DataFrame, entries: list[dict]) -> list[str]:
+def sanity_checks(long: pl.DataFrame | None, records: list) -> list[str]:
     """Problems real users hit: a checkpoint identical to the reference, NaN/Inf scores."""
     found = []
-    for e in entries:
-        rows = long.filter(pl.col("checkpoint") == e["name"])
+    for r in records:
+        rows = long.filter(pl.col("checkpoint") == r.name)
         if not np.isfinite(rows["logp_chosen"].to_numpy()).all() or not np.isfinite(rows["logp_rejected"].to_numpy()).all():
-            found.append(f"{e['name']}: NaN/Inf log-probs (numerical instability in the weights or the forward pass)")
+            found.append(f"{r.name}: NaN/Inf log-probs (numerical instability in the weights or the forward pass)")
         elif (rows["logp_chosen"] == rows["ref_logp_chosen"]).all() and (rows["logp_rejected"] == rows["ref_logp_rejected"]).all():
-            found.append(f"{e['name']} scores exactly like the reference: nothing was trained (or --ref is this checkpoint)")
+            found.append(f"{r.name} scores exactly like the reference: nothing was trained (or --ref is this checkpoint)")
     return found
 
 
-def diagnose(report: dict, train_log, cfg: ScanConfig) -> dict:
-    """The rule catalogue over the finished metrics (rules never see raw rows)."""
-    try:
-        from dpo_doctor.rules import facts_from_report, run_rules
-        from dpo_doctor.rules.best import choose_best
-    except ImportError:
-        return {"diagnoses": [], "verdict": "healthy", "summary": "no rules installed", "log_only": False,
-                "best_checkpoint": None}
-    from dpo_doctor.rules import verdict_of
+def diagnose(records, gen, stats, pairs, run, beta, train_log, cfg: ScanConfig) -> dict:
+    """The rules' input, built from the typed records (rules never see raw rows)."""
+    facts_report = {"checkpoints": [{"name": r.name, "step": r.step, "metrics": r.metrics} for r in records],
+                    "reference": {"metrics": gen.reference_metrics if gen else {}}, "data": {"stats": stats,
+                    "n_pairs": len(pairs.tokens)}, "run": {"beta": beta, "loss_type": run.train_config.get("loss_type")},
+                    "settings": {"data_is_eval": cfg.data_is_eval}}
+    return run_diagnosis(facts_report, train_log, cfg)
 
-    facts = facts_from_report(report, train_log)
+
+def run_diagnosis(facts_report: dict, train_log, cfg: ScanConfig) -> dict:
+    """The rule catalogue over the finished metrics, and the checkpoint to ship."""
+    from dpo_doctor.rules import facts_from_report, parse_settings, run_rules, verdict_of
+    from dpo_doctor.rules.best import choose_best
+
+    facts = facts_from_report(facts_report, train_log)
     diagnoses = run_rules(facts, select=set(cfg.select) or None, ignore=set(cfg.ignore) or None,
                           overrides=parse_settings(cfg.rule_settings))
     verdict, summary = verdict_of(diagnoses)
     return {"diagnoses": [d.to_dict() for d in diagnoses], "verdict": verdict, "summary": summary,
             "log_only": facts.log_only, "best_checkpoint": choose_best(facts, diagnoses)}
-
-
-def parse_settings(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    from dpo_doctor.rules import parse_set_option
-
-    out: dict[str, dict[str, float]] = {}
-    for item in items:
-        code, param, value = parse_set_option(item)
-        out.setdefault(code, {})[param] = value
-    return out
-
-
-def render_views(out: Path) -> None:
-    try:
-        from dpo_doctor.views import render_all
-    except ImportError:
-        return
-    render_all(out)

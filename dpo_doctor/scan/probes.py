@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from dpo_doctor.engine import distributed
-from dpo_doctor.errors import UserError
 
 DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the pair texts)
 
@@ -40,30 +40,49 @@ def _prompts(cfg, pairs) -> list:
     return list(found)[: cfg.max_prompts]
 
 
-class GenerationStage:
-    """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(...) for metrics."""
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the probes add to a scan: per-checkpoint `gen/*` metrics, the reference's, the samples table."""
 
-    def __init__(self, cfg, pairs, tokenizer, ctx):
+    metrics: dict[str, dict[str, float | None]]  # checkpoint name -> gen/* and drift metrics
+    reference_metrics: dict[str, float | None]
+    samples: pl.DataFrame
+    info: dict  # metric name -> MetricInfo dict (for report.json's metric_info)
+
+
+class GenerationStage:
+    """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(beta) for the metrics."""
+
+    def __init__(self, ctx):
+        from dpo_doctor.data.pairs import render
+        from dpo_doctor.data.tokens import encode_prompts
         from dpo_doctor.engine.generate import GenConfig
 
-        self.cfg, self.pairs, self.tokenizer, self.ctx = cfg, pairs, tokenizer, ctx
-        self.dist = ctx["dist"]
-        self.prompts = _prompts(cfg, pairs)
+        cfg = ctx.cfg
+        self.ctx, self.dist = ctx, ctx.dist
+        from dpo_doctor.data.suites import load_suite
+
+        self.prompts = _prompts(cfg, ctx.pairs)
+        suite = load_suite(cfg.probe_suite) if cfg.probe_suite and cfg.prompts is None else None
+        self.answers = suite.answers if suite is not None and suite.verifiable else None  # prompt_id -> (answer, check)
+        self.prompt_ids = encode_prompts(ctx.tokenizer, self.prompts)
+        self.prompt_texts = [render(p) for p in self.prompts]
         self.gen = GenConfig(samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
                              seed=cfg.seed)
         self.frames: dict[str, pl.DataFrame] = {}
         self.data_kl: dict[str, float] = {}
         self.ref_model = None
+        self.judge = None
         self.ref_fp = ""
         prompt_fp = hashlib.sha256(json.dumps(self.prompts, sort_keys=True).encode()).hexdigest()
-        self.settings_fp = hashlib.sha256(json.dumps([prompt_fp, self.gen.fingerprint(), str(ctx["dtype"]),
-                                                      ctx["device"].type, pairs.fingerprint()]).encode()).hexdigest()
+        self.settings_fp = hashlib.sha256(json.dumps([prompt_fp, self.gen.fingerprint(), str(ctx.dtype),
+                                                      ctx.device.type, ctx.pairs_fp]).encode()).hexdigest()
 
     # ---- cache ----
     def _cache_path(self, model_fp: str) -> Path:
         # gen-v2: samples tables gained the `finished` column (gen/truncated_frac); v1 entries are not mixed in
         key = hashlib.sha256(f"gen-v2|{model_fp}|{self.ref_fp}|{self.settings_fp}".encode()).hexdigest()[:32]
-        return self.ctx["cache"].dir.parent / "samples" / f"{key}.parquet"
+        return self.ctx.cache.dir.parent / "samples" / f"{key}.parquet"
 
     def _load_cached(self, model_fp: str):
         cached = self._read_cache(model_fp)
@@ -76,35 +95,34 @@ class GenerationStage:
         try:
             frame = pl.read_parquet(path)
             return frame, float(frame["data_kl_per_token"][0]) if "data_kl_per_token" in frame.columns else None
-        except Exception:  # a corrupt cache entry counts as missing
+        except Exception:  # a damaged cache entry counts as missing: sampled again and replaced
+            note = f"samples cache entry {path.name} was damaged; sampled again and replaced"
+            self.ctx.cache.notes.append(note)
             return None
 
     def _save(self, model_fp: str, frame: pl.DataFrame, data_kl: float | None) -> None:
+        from dpo_doctor.files import atomic_path, ensure_dir
+
         if not self.dist.is_main:
             return
         path = self._cache_path(model_fp)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.parquet")
-        frame.with_columns(data_kl_per_token=pl.lit(data_kl, pl.Float64)).write_parquet(tmp)
-        tmp.replace(path)
+        ensure_dir(path.parent, "cache folder")
+        with atomic_path(path) as tmp:
+            frame.with_columns(data_kl_per_token=pl.lit(data_kl, pl.Float64)).write_parquet(tmp)
 
     # ---- stages ----
-    def _ensure_ref(self, spec):
-        from dpo_doctor.engine.loading import load_model
-
+    def _ensure_ref(self):
         if self.ref_model is None:
-            self.ref_model = load_model(spec, self.ctx["device"], self.ctx["dtype"],
-                                        trust_remote_code=self.cfg.trust_remote_code,
-                                   device_map=self.cfg.device_map)
+            self.ref_model = self.ctx.load(self.ref_spec)
         return self.ref_model
 
-    def _run(self, name: str, step: int, model, progress_label: str):
+    def _run(self, name: str, step: int, model):
         from dpo_doctor.engine.generate import sample, samples_frame, score_samples
 
         mine = distributed.owned(len(self.prompts), self.dist) if self.dist.active else None
-        samples = sample(model, self.tokenizer, self.prompts, self.gen, self.ctx["device"], only=mine)
-        scored = score_samples(model, self.ref_model, samples, self.tokenizer, self.gen, self.ctx["device"])
-        frame = samples_frame(name, step, self.prompts, scored)
+        samples = sample(model, self.ctx.tokenizer, self.prompt_ids, self.gen, self.ctx.device, only=mine)
+        scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
+        frame = samples_frame(name, step, self.prompt_texts, scored)
         if not self.dist.active:
             return frame
         buf = io.BytesIO()
@@ -113,12 +131,13 @@ class GenerationStage:
         return pl.concat(parts).sort("prompt_id", "sample_idx")
 
     def _data_kl(self, model) -> float:
+        from dpo_doctor.engine.devices import pad_id
         from dpo_doctor.engine.generate import data_kl_sums
         from dpo_doctor.engine.logprobs import collate_pairs
 
         total, n = 0.0, 0
-        tokens = self.pairs.tokens[:DATA_KL_PAIRS]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        tokens = self.ctx.pairs.tokens[:DATA_KL_PAIRS]
+        pad = pad_id(self.ctx.tokenizer)
         starts = list(range(0, len(tokens), 8))
         for j in distributed.owned(len(starts), self.dist):
             batch = collate_pairs(tokens[starts[j]: starts[j] + 8], pad)
@@ -127,54 +146,58 @@ class GenerationStage:
         total, n = distributed.all_sum([total, float(n)], self.dist)
         return total / n if n else 0.0
 
-    def start(self, ref_spec, ref_model):
+    def start(self, ref_spec, ref_model) -> None:
         """Sample the reference (its own scores: KL 0). Keeps the reference loaded for the checkpoints."""
         from dpo_doctor.engine.loading import weights_fingerprint
 
-        self.ref_model = ref_model
-        self.ref_spec = ref_spec
+        self.ref_model, self.ref_spec = ref_model, ref_spec
         self.ref_fp = weights_fingerprint(ref_spec)
         cached = self._load_cached(self.ref_fp)
         if cached is None:
-            model = self._ensure_ref(ref_spec)
-            cached = (self._run("reference", -1, model, "reference"), 0.0)
+            cached = (self._run("reference", -1, self._ensure_ref()), 0.0)
             self._save(self.ref_fp, *cached)
         self.frames["reference"] = cached[0]
-        return self.ref_model
 
     def checkpoint(self, ckpt, model):
         """Sample one checkpoint and score its samples under it and the reference; returns the (maybe loaded) model."""
-        from dpo_doctor.engine.loading import load_model, weights_fingerprint
+        from dpo_doctor.engine.loading import weights_fingerprint
 
         fp = weights_fingerprint(ckpt.spec)
         cached = self._load_cached(fp)
         if cached is None:
-            if model is None:
-                model = load_model(ckpt.spec, self.ctx["device"], self.ctx["dtype"],
-                                   trust_remote_code=self.cfg.trust_remote_code,
-                                   device_map=self.cfg.device_map)
-            self._ensure_ref(self.ref_spec)
-            cached = (self._run(ckpt.name, ckpt.step, model, ckpt.name), self._data_kl(model))
+            model = model if model is not None else self.ctx.load(ckpt.spec)
+            self._ensure_ref()
+            cached = (self._run(ckpt.name, ckpt.step, model), self._data_kl(model))
             self._save(fp, *cached)
         frame = cached[0].with_columns(checkpoint=pl.lit(ckpt.name), step=pl.lit(ckpt.step, pl.Int64))
         self.frames[ckpt.name] = frame.drop("data_kl_per_token", strict=False)
         self.data_kl[ckpt.name] = cached[1]
         return model
 
-    def finish(self, ckpt_entries: list[dict], beta: float) -> tuple[dict, pl.DataFrame]:
-        """gen/* metrics into each checkpoint entry; returns (reference metrics, the samples table)."""
-        from dpo_doctor.metrics.generation import generation_metrics
+    def close(self) -> None:
+        self.ref_model = None
 
-        vocab = len(self.tokenizer)
+    def finish(self, beta: float) -> ProbeResult:
+        """The `gen/*` metrics of every checkpoint sampled, the reference's, and the samples table."""
+        from dpo_doctor.metrics.generation import METRIC_INFO, generation_metrics
+
+        vocab = len(self.ctx.tokenizer)
         ref = self.frames["reference"].drop("data_kl_per_token", strict=False)
-        ref_metrics = generation_metrics(ref, ref, beta, vocab)
-        for entry in ckpt_entries:
-            entry["metrics"].update(generation_metrics(self.frames[entry["name"]], ref, beta, vocab))
-            entry["metrics"]["drift/kl_on_data_per_token"] = self.data_kl.get(entry["name"])
-        samples = pl.concat([ref] + [self.frames[e["name"]] for e in ckpt_entries], how="vertical_relaxed")
-        return ref_metrics, samples
+        names = [n for n in self.frames if n != "reference"]
+        metrics = {n: {**generation_metrics(self.frames[n], ref, beta, vocab, answers=self.answers),
+                       "drift/kl_on_data_per_token": self.data_kl.get(n), **self._judge(n, ref)} for n in names}
+        samples = pl.concat([ref] + [self.frames[n] for n in names], how="vertical_relaxed")
+        return ProbeResult(metrics=metrics,
+                           reference_metrics=generation_metrics(ref, ref, beta, vocab, answers=self.answers),
+                           samples=samples, info=dict(METRIC_INFO))
 
-    def metric_info(self) -> dict:
-        from dpo_doctor.metrics.generation import METRIC_INFO
+    def _judge(self, name: str, ref: pl.DataFrame) -> dict:
+        """`judge/*`: the --judge's win rate of this checkpoint's answers over the reference's, prompt by prompt."""
+        if self.ctx.cfg.judge is None:
+            return {}
+        from dpo_doctor.engine.judge import load_judge
+        from dpo_doctor.metrics.judge_win import judge_metrics, judge_win_rate, paired_texts
 
-        return dict(METRIC_INFO)
+        if self.judge is None:
+            self.judge = load_judge(self.ctx.cfg.judge, self.ctx.device, trust_remote_code=self.ctx.cfg.trust_remote_code)
+        return judge_metrics(judge_win_rate(self.judge, *paired_texts(self.frames[name], ref)))

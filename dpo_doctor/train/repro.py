@@ -73,13 +73,13 @@ def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
 
 def run_repro(cfg: ReproConfig) -> dict:
     """Train with the fix, scan, and return {"change", "before", "after"} for the evidence metrics."""
+    from dpo_doctor.report import load_report
     from dpo_doctor.scan.pipeline import ScanConfig, scan
     from dpo_doctor.train.trainer import train
 
-    report_path = Path(cfg.report_dir) / "report.json"
-    if not report_path.exists():
-        raise UserError(f"{report_path} not found: pass the directory a scan wrote (it holds report.json)")
-    report = json.loads(report_path.read_text())
+    report = load_report(cfg.report_dir).report
+    if report.get("data") is None or report.get("reference") is None:
+        raise UserError(f"{cfg.report_dir} is a log-only report; repro needs a scan with --data")
     diag = pick_diagnosis(report, cfg.code)
     run_dir = Path(report["run"]["path"])
     conf_path = run_dir / "dpo_doctor_config.json"
@@ -94,7 +94,7 @@ def run_repro(cfg: ReproConfig) -> dict:
                           beta=report["run"]["beta"], out=out / "report", max_length=report["data"]["max_length"],
                           generate=bool(s.get("generate")), samples_per_prompt=s.get("samples_per_prompt", 4),
                           max_new_tokens=s.get("max_new_tokens", 64), seed=s.get("seed", 0)))
-    after_report = json.loads((new / "report.json").read_text())
+    after_report = load_report(new).report
     keys = list(diag["evidence"]) + [k for k in ("gen/length_ratio", "gen/kl_mean", "rewards/accuracies")
                                      if k not in diag["evidence"]]
     return {"diagnosis": diag["code"], "kind": diag["kind"], "change": change, "before": evidence_values(report, keys),

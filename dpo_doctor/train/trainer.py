@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from dpo_doctor.engine.compat import quiet_peft
-from dpo_doctor.engine.logprobs import PairTokens, collate_pairs, pair_logps
+from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.engine.logprobs import collate_pairs, pair_logps
 from dpo_doctor.errors import UserError
 from dpo_doctor.train.losses import F_DIVERGENCE_LOSSES, F_DIVERGENCES, LOSSES, LossInputs
 
@@ -274,11 +275,58 @@ def save(path: Path, policy, tokenizer, cfg: TrainConfig, state: dict) -> Path:
     return path
 
 
+# ---- callbacks --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackArgs:
+    """The `TrainingArguments` fields a callback reads; callbacks follow transformers' `TrainerCallback` protocol
+    (on_train_begin / on_log / on_save / on_train_end with (args, state, control, **kwargs)), so one callback (e.g.
+    `dpo_doctor.DoctorCallback`) serves TRL's DPOTrainer and this trainer alike."""
+
+    output_dir: str
+    logging_dir: str
+    report_to: tuple[str, ...] = ()
+    beta: float = 0.1
+    max_length: int | None = 1024
+    learning_rate: float = 1e-6
+    logging_steps: int = 10
+    save_steps: int = 500
+    eval_steps: int | None = None
+    seed: int = 42
+
+
+class Callbacks:
+    """Calls every callback's hook with transformers' arguments; a hook may return a new control."""
+
+    def __init__(self, callbacks, cfg: TrainConfig, total: int, eval_steps: int | None, log_history: list[dict]):
+        from transformers import TrainerControl, TrainerState
+
+        self.callbacks = list(callbacks)
+        self.args = CallbackArgs(cfg.output_dir, str(Path(cfg.output_dir) / "runs"), beta=cfg.beta,
+                                 max_length=cfg.max_length, learning_rate=cfg.learning_rate,
+                                 logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, eval_steps=eval_steps,
+                                 seed=cfg.seed)
+        self.state = TrainerState(max_steps=total, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
+                                  eval_steps=eval_steps or 500, train_batch_size=cfg.batch_size)
+        self.state.log_history = log_history  # the trainer's own list: callbacks see every row as it lands
+        self.control = TrainerControl()
+
+    def __call__(self, event: str, **kwargs) -> None:
+        for callback in self.callbacks:
+            hook = getattr(callback, event, None)
+            result = hook(self.args, self.state, self.control, **kwargs) if hook is not None else None
+            self.control = result if result is not None else self.control
+
+
 # ---- the recipe -------------------------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train with DPO (or a variant) and write a TRL-layout run to `cfg.output_dir`; returns that directory."""
+def train(cfg: TrainConfig, callbacks=()) -> Path:
+    """Train with DPO (or a variant) and write a TRL-layout run to `cfg.output_dir`; returns that directory.
+
+    `callbacks`: objects with transformers' TrainerCallback hooks (see `CallbackArgs`); a callback may stop
+    training (`control.should_training_stop`) or ask for a save now (`control.should_save`)."""
     from transformers import AutoTokenizer
 
     from dpo_doctor.data.pairs import load_pairs
@@ -294,6 +342,9 @@ def train(cfg: TrainConfig) -> Path:
     eval_pairs = (list(load_pairs(Path(cfg.eval_data), tokenizer, max_length=cfg.max_length).tokens)
                   if cfg.eval_data else [])
     policy, ref = load_policy_and_ref(cfg, device)
+    log_history: list[dict] = []
+    hooks = Callbacks(callbacks, cfg, 0, None, log_history)
+    hooks("on_train_begin", model=policy, processing_class=tokenizer, ref_model=ref)
     ref_train = reference_logps(policy, ref, train_pairs, pad_id, cfg, device)
     ref_eval = reference_logps(policy, ref, eval_pairs, pad_id, cfg, device) if eval_pairs else None
     del ref  # the reference is only needed for its log-probs, now cached
@@ -317,7 +368,7 @@ def train(cfg: TrainConfig) -> Path:
                 yield order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
             epoch += 1
 
-    log_history: list[dict] = []
+    hooks.state.max_steps, hooks.state.eval_steps = total, eval_steps or hooks.state.eval_steps
     pending: list[dict] = []  # metrics since the last log
     loss_since_log, steps_since_log, loss_total = 0.0, 0, 0.0
     step, t0 = 0, time.time()
@@ -350,6 +401,7 @@ def train(cfg: TrainConfig) -> Path:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                hooks.state.global_step, hooks.state.epoch = step, step / updates_per_epoch
                 loss_since_log += step_loss
                 steps_since_log += 1
                 loss_total += step_loss
@@ -363,12 +415,18 @@ def train(cfg: TrainConfig) -> Path:
                     pending, loss_since_log, steps_since_log = [], 0.0, 0
                     progress.update(task, info=f"loss {row['loss']:.4f} margin {row['rewards/margins']:+.3f} "
                                                f"acc {row['rewards/accuracies']:.2f}")
+                    hooks("on_log", model=policy, logs=row)
                 if eval_steps and (step % eval_steps == 0 or step == total):
                     row = evaluate(policy, eval_pairs, *ref_eval, pad_id, cfg, device)
                     log_history.append({**row, "epoch": epoch, "step": step})
-                if step % cfg.save_steps == 0 or step == total:
+                    hooks("on_log", model=policy, logs=log_history[-1])
+                if step % cfg.save_steps == 0 or step == total or hooks.control.should_save:
                     checkpoint()
+                    hooks.control.should_save = False
+                    hooks("on_save", model=policy)
                 progress.update(task, advance=1)
+                if hooks.control.should_training_stop:
+                    break
     except KeyboardInterrupt:
         if step > 0 and not (out / f"checkpoint-{step}").exists():
             checkpoint()
@@ -380,6 +438,7 @@ def train(cfg: TrainConfig) -> Path:
                         "train_samples_per_second": round(step * cfg.batch_size * cfg.grad_accum / runtime, 3),
                         "train_steps_per_second": round(step / runtime, 3)})
     save(out, policy, tokenizer, cfg, state_now())
+    hooks("on_train_end", model=policy)
     return out
 
 

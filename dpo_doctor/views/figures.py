@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from dpo_doctor.views.load import ReportBundle
+from dpo_doctor.report import ReportBundle
 
 MAX_SCATTER = 1500  # points drawn in the margin-vs-length scatter; the scan's statistics use every pair
 N_BINS = 40  # shared bins of the margin histograms

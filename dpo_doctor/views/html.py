@@ -17,7 +17,7 @@ import re
 import plotly.io as pio
 
 from dpo_doctor.views.figures import Plot, all_plots
-from dpo_doctor.views.load import ReportBundle
+from dpo_doctor.report import ReportBundle
 
 MAX_TEXT = 500  # characters of a pair/sample text shown in a table cell (the full text stays in the parquet)
 N_WORST = 10  # rows per worst-pairs table

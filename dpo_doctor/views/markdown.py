@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from dpo_doctor.views.load import ReportBundle
+from dpo_doctor.report import ReportBundle
 
 LIMIT = 60_000
 MAX_CELL = 600  # characters of a message or recommendation in one table cell / list item

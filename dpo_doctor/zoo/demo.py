@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 
 SCENARIO = "length_exploitation"
 
 
-def run_demo(out: Path = Path("dpo-doctor-demo"), force: bool = False, console: Console | None = None) -> Path:
-    """Build, train, scan; returns the report dir."""
-    from dpo_doctor.scan.pipeline import ScanConfig, scan
-    from dpo_doctor.scan.command import print_summary, run_scan_command
+def run_demo(scan_fn: Callable, out: Path = Path("dpo-doctor-demo"), force: bool = False,
+             console: Console | None = None) -> Path:
+    """Build, train, then `scan_fn(cfg)` (the CLI hands in scan-then-render); returns the report dir."""
+    from dpo_doctor.scan.config import ScanConfig
     from dpo_doctor.zoo.build import build
 
     console = console or Console()
@@ -35,7 +36,7 @@ def run_demo(out: Path = Path("dpo-doctor-demo"), force: bool = False, console: 
     console.print(f"3/3 scanning {run} against {record['scan_ref']}")
     cfg = ScanConfig(run_dir=run, data=run / "eval.jsonl", ref=Path(record["scan_ref"]), out=Path(out) / "report",
                      cache_dir=Path(out) / "cache", max_prompts=16, samples_per_prompt=4, max_new_tokens=48)
-    run_scan_command(cfg, console=console)
+    scan_fn(cfg)
     report_dir = Path(out) / "report"
     console.print(f"demo finished in {time.time() - t0:.0f} s. Open {report_dir / 'report.html'} in a browser, "
                   f"or run: dpo-doctor tui {report_dir}")

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 
@@ -108,11 +109,10 @@ def _count(path: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip())
 
 
-def run_smollm2_demo(out: Path = Path("dpo-doctor-demo"), force: bool = False,
+def run_smollm2_demo(scan_fn: Callable, out: Path = Path("dpo-doctor-demo"), force: bool = False,
                      console: Console | None = None) -> Path:
-    """Convert, sample, train, scan; returns the report dir."""
-    from dpo_doctor.scan.pipeline import ScanConfig
-    from dpo_doctor.scan.command import run_scan_command
+    """Convert, sample, train, then `scan_fn(cfg)` (the CLI hands in scan-then-render); returns the report dir."""
+    from dpo_doctor.scan.config import ScanConfig
     from dpo_doctor.zoo.smollm2 import smollm2_path
 
     console = console or Console()
@@ -138,7 +138,7 @@ def run_smollm2_demo(out: Path = Path("dpo-doctor-demo"), force: bool = False,
     report_dir = out / "report"
     cfg = ScanConfig(run_dir=run, data=eval_path, out=report_dir, cache_dir=out / "cache",
                      prompts=out / "data" / "probe_prompts.jsonl", **SCAN)
-    run_scan_command(cfg, console=console)
+    scan_fn(cfg)
     console.print(f"    scan {time.time() - t:.0f} s")
     console.print(f"demo finished in {time.time() - t0:.0f} s. Open {report_dir / 'report.html'} in a browser, "
                   f"or run: dpo-doctor tui {report_dir}")

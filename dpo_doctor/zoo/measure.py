@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dpo_doctor.files import write_atomic
+
 # Columns of the README table: (metric key in report.json checkpoints[-1].metrics, header)
 SYMPTOMS = (
     ("rewards/accuracies", "acc"),
@@ -26,14 +28,17 @@ SYMPTOMS = (
 
 def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     """Scan one zoo run; returns (and writes) its symptoms record."""
+    from dpo_doctor.report import load_report
     from dpo_doctor.scan.pipeline import ScanConfig, scan
+    from dpo_doctor.views import render_all
 
     record = json.loads((run / "scenario.json").read_text())
     cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]),
                      out=reports / record["name"], device="cpu", max_prompts=32, samples_per_prompt=4,
                      max_new_tokens=64, cache_dir=reports / ".cache", generate=generate)
     out = scan(cfg)
-    report = json.loads((out / "report.json").read_text())
+    render_all(out)
+    report = load_report(out).report
     last = report["checkpoints"][-1]
     symptoms = {
         "name": record["name"], "kind": record["kind"], "checkpoint": last["name"], "verdict": report["verdict"],
@@ -43,7 +48,7 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
         "train_log": log_endpoints(run),
         "report": str(out / "report.html"),
     }
-    (run / "symptoms.json").write_text(json.dumps(symptoms, indent=2, sort_keys=True) + "\n")
+    write_atomic(run / "symptoms.json", json.dumps(symptoms, indent=2, sort_keys=True) + "\n")
     return symptoms
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from dpo_doctor.data.tokens import encode_prompts
 from dpo_doctor.engine.generate import GenConfig, Sample
 from dpo_doctor.errors import UserError
 
@@ -95,4 +96,4 @@ def build_onpolicy_pairs(model_dir: Path | str, prompts: Sequence[str | list[dic
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     messages = [as_messages(p) for p in prompts]
     cfg = GenConfig(samples_per_prompt=n_samples, max_new_tokens=max_new_tokens, greedy=False, seed=seed)
-    return label_pairs(messages, sample(model, tokenizer, messages, cfg, device), rule)
+    return label_pairs(messages, sample(model, tokenizer, encode_prompts(tokenizer, messages), cfg, device), rule)

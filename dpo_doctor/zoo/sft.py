@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from dpo_doctor.zoo import tiny
-from dpo_doctor.engine.logprobs import PairTokens, collate_pairs, sequence_logps
+from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.engine.logprobs import collate_pairs, sequence_logps
 from dpo_doctor.zoo import task
 
 SFT_VERSION = 2  # bump when the task or the recipe changes: invalidates cached references

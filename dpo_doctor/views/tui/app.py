@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.reactive import var
 
 from dpo_doctor.errors import UserError
-from dpo_doctor.views.tui.data import TuiReport, load_report
+from dpo_doctor.views.tui.data import TuiReport, open_report
 from dpo_doctor.views.tui.screens.checkpoints import CheckpointsScreen
 from dpo_doctor.views.tui.screens.overview import OverviewScreen
 from dpo_doctor.views.tui.screens.pairs import PairsScreen
@@ -126,7 +126,7 @@ class DoctorApp(App[None]):
 
     def open_report(self, path: Path) -> None:
         try:
-            report = load_report(path)
+            report = open_report(path)
         except UserError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -139,7 +139,7 @@ class DoctorApp(App[None]):
 
     def on_scan_finished(self, msg: ScanFinished) -> None:
         try:
-            report = load_report(msg.report_dir)
+            report = open_report(msg.report_dir)
         except UserError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -149,4 +149,5 @@ class DoctorApp(App[None]):
 
     def on_scan_failed(self, msg: ScanFailed) -> None:
         self.notify(msg.text, severity="error", timeout=10)
-        self.sub_title = f"watching {self.watcher.run_dir.name}: last scan failed"
+        reason = msg.text.removeprefix("scan failed: ").splitlines()[0] if msg.text else "unknown reason"
+        self.sub_title = f"watching {self.watcher.run_dir.name}: last scan failed: {reason[:120]}"

@@ -6,27 +6,46 @@ values (a pair's summed log-ratio, its length difference) that the pairs table s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from dpo_doctor.errors import UserError
+from dpo_doctor.report import ReportBundle, load_report, read_report_json
+from dpo_doctor.severity import SEVERITY_RANK
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
 
 @dataclass(frozen=True)
 class TuiReport:
-    """One scan as written to disk: the parsed report.json plus its tables (None where absent)."""
+    """One scan as the dashboard browses it: the validated `ReportBundle` plus the dashboard's row helpers."""
 
-    dir: Path
-    doc: dict
-    pairs: pl.DataFrame | None
-    pair_texts: pl.DataFrame | None
-    samples: pl.DataFrame | None
-    train_log: pl.DataFrame | None
+    bundle: ReportBundle
+
+    @property
+    def dir(self) -> Path:
+        return self.bundle.path
+
+    @property
+    def doc(self) -> dict:
+        return self.bundle.report
+
+    @property
+    def pairs(self) -> pl.DataFrame | None:
+        return self.bundle.pairs
+
+    @property
+    def pair_texts(self) -> pl.DataFrame | None:
+        return self.bundle.pair_texts
+
+    @property
+    def samples(self) -> pl.DataFrame | None:
+        return self.bundle.samples
+
+    @property
+    def train_log(self) -> pl.DataFrame | None:
+        return self.bundle.train_log
 
     @property
     def checkpoints(self) -> list[dict]:
@@ -83,38 +102,9 @@ class TuiReport:
         return self.samples.filter((pl.col("checkpoint") == checkpoint) & (pl.col("prompt_id") == prompt_id)).sort("sample_idx")
 
 
-def _read_table(report_dir: Path, name: str | None) -> pl.DataFrame | None:
-    if not name:
-        return None
-    path = report_dir / name
-    if not path.is_file():
-        return None
-    try:
-        return pl.read_parquet(path)
-    except Exception as exc:  # a truncated or foreign file: say which one
-        raise UserError(f"{path}: not a readable Parquet table ({exc}); re-run dpo-doctor scan to rewrite it") from None
-
-
-def load_report(report_dir: Path) -> TuiReport:
-    """Read a report dir written by `dpo-doctor scan`; bad input raises a one-line UserError."""
-    report_dir = Path(report_dir)
-    path = report_dir / "report.json"
-    if not path.is_file():
-        raise UserError(f"no report.json in {report_dir}: pass a report dir written by `dpo-doctor scan` "
-                        "(e.g. reports/<run>/), or no argument to pick one under reports/")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); re-run dpo-doctor scan to rewrite it") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
-        version = doc.get("schema_version") if isinstance(doc, dict) else None
-        raise UserError(f"{path}: schema_version {version!r} is not 1; open it with the dpo-doctor that wrote it")
-    files = doc.get("files") or {}
-    return TuiReport(dir=report_dir, doc=doc,
-                     pairs=_read_table(report_dir, files.get("pairs", "pairs.parquet")),
-                     pair_texts=_read_table(report_dir, files.get("pair_texts", "pair_texts.parquet")),
-                     samples=_read_table(report_dir, files.get("samples")),
-                     train_log=_read_table(report_dir, files.get("train_log")))
+def open_report(report_dir: Path) -> TuiReport:
+    """A report dir written by `dpo-doctor scan`, read and validated by the one report loader."""
+    return TuiReport(load_report(report_dir))
 
 
 def find_reports(root: Path) -> list[Path]:
@@ -129,9 +119,9 @@ def find_reports(root: Path) -> list[Path]:
 def report_summary(report_dir: Path) -> dict:
     """The picker's row for one report dir; unreadable files show as such instead of failing the list."""
     try:
-        doc = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+        doc = read_report_json(report_dir / "report.json")
         return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict", "?")),
                 "checkpoints": len(doc.get("checkpoints") or []), "diagnoses": len(doc.get("diagnoses") or []),
                 "created": str(doc.get("created", ""))[:16]}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    except UserError:
         return {"name": report_dir.name, "verdict": "unreadable", "checkpoints": 0, "diagnoses": 0, "created": ""}

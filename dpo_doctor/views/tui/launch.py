@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from dpo_doctor.errors import UserError
-from dpo_doctor.views.tui.data import find_reports, load_report
+from dpo_doctor.views.tui.data import find_reports, open_report
 from dpo_doctor.views.tui.watch import ScanFn, Watcher
 
 
@@ -22,12 +22,15 @@ def build_tui_app(path: Path | None = None):
         raise UserError(f"no scans under {root} (no report.json there or in its sub-folders): run "
                         "`dpo-doctor scan RUN_DIR --data PAIRS` first, or pass the report dir")
     if found == [root] or len(found) == 1:
-        return DoctorApp(load_report(found[0]))
+        return DoctorApp(open_report(found[0]))
     return DoctorApp(choices=found)
 
 
-def run_tui(path: Path | None = None) -> None:
-    build_tui_app(path).run()
+def run_tui(path: Path | None = None) -> int:
+    """Run the dashboard; the exit code is Textual's (1 after a crash, whose traceback Textual prints)."""
+    app = build_tui_app(path)
+    app.run()
+    return app.return_code or 0
 
 
 def build_watch_app(run_dir: Path, scan_fn: ScanFn, poll_s: float = 5.0, report_dir: Path | None = None):
@@ -36,22 +39,16 @@ def build_watch_app(run_dir: Path, scan_fn: ScanFn, poll_s: float = 5.0, report_
 
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir} is not a folder: pass the training output dir that checkpoint-N/ folders land in")
-    previous = load_report(report_dir) if report_dir is not None and (Path(report_dir) / "report.json").is_file() else None
+    previous = open_report(report_dir) if report_dir is not None and (Path(report_dir) / "report.json").is_file() else None
     return DoctorApp(previous, watcher=Watcher(run_dir, scan_fn, poll_s=poll_s))
 
 
-def run_watch(cfg, poll_s: float = 5.0) -> None:
-    """Watch `cfg.run_dir` with the real scanner; after quitting, wait for a scan in flight to stop between batches."""
-    from dataclasses import replace
-
-    from dpo_doctor.scan.pipeline import run_name, scan
-
-    def scan_fn(run_dir: Path, progress) -> Path:
-        return scan(replace(cfg, run_dir=run_dir), progress=progress)
-
-    out = cfg.out if cfg.out is not None else Path("reports") / run_name(Path(cfg.run_dir))
-    app = build_watch_app(cfg.run_dir, scan_fn, poll_s=poll_s, report_dir=out)
+def run_watch(run_dir: Path, scan_fn: ScanFn, report_dir: Path, poll_s: float = 5.0) -> int:
+    """Watch `run_dir` with the scan function the CLI hands in; after quitting, let a scan in flight stop between
+    batches. Returns the app's exit code."""
+    app = build_watch_app(run_dir, scan_fn, poll_s=poll_s, report_dir=report_dir)
     app.run()
     if not app.watcher.stop(timeout=0.1):
         print("dpo-doctor: stopping the scan in flight; every checkpoint scored so far is cached", file=sys.stderr)
         app.watcher.stop(timeout=120)
+    return app.return_code or 0

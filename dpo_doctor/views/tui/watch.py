@@ -8,14 +8,14 @@ inside the scan, so a scan in flight ends between batches and every checkpoint a
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 from typing import Callable
 
+from dpo_doctor.discover import CHECKPOINT_RE
+
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as dpo_doctor.scan.pipeline calls it
 ScanFn = Callable[[Path, ProgressFn], Path]  # (run_dir, progress) -> report dir
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MODEL_FILES = ("config.json", "adapter_config.json")
 
 

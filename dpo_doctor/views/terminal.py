@@ -1,49 +1,24 @@
-"""The terminal side of `scan`: rich progress bars while scoring, a summary table when done, exit codes."""
+"""The terminal summary of a finished scan: a table of the key metrics per checkpoint, the diagnoses and the fix."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from dpo_doctor.engine import distributed
-from dpo_doctor.scan.pipeline import ScanConfig, scan
+from dpo_doctor.report import ReportBundle
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 SUMMARY_KEYS = {"rewards/margins": "margin", "rewards/accuracies": "acc", "accuracy/ranking": "rank acc",
                 "drift_per_token/chosen": "drift/tok", "gen/kl_mean": "KL", "gen/length_ratio": "len x",
                 "gen/ead_per_input": "EAD"}
-
-
-def run_scan_command(cfg: ScanConfig, fail_on: str | None = None, console: Console | None = None) -> int:
-    console = console or Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bars:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
-        out = scan(cfg, progress=progress)
-    if not distributed.init().is_main:  # under torchrun, rank 0 writes and prints the report
-        return 0
-    report = json.loads((out / "report.json").read_text())
-    print_summary(report, out, Console())
-    worst = max((SEVERITY_RANK[d["severity"]] for d in report["diagnoses"]), default=-1)
-    return 1 if fail_on and worst >= SEVERITY_RANK[fail_on] else 0
 
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def print_summary(report: dict, out: Path, console: Console) -> None:
+def print_summary(bundle: ReportBundle, console: Console) -> None:
+    report, out = bundle.report, bundle.path
     keys = [k for k in SUMMARY_KEYS if any(k in c["metrics"] for c in report["checkpoints"])]
     if report.get("log_only"):
         console.print(Text("log-only verdict: diagnosed from the training curves; no checkpoint scored", style="bold"))

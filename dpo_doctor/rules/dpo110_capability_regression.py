@@ -1,0 +1,93 @@
+"""DPO110 capability-regression: the checkpoint answers verifiable prompts worse than the reference.
+
+What it detects
+    On a verifiable probe suite (`--probe-suite arithmetic|format|multiple_choice` or a user's suite with answers),
+    the first trained checkpoint whose task accuracy is significantly below the reference's on the same prompts:
+    the paired per-prompt difference (`task/accuracy_vs_ref`) is at least `min_drop` (5 points) down and the upper
+    end of its 95% interval (`task/accuracy_vs_ref_high`, Student t over prompts) is below 0, so a drop that a
+    few prompts flipping by chance could explain never fires it. Needs at least `min_prompts` (10) prompts.
+
+Why it matters
+    Preference tuning can buy its reward with capability (the "alignment tax"): likelihood displacement moves mass
+    to unintended answers (Razin et al. 2025), and DPO without an NLL term lowers the likelihood of correct
+    answers on reasoning data (Pang et al. 2024: the NLL term is "crucial"; Pal et al. 2024 on low-edit-distance
+    math pairs). Implicit-reward accuracy does not show it (Rafailov et al. 2024): only checked answers do.
+
+Evidence
+    `task/accuracy` at the first regressed checkpoint (reference value: the reference's accuracy) and
+    `task/accuracy_vs_ref` there (threshold: -min_drop), with the interval's upper end.
+
+Recommended fix
+    Ship the last checkpoint without a significant drop (`params.last_ok_step`; None when the first checkpoint
+    already regressed). For the next run add an NLL term on the chosen answers (RPO, alpha 1; TRL `rpo_alpha=1.0`)
+    or DPOP's penalty, mix in SFT data for the lost skill, lower the learning rate or raise beta.
+
+References
+    Pang et al. 2024 (RPO: Iterative Reasoning Preference Optimization, arXiv:2404.19733); Pal, Karkhanis, Dooley,
+    Roberts, Naidu, White 2024 (Smaug / DPOP, arXiv:2402.13228); Razin, Malladi, Bhaskar, Chen, Arora, Hanin 2025
+    (Unintentional Unalignment: Likelihood Displacement in DPO, ICLR, arXiv:2410.08847); Rafailov, Chittepu, Park et
+    al. 2024 (Scaling Laws for Reward Model Overoptimization in DAAs, arXiv:2406.02900); Rafailov, Hejna, Park, Finn
+    2024 (From r to Q*, arXiv:2404.12358); Feng, Qin, Huang, Zhang, Lei 2024 (Towards Analyzing and Understanding
+    the Limitations of DPO, arXiv:2404.04626); Shi, Land, Locatelli, Geist, Bartolo 2024 (Understanding Likelihood
+    Over-optimisation in DAAs, arXiv:2410.11677); Liu et al. 2024 (Your SFT Loss is Implicitly an Adversarial
+    Regularizer, arXiv:2405.16436).
+"""
+
+from __future__ import annotations
+
+from dpo_doctor.rules.records import (CheckpointFacts, Evidence, Example, Finding, Recommendation, RunFacts, Rule,
+                                      fmt, make_facts)
+
+READS = ("task/accuracy", "task/accuracy_vs_ref", "task/accuracy_vs_ref_high", "task/n_prompts")
+
+
+def _regressed(c: CheckpointFacts, min_drop: float, min_prompts: float) -> bool:
+    diff, high, n = c.get("task/accuracy_vs_ref"), c.get("task/accuracy_vs_ref_high"), c.get("task/n_prompts")
+    return (diff is not None and high is not None and n is not None and n >= min_prompts
+            and diff <= -min_drop and high < 0)
+
+
+def check(facts: RunFacts, *, min_drop: float = 0.05, min_prompts: float = 10) -> Finding | None:
+    bad = [c for c in facts.trained if _regressed(c, min_drop, min_prompts)]
+    if not bad:
+        return None
+    first = bad[0]
+    earlier = [c for c in facts.trained if c.step < first.step and c.get("task/accuracy") is not None]
+    ok = earlier[-1] if earlier else None
+    acc, ref = first.get("task/accuracy"), facts.ref("task/accuracy")
+    diff, high = first.get("task/accuracy_vs_ref"), first.get("task/accuracy_vs_ref_high")
+    evidence = (Evidence("task/accuracy", acc, None, ref),
+                Evidence("task/accuracy_vs_ref", diff, -min_drop, 0.0))
+    was = f" vs the reference's {fmt(ref)}" if ref is not None else ""
+    later = f"; {len(bad) - 1} later checkpoint(s) too" if len(bad) > 1 else ""
+    message = (f"capability regression from {first.name}: task accuracy {fmt(acc)}{was} on "
+               f"{int(first.get('task/n_prompts'))} verifiable prompts ({fmt(100 * diff)} points, 95% interval "
+               f"up to {fmt(100 * high)}){later}.")
+    stop = f"Ship {ok.name} (the last without a significant drop)" if ok else "No trained checkpoint keeps the skill"
+    fix = Recommendation(
+        f"{stop}; for the next run add an NLL term on the chosen answers (RPO, alpha 1: TRL rpo_alpha=1.0) or mix "
+        f"in SFT data for the lost skill, and lower the learning rate or raise beta.",
+        variant="rpo", params={"rpo_alpha": 1.0, "last_ok_step": ok.step if ok else None,
+                               "first_regressed_step": first.step})
+    return Finding(message, evidence, fix, first.name)
+
+
+def _ck(acc, diff, high, n=40):
+    return {"task/accuracy": acc, "task/accuracy_vs_ref": diff, "task/accuracy_vs_ref_high": high,
+            "task/n_prompts": n}
+
+
+_REF = {"task/accuracy": 0.70}
+EXAMPLES = (
+    Example("arithmetic falls 0.70 -> 0.45 from step 200 (interval up to -12 points): ship step 100",
+            make_facts(_ck(0.68, -0.02, 0.06), _ck(0.45, -0.25, -0.12), _ck(0.30, -0.40, -0.27), reference=_REF),
+            True, variant="rpo"),
+    Example("a 10-point drop whose interval crosses 0 (noise on 40 prompts)",
+            make_facts(_ck(0.60, -0.10, 0.02), reference=_REF), False),
+    Example("significant but tiny (2 points)", make_facts(_ck(0.68, -0.02, -0.001), reference=_REF), False),
+    Example("too few prompts", make_facts(_ck(0.2, -0.5, -0.1, n=4), reference=_REF), False),
+    Example("no verifiable suite", make_facts({"rewards/accuracies": 0.9}), False),
+)
+
+RULE = Rule("DPO110", "capability-regression", "capability_regression", "warning", check, __doc__, EXAMPLES,
+            reads=READS)

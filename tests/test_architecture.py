@@ -1,0 +1,116 @@
+"""The architecture, checked from the import graph: data flows one way (STYLE.md).
+
+Every import in every module of the package counts, function-local (lazy) imports included: a lazy upward import
+is still an upward arrow. The table says, for each part, what it may never import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dpo_doctor"
+TOP = ("cli", "zoo", "integrations")  # compositions of the pipeline: nothing in the pipeline imports them
+
+FORBIDDEN = {
+    "dpo_doctor.errors": ("dpo_doctor.",),
+    "dpo_doctor.severity": ("dpo_doctor.",),
+    "dpo_doctor.hub": ("dpo_doctor.engine", "dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views",
+                       "dpo_doctor.rules", "dpo_doctor.metrics", "dpo_doctor.report", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.files": ("dpo_doctor.data", "dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views",
+                         "dpo_doctor.rules", "dpo_doctor.metrics", "dpo_doctor.report") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.discover": ("dpo_doctor.engine", "dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views",
+                            "dpo_doctor.rules", "dpo_doctor.metrics") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.data": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views", "dpo_doctor.rules",
+                        "dpo_doctor.metrics", "dpo_doctor.report", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.engine": ("dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views", "dpo_doctor.rules",
+                          "dpo_doctor.metrics", "dpo_doctor.report", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.metrics": ("dpo_doctor.engine", "dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views",
+                           "dpo_doctor.rules", "dpo_doctor.report", "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.rules": ("dpo_doctor.engine", "dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views",
+                         "dpo_doctor.report", "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.scan": ("dpo_doctor.views", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.report": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views", "dpo_doctor.data",
+                          "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.views": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.data", "dpo_doctor.train", "torch",
+                         "transformers") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.cache": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.trainlog": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.train": ("dpo_doctor.views",) + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.zoo": ("dpo_doctor.cli",),
+    "dpo_doctor.integrations": ("dpo_doctor.cli",),
+}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module named by an import statement anywhere in the file (relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    here = module_name(path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # `from dpo_doctor import views` names a module
+    return found
+
+
+def _matches(name: str, prefix: str) -> bool:
+    prefix = prefix.rstrip(".")
+    return name == prefix or name.startswith(prefix + ".") or (prefix.endswith("dpo_doctor") and name.startswith(prefix))
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def test_every_part_has_a_rule():
+    parts = {module_name(p).split(".")[1] for p in MODULES if module_name(p) != "dpo_doctor"}
+    unruled = {p for p in parts if f"dpo_doctor.{p}" not in FORBIDDEN} - {"__main__", "__init__", "cli"}
+    assert not unruled, f"add these parts to FORBIDDEN with what they may not import: {sorted(unruled)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_no_upward_import(path):
+    name = module_name(path)
+    rules = [bad for part, bad in FORBIDDEN.items() if _matches(name, part)]
+    wrong = sorted({imp for imp in imports_of(path) for bad in rules for b in bad
+                    if (_matches(imp, b) if b != "dpo_doctor." else imp.startswith("dpo_doctor."))})
+    assert not wrong, f"{name} imports {wrong}, against the one-way flow (STYLE.md)"
+
+
+def test_no_import_error_guards():
+    """A broken install must fail loudly: no `except ImportError` around the package's own modules."""
+    offenders = []
+    for path in MODULES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Try) and any(
+                    isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                    for h in node.handlers):
+                own = [n for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("dpo_doctor")]
+                if own:
+                    offenders.append(f"{module_name(path)}:{node.lineno}")
+    assert not offenders, f"ImportError guards around dpo_doctor imports: {offenders}"
+
+
+def test_no_assert_on_user_input():
+    """`assert` vanishes under python -O: the package validates with UserError instead."""
+    found = [f"{module_name(p)}:{n.lineno}" for p in MODULES for n in ast.walk(ast.parse(p.read_text()))
+             if isinstance(n, ast.Assert)]
+    assert not found, f"assert statements in the package: {found}"
