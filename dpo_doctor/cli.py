@@ -9,6 +9,7 @@ and keeps its traceback. Heavy imports (torch, transformers) happen inside comma
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
@@ -116,14 +117,16 @@ def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
     from dpo_doctor.views.terminal import print_summary
 
     console = console or Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bars:
+    # On a terminal: rich bars. Off one (a log file, CI): a plain line at the start of a stage and every 10%.
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True) if console.is_terminal else None
+    with bars or contextlib.nullcontext():
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             last = _PROGRESS.get("done", 0) if _PROGRESS.get("stage") == stage else -1
             _PROGRESS.update(stage=stage, done=done, total=total)
-            if not console.is_terminal:  # a log file or CI: a plain line at the start and every 10%
+            if bars is None:
                 step = max(1, total // 10)
                 if last < 0 or done // step > max(last, 0) // step or done == total:
                     print(f"dpo-doctor: {stage}: {done}/{total}", file=sys.stderr, flush=True)

@@ -382,6 +382,86 @@ def _has_weights(path: Path) -> bool:
     return any((path / n).exists() for n in names) or any(path.glob("model-*-of-*.safetensors"))
 
 
+# ---- DeepSpeed ZeRO folders (OpenRLHF; HF Trainer without gathered weights); converted in engine/zero.py -------
+
+ZERO_TAG_RE = re.compile(r"^global_step([0-9]+)\Z")
+
+
+def zero_files(folder: Path) -> list[Path]:
+    """The pickled .pt files of a ZeRO checkpoint folder: model states, then one optimizer-state file per rank."""
+    return sorted(folder.glob("*_model_states.pt")) + sorted(folder.glob("*_optim_states.pt"))
+
+
+def is_zero_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*_model_states.pt")) and any(path.glob("*_optim_states.pt"))
+
+
+def _zero_tags(save_dir: Path) -> list[tuple[int, Path]]:
+    """(step, global_stepN/ folder) of a DeepSpeed save dir, by step."""
+    if not save_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), d) for d in save_dir.iterdir() if (m := ZERO_TAG_RE.match(d.name)) and is_zero_folder(d)]
+    return sorted(found)
+
+
+def zero_tag(save_dir: Path) -> Path | None:
+    """The global_stepN/ folder of a save dir: the one its `latest` file names, else the highest step."""
+    latest = save_dir / "latest"
+    try:
+        name = latest.read_text(encoding="utf-8").strip() if latest.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    if name and "/" not in name and is_zero_folder(save_dir / name):
+        return save_dir / name
+    tags = _zero_tags(save_dir)
+    return tags[-1][1] if tags else None
+
+
+def _zero_checkpoints(run_dir: Path, base: Path | None, trust_pickles: bool) -> tuple[list[Checkpoint], list[str]]:
+    """HF Trainer's checkpoint-N/ holding only config.json + global_stepN/, and every global_stepN/ of OpenRLHF's
+    save dir (RUN_DIR, or a sub-folder such as ckpt/checkpoints_dpo/), or RUN_DIR itself as one global_stepN/.
+
+    OpenRLHF's global_stepN_hf/ (--ckpt.save_hf) is the same weights as a model folder: used instead, no pickles.
+    The .pt files are pickles: without --trust-pickles they are skipped with one warning naming the flag.
+    """
+    found, ckpts = [], []  # found: (name, step, tag folder, folders to look for config.json in)
+    children = sorted(d for d in run_dir.iterdir() if d.is_dir())
+    for d in children:
+        m, tag = CHECKPOINT_RE.match(d.name), zero_tag(d)
+        if m and tag is not None and not _has_weights(d):
+            found.append((d.name, int(m.group(1)), tag, [d, run_dir]))
+    for save_dir in [run_dir, *(d for d in children if not CHECKPOINT_LIKE.match(d.name))]:
+        for step, tag in _zero_tags(save_dir):
+            hf = save_dir / f"{tag.name}_hf"
+            if is_model_dir(hf) and _has_weights(hf):
+                ckpts.append(Checkpoint(hf.name, step, model_spec(hf, base, None, trust_pickles=trust_pickles)))
+            else:
+                found.append((tag.name, step, tag, [save_dir, save_dir.parent, run_dir]))
+    m = ZERO_TAG_RE.match(run_dir.resolve().name)
+    if m and is_zero_folder(run_dir):
+        found.append((m.group(0), int(m.group(1)), run_dir, [run_dir.resolve().parent, run_dir.resolve().parents[1]]))
+    if found and not trust_pickles:
+        names = ", ".join(f[0] for f in found[:4]) + (f", ... ({len(found)} in all)" if len(found) > 4 else "")
+        return ckpts, [f"DeepSpeed ZeRO checkpoint(s) {names} skipped: their .pt files are pickles that can run code "
+                       "when read; pass --trust-pickles if you trust this run (read with torch.load(weights_only=True), "
+                       "converted once to safetensors in the cache)"]
+    for name, step, tag, where in found:
+        spec = ModelSpec(path=tag.resolve(), kind="zero", base=_zero_config_dir(tag, where, base), pickled=True)
+        ckpts.append(Checkpoint(name, step, spec))
+    return ckpts, []
+
+
+def _zero_config_dir(tag: Path, where: list[Path], base: Path | None) -> Path:
+    """The folder whose config.json describes a ZeRO checkpoint: beside it as the trainers save it, else --base."""
+    for folder in [*dict.fromkeys(where), *([base] if base is not None else [])]:
+        if (folder / "config.json").is_file():
+            _read_json(folder / "config.json")
+            return folder.resolve()
+    raise UserError(f"{tag} is a DeepSpeed ZeRO checkpoint but no config.json was found in "
+                    f"{', '.join(str(w) for w in dict.fromkeys(where))}; pass --base with the Hugging Face model folder "
+                    "it was trained from (the one holding config.json)")
+
+
 def _root_name_step(run_dir: Path, steps: list[int]) -> tuple[str, int]:
     """A model at the root is "final" (step from trainer_state.json); RUN_DIR given as checkpoint-N keeps its name."""
     m = CHECKPOINT_RE.match(run_dir.resolve().name)
@@ -413,10 +493,10 @@ def _checkpoints(run_dir: Path, base: Path | None, ref: ModelSpec | None,
                  trust_pickles: bool = False) -> tuple[list[Checkpoint], list[str]]:
     dirs, warnings = _checkpoint_dirs(run_dir)
     ckpts = [Checkpoint(d.name, step, model_spec(d, base, ref, trust_pickles=trust_pickles)) for step, d in dirs]
-    zero_ckpts, zero_warnings = _zero_checkpoints(run_dir, base, ref, trust_pickles)
+    zero_ckpts, zero_warnings = _zero_checkpoints(run_dir, base, trust_pickles)
     ckpts, warnings = ckpts + zero_ckpts, warnings + zero_warnings
-    if is_model_dir(run_dir) and not (zero_tag(run_dir) is not None and not _has_weights(run_dir)):
-        final = Checkpoint(*_root_name_step(run_dir, [s for s, _ in dirs]),
+    if is_model_dir(run_dir) and (_has_weights(run_dir) or not zero_ckpts):  # config.json only: the ZeRO ckpts'
+        final = Checkpoint(*_root_name_step(run_dir, [s for s, _ in dirs] + [c.step for c in zero_ckpts]),
                            model_spec(run_dir, base, ref, trust_pickles=trust_pickles))
         if ckpts and _same_weights(final.spec, ckpts[-1].spec):
             warnings.append(f"the final model at {run_dir} has the same weights as {ckpts[-1].name}; scored once")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dpo_doctor.errors import UserError
 
-_SPACE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+_SPACE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+          errno.EFBIG: "the file size limit was reached"}
 
 
 def ensure_dir(path: Path, what: str = "output folder") -> Path:

@@ -17,8 +17,9 @@ from dpo_doctor.errors import UserError
 # org/name: what the Hub accepts (letters, digits, . _ -; no leading . or -), optionally @revision
 HUB_ID_RE = re.compile(r"^(?P<repo>[A-Za-z0-9_][A-Za-z0-9._-]*/[A-Za-z0-9_][A-Za-z0-9._-]*)(?:@(?P<rev>[^\s@]+))?\Z")
 # not fetched online: training state and other frameworks' weights (a checkpoint's optimizer.pt is 2x the model)
-SKIP_DOWNLOAD = ("optimizer.pt", "*/optimizer.pt", "scheduler.pt", "*/scheduler.pt", "rng_state*.pth", "*/rng_state*.pth",
-                 "global_step*/*", "*/global_step*/*", "*.h5", "*.msgpack", "*.onnx", "*.gguf", "*.ot", "*.tflite")
+SKIP_DOWNLOAD = ("optimizer.pt", "*/optimizer.pt", "scheduler.pt", "*/scheduler.pt", "rng_state*.pth",
+                 "*/rng_state*.pth", "global_step*/*", "*/global_step*/*", "*.h5", "*.msgpack", "*.onnx", "*.gguf",
+                 "*.ot", "*.tflite")
 _TRUE = {"1", "on", "yes", "true"}
 
 

@@ -171,12 +171,12 @@ def test_sharded_snapshot_links_into_blobs(hub):
     header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
     shard = struct.pack("<Q", len(header)) + header + bytes(4)
     index = {"weight_map": {"a.w": "model-00001-of-00002.safetensors", "b.w": "model-00002-of-00002.safetensors"}}
-    snap = put_repo(hub, "org/sharded", {"config.json": b"{}", "model.safetensors.index.json": json.dumps(index).encode(),
-                                         "model-00001-of-00002.safetensors": shard,
-                                         "model-00002-of-00002.safetensors": shard + b""})
-    assert [f.name for f in weight_files(resolve_model_path("org/sharded", "--ref"), "full")] == sorted(
-        index["weight_map"].values())
-    assert snap.exists()
+    files = {"config.json": b"{}", "model.safetensors.index.json": json.dumps(index).encode(),
+             **{name: shard for name in index["weight_map"].values()}}
+    snap = put_repo(hub, "org/sharded", files)
+    assert (snap / "model-00001-of-00002.safetensors").is_symlink()
+    found = weight_files(resolve_model_path("org/sharded", "--ref"), "full")
+    assert [f.name for f in found] == sorted(index["weight_map"].values())
 
 
 def test_check_config_accepts_cached_ids_and_refuses_uncached(cached, tmp_path):

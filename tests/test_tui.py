@@ -1,14 +1,14 @@
 """Textual dashboard: navigation on every screen, sorting, search, opening a pair, markup safety, the browser key,
 torch-free fast start, and watch mode (a checkpoint copied into the run dir appears in the dashboard).
 
-All on the fixed report in tests/fixtures/tui_report (rebuilt by tests/fixtures/make_tui_report.py). Expected
-values are recomputed here straight from the Parquet files, independently of the TUI's own code paths.
+All on the fixed report in tests/fixtures/tui_report (rebuilt by `python tests/fixtures/report_fixture.py`, the one
+report fixture builder). Expected values are recomputed here straight from the Parquet files, independently of the
+TUI's own code paths.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -27,16 +27,11 @@ from dpo_doctor.views.tui.launch import build_tui_app, build_watch_app
 from dpo_doctor.views.tui.watch import Watcher, WatchStopped, run_snapshot
 from textual.widgets import DataTable, Static
 
+from tests.fixtures.report_fixture import write_fixture_report
+
 FIXTURE = Path(__file__).parent / "fixtures" / "tui_report"
 HOSTILE = "[bold]Why[/bold] is the sky blue? [/]"
 SIZE = (100, 30)
-
-
-def _fixture_module():
-    spec = importlib.util.spec_from_file_location("make_tui_report", FIXTURE.parent / "make_tui_report.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run(coro):
@@ -104,18 +99,27 @@ def test_overview_shows_verdict_facts_and_diagnoses_then_opens_one():
             await pilot.pause()
             assert "ERROR" in rendered_text(app.screen.query_one("#verdict"))
             facts = rendered_text(app.screen.query_one("#facts"))
-            assert "fixture-run" in facts and "checkpoint-50" in facts and "30 pairs" in facts
+            assert "exp-length" in facts and "checkpoint-50" in facts and "40 pairs" in facts
             table = app.screen.query_one("#diagnoses", DataTable)
-            assert column(table, "code") == ["DPO101", "DPO103", "DPO120"]  # worst first
+            assert column(table, "code") == ["DPO106", "DPO101", "DPO202"]  # worst first
             assert column(table, "severity") == ["ERROR", "WARNING", "INFO"]
             await pilot.press("enter")
             await pilot.pause()
-            assert type(app.screen).__name__ == "DiagnosisScreen"
+            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis["code"] == "DPO106"
             evidence = app.screen.query_one("#evidence", DataTable)
-            assert column(evidence, "metric") == ["gen/length_ratio", "length/margin_spearman"]
-            assert column(evidence, "threshold") == ["1.300", "0.300"] and column(evidence, "vs") == [">", ">"]
+            assert column(evidence, "metric") == ["drift_per_token/chosen", "drift/chosen_fell_frac"]
+            assert column(evidence, "threshold") == ["-0.050", "0.600"] and column(evidence, "vs") == ["<", ">"]
+            assert "DPOP" in rendered_text(app.screen.query_one("#diag-fix"))
+            assert "[bold]displacement[/bold]" in rendered_text(app.screen.query_one("#diag-message"))
+            await pilot.press("escape")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "OverviewScreen"
+            await pilot.press("down", "enter")
+            await pilot.pause()
+            assert app.screen.diagnosis["code"] == "DPO101"
+            assert column(app.screen.query_one("#evidence", DataTable), "threshold") == ["1.300", "0.500", "0.750"]
             assert "R-DPO" in rendered_text(app.screen.query_one("#diag-fix"))
-            assert "implicit reward [/]." in rendered_text(app.screen.query_one("#diag-explanation"))
+            assert "pays for tokens [/]." in rendered_text(app.screen.query_one("#diag-explanation"))
             await pilot.press("escape")
             await pilot.pause()
             assert type(app.screen).__name__ == "OverviewScreen"
@@ -141,11 +145,11 @@ def test_checkpoints_table_detail_and_cited_diagnosis():
             assert app.checkpoint == "checkpoint-75"
             assert "drift/chosen" in rendered_text(app.screen.query_one("#ckpt-metrics-table"))
             cited = app.screen.query_one("#cited", DataTable)
-            assert cited.row_count == 1 and "DPO103" in cited.get_cell_at((0, 1)).plain
+            assert cited.row_count == 1 and "DPO106" in cited.get_cell_at((0, 1)).plain
             cited.focus()
             await pilot.press("enter")
             await pilot.pause()
-            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis["code"] == "DPO103"
+            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis["code"] == "DPO106"
             await pilot.press("escape")
             await pilot.pause()
             app.screen.query_one("#checkpoints", DataTable).focus()
@@ -174,7 +178,7 @@ def test_pairs_sorting_by_margin_drift_and_length():
             await pilot.press("p")
             await pilot.pause()
             table = app.screen.query_one("#pairs", DataTable)
-            assert table.row_count == 30
+            assert table.row_count == 40
             assert column(table, "pair_id") == _ids_sorted(exp, lambda r: r["margin"])
             await pilot.press("m")  # same key again: descending
             assert column(table, "pair_id") == _ids_sorted(exp, lambda r: r["margin"], reverse=True)
@@ -208,7 +212,7 @@ def test_pairs_search_filters_and_enter_opens_the_pair():
             await pilot.press("enter")  # leaves the search box for the table
             await pilot.press("escape")  # clears the filter
             await pilot.pause()
-            assert table.row_count == 30 and app.pairs_query == ""
+            assert table.row_count == 40 and app.pairs_query == ""
             await pilot.press("slash", *"sky blue", "enter")
             await pilot.pause()
             assert column(table, "pair_id") == ["0"]
@@ -264,7 +268,7 @@ def test_samples_reference_vs_policy_and_checkpoint_keys():
             pol = rendered_text(app.screen.query_one("#policy-samples"))
             assert app.checkpoint == "checkpoint-75" and "checkpoint-75" in pol
             assert " ".join(first("checkpoint-75", 1).split()[:3]) in " ".join(pol.split())
-            assert "prompt 2/5" in rendered_text(app.screen.query_one("#samples-info"))
+            assert "prompt 2/6" in rendered_text(app.screen.query_one("#samples-info"))
     run(go())
 
 
@@ -287,9 +291,8 @@ def test_browser_key_opens_report_html_when_present(tmp_path, monkeypatch):
 
 
 def test_picker_lists_scans_and_opens_one(tmp_path):
-    mod = _fixture_module()
-    mod.write_report(tmp_path / "reports" / "alpha", n_checkpoints=2, run_name="alpha")
-    mod.write_report(tmp_path / "reports" / "beta", n_checkpoints=3, run_name="beta")
+    write_fixture_report(tmp_path / "reports" / "alpha", n_checkpoints=2, run_name="alpha")
+    write_fixture_report(tmp_path / "reports" / "beta", n_checkpoints=3, run_name="beta")
 
     async def go():
         app = build_tui_app(tmp_path / "reports")
@@ -333,14 +336,12 @@ def _fake_checkpoint(path: Path, size: int = 8) -> None:
 
 def fake_scanner(report_dir: Path, calls: list):
     """A stand-in for dpo_doctor.scan.pipeline: writes the fixture report with one checkpoint per checkpoint-N dir."""
-    mod = _fixture_module()
-
     def scan_fn(run_dir: Path, progress) -> Path:
         n = len([d for d in run_dir.iterdir() if d.name.startswith("checkpoint-")])
         for i in range(n + 1):
             progress("scoring", i, n)
         calls.append(n)
-        return mod.write_report(report_dir, n_checkpoints=n)
+        return write_fixture_report(report_dir, n_checkpoints=n)
     return scan_fn
 
 

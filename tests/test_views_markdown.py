@@ -67,7 +67,7 @@ def test_contents(tmp_path):
     assert "(variant r\\_dpo; r\\_dpo\\_alpha = 0.05)" in text
     for c in b.report["checkpoints"]:
         assert f"| {md(c['name'])} | {c['step']} | {c['metrics']['rewards/margins']:.4g} |" in text
-    assert "| reference | – |" in text and "**Best checkpoint:** checkpoint-25" in text
+    assert "| reference | – |" in text and "**Best checkpoint:** checkpoint-50" in text
     html = rendered(text)
     assert {"table", "h2", "h3", "ul"} <= html.tags
 

@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dpo_doctor.errors import UserError
 
@@ -126,17 +126,26 @@ def loads(text: str, where: str) -> Any:
     return obj
 
 
-def read_jsonl(path: Path, what: str = "file") -> list[Line]:
-    """The JSON objects of a JSONL file with their line numbers; blank lines skipped, anything else named."""
+def read_jsonl(path: Path, what: str = "file", on_error: Callable[[int, str], None] | None = None) -> list[Line]:
+    """The JSON objects of a JSONL file with their line numbers; blank lines skipped, anything else named.
+
+    A bad line raises a UserError naming it; with `on_error(lineno, message)` it is reported there and skipped
+    instead (training logs: a broken line must never end a scan)."""
     path = Path(path)
     lines = []
     for lineno, line in enumerate(read_text(path, what).split("\n"), start=1):
         if not line.strip():
             continue
-        obj = loads(line, f"{path}: line {lineno}")
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}: line {lineno}: expected a JSON object ({{...}}) per line, found "
-                            f"{describe(obj)}; wrap each record in an object")
+        try:
+            obj = loads(line, f"{path}: line {lineno}")
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}: line {lineno}: expected a JSON object ({{...}}) per line, found "
+                                f"{describe(obj)}; wrap each record in an object")
+        except UserError as exc:
+            if on_error is None:
+                raise
+            on_error(lineno, str(exc))
+            continue
         lines.append(Line(lineno, obj))
     return lines
 

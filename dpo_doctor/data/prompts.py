@@ -33,6 +33,15 @@ def parse_prompt(value: Any, where: str) -> Prompt:
 
 def load_prompts(path: str | Path) -> list[Prompt]:
     """Read `--prompts PATH`: JSONL, one `{"prompt": ...}` object a line (blank lines skipped)."""
+    from dpo_doctor.data.hub import is_dataset_source, read_dataset
+
+    if is_dataset_source(path):  # a Hub dataset id or a folder of data files, with a prompt column
+        rows = read_dataset(path, "--prompts")
+        missing = [i for i, r in enumerate(rows) if "prompt" not in r]
+        if missing:
+            raise UserError(f"--prompts {path}: row index {missing[0]} has no \"prompt\" column "
+                            f"(columns: {sorted(rows[missing[0]])})")
+        return [parse_prompt(r["prompt"], f"{path}: row index {i}") for i, r in enumerate(rows)]
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: prompt file not found; pass --prompts with a JSONL file of {{\"prompt\": ...}} lines")

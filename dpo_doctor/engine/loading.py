@@ -196,7 +196,7 @@ def embedding_rows(model_or_config) -> int | None:
 
 def model_config(spec: ModelSpec) -> dict:
     """config.json of what the spec computes with (an adapter's base), for check_token_range before loading."""
-    folder = Path(spec.base) if spec.kind == "adapter" else spec.path
+    folder = Path(spec.base) if spec.kind in ("adapter", "zero") else spec.path
     return _read_json(Path(folder) / "config.json")
 
 
@@ -225,7 +225,7 @@ def _base_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, trust_remote_code: bool = False,
-               device_map: str | None = None):
+               device_map: str | None = None, cache_dir: Path | None = None):
     """The model in eval mode on `device`: full weights directly, an adapter on top of its base.
 
     An adapter is merged into the base only in float32. In bf16/fp16 the LoRA delta B·A is often below half an
@@ -234,7 +234,14 @@ def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, trust_remote_co
 
     `device_map="auto"` spreads a model too large for one device over every visible device (and CPU RAM) with
     accelerate; inputs then follow the model's hooks, and `device` is not used.
+
+    A DeepSpeed ZeRO checkpoint (kind "zero", only under --trust-pickles) is first converted once to safetensors in
+    `cache_dir` (default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor; engine/zero.py), then loaded as a full model.
     """
+    if spec.kind == "zero":
+        from dpo_doctor.engine.zero import materialize
+
+        spec = materialize(spec, cache_dir)
     check_model(spec, trust_remote_code)
     place = (lambda m: m) if device_map else (lambda m: m.to(device))  # noqa: E731
     if spec.kind == "full":
@@ -374,7 +381,7 @@ def weights_fingerprint(spec: ModelSpec) -> str:
     for an adapter. Independent of the folder's path and mtimes, so a copied run still hits the cache.
     """
     h = hashlib.sha256(spec.kind.encode())
-    config = spec.path / _CONFIG_FILES[spec.kind]
+    config = Path(spec.base) / "config.json" if spec.kind == "zero" else spec.path / _CONFIG_FILES[spec.kind]
     if config.exists():
         h.update(config.read_bytes())
     h.update(files_digest(weight_files(spec.path, spec.kind)).encode())

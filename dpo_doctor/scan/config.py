@@ -88,7 +88,7 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
     _existing(cfg.data, "--data", "a preference-pairs file or dataset folder", resolve_data_path)
     _existing(cfg.ref, "--ref", "the reference model's folder", resolve_model_path)
     _existing(cfg.base, "--base", "the adapters' base model folder", resolve_model_path)
-    _existing(cfg.prompts, "--prompts", "a JSONL file of prompts")
+    _existing(cfg.prompts, "--prompts", "a JSONL file of prompts or a dataset", resolve_data_path)
     _existing(cfg.log, "--log", "a training log file or folder")
     if cfg.prompts is not None and cfg.probe_suite is not None:
         raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both given; pass one of them")

@@ -194,13 +194,14 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     ctx = _context(cfg, run, warnings)
     scored, cached = [], []
 
-    ref = score_spec(run.reference, "reference", ctx, progress)
-    (cached if ref.from_cache else scored).append("reference")
     probes = None
-    if cfg.generate:
+    if cfg.generate:  # the probe prompts are read (and checked) before any model is scored
         from dpo_doctor.scan.probes import GenerationStage
 
         probes = GenerationStage(ctx)
+    ref = score_spec(run.reference, "reference", ctx, progress)
+    (cached if ref.from_cache else scored).append("reference")
+    if probes is not None:
         probes.start(run.reference, ref.model)
     elif ref.model is not None:
         _free(ref.model)
@@ -269,9 +270,10 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
 def scan_log_only(cfg: ScanConfig) -> Path:
     """No pairs given: diagnose from trainer_state.json / trainer_log.jsonl alone, and say the verdict is log-only."""
     from dpo_doctor.discover import read_train_config
+    from dpo_doctor.hub import resolve_model_path
     from dpo_doctor.trainlog import detect_framework, load_train_log
 
-    run_dir = Path(cfg.run_dir)
+    run_dir = resolve_model_path(cfg.run_dir, "RUN_DIR")
     log = load_train_log(run_dir, cfg.log)
     train_log = log.frame
     if train_log is None:

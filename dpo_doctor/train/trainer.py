@@ -16,7 +16,6 @@ and `eval_*`), sorted, indent 2, as `transformers` writes it.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import random
@@ -26,10 +25,11 @@ from pathlib import Path
 
 import torch
 
-from dpo_doctor.engine.compat import quiet_peft
 from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.engine.compat import quiet_peft
+from dpo_doctor.engine.devices import pad_id as pad_token_id, resolve_device
 from dpo_doctor.engine.logprobs import collate_pairs, pair_logps
-from dpo_doctor.errors import UserError
+from dpo_doctor.errors import UserError, did_you_mean
 from dpo_doctor.train.losses import F_DIVERGENCE_LOSSES, F_DIVERGENCES, LOSSES, LossInputs
 
 CONFIG_NAME = "dpo_doctor_config.json"
@@ -86,9 +86,7 @@ class TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     """Bad settings fail before any model loads, with the value and what to do."""
     if cfg.loss not in LOSSES:
-        near = difflib.get_close_matches(cfg.loss, LOSSES, n=1)
-        hint = f"; did you mean {near[0]}?" if near else ""
-        raise UserError(f"unknown --loss {cfg.loss!r}{hint} Choose one of: {', '.join(LOSSES)}")
+        raise UserError(f"unknown --loss {cfg.loss!r}{did_you_mean(cfg.loss, LOSSES)} Choose one of: {', '.join(LOSSES)}")
     if cfg.f_divergence not in F_DIVERGENCES:
         raise UserError(f"unknown --f-divergence {cfg.f_divergence!r}; choose one of {', '.join(F_DIVERGENCES)}")
     if cfg.f_divergence != "reverse_kl" and cfg.loss not in F_DIVERGENCE_LOSSES:
@@ -105,14 +103,6 @@ def validate(cfg: TrainConfig) -> None:
 
 
 # ---- setup ------------------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -333,10 +323,10 @@ def train(cfg: TrainConfig, callbacks=()) -> Path:
 
     validate(cfg)
     out = Path(cfg.output_dir)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     train_pairs = list(load_pairs(Path(cfg.data), tokenizer, max_length=cfg.max_length,
                                   max_pairs=cfg.max_pairs, seed=cfg.seed).tokens)
     eval_pairs = (list(load_pairs(Path(cfg.eval_data), tokenizer, max_length=cfg.max_length).tokens)

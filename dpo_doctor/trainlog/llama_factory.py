@@ -6,7 +6,6 @@ skipped with a warning.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dpo_doctor.trainlog.table import Problems, Unreadable
@@ -29,24 +28,15 @@ def looks_like(row: dict) -> bool:
 
 def read(path: Path, problems: Problems) -> list[dict]:
     """Raw rows, one per line that holds a JSON object."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise Unreadable(f"cannot read {path}: {exc.strerror or exc}") from None
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            problems.add("lines that are not JSON", f"line {i}")
-            continue
-        if isinstance(entry, dict):
-            rows.append(_row(entry))
-        else:
-            problems.add("lines that are not JSON objects", f"line {i}")
-    return rows
+    from dpo_doctor.data.jsonl import read_jsonl
+    from dpo_doctor.errors import UserError
+
+    try:  # the one JSONL reader, in its lenient mode: a bad line is a warning, never the end of a scan
+        lines = read_jsonl(Path(path), "training log",
+                           on_error=lambda n, _: problems.add("lines that are not JSON objects", f"line {n}"))
+    except UserError as exc:  # unreadable or not UTF-8 at all
+        raise Unreadable(str(exc)) from None
+    return [_row(line.obj) for line in lines]
 
 
 def _row(entry: dict) -> dict:

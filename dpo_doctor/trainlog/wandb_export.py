@@ -10,7 +10,6 @@ cells are missing values; other text is skipped with a warning (`NaN`/`Infinity`
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from dpo_doctor.trainlog import trackers
@@ -72,11 +71,10 @@ def _json(path: Path) -> list[dict]:
 
 
 def _json_lines(path: Path) -> list:
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except (json.JSONDecodeError, RecursionError):
-                raise Unreadable(f"{path} is neither JSON nor JSON Lines") from None
-    return rows
+    from dpo_doctor.data.jsonl import read_jsonl
+    from dpo_doctor.errors import UserError
+
+    try:
+        return [line.obj for line in read_jsonl(Path(path), "W&B history export")]
+    except UserError:
+        raise Unreadable(f"{path} is neither JSON nor JSON Lines") from None

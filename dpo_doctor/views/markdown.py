@@ -100,7 +100,7 @@ def pick_rows(items: list, n: int) -> list:
     return [items[i] for i in idx]
 
 
-def checkpoint_table(r: dict) -> list[str]:
+def checkpoints_section(r: dict) -> list[str]:
     ckpts = r["checkpoints"]
     if not ckpts:
         return ["No checkpoint was scored (log-only verdict).", ""]
@@ -122,7 +122,7 @@ def checkpoint_table(r: dict) -> list[str]:
 def render_markdown(b: ReportBundle) -> str:
     r = b.report
     lines = verdict_block(r) + ["### Diagnoses", ""] + diagnoses_table(r) + recommendations(r)
-    lines += ["### Per checkpoint", ""] + checkpoint_table(r)
+    lines += ["### Per checkpoint", ""] + checkpoints_section(r)
     if r.get("warnings"):
         lines += ["**Warnings**", ""] + [f"- {md(w)}" for w in r["warnings"]] + [""]
     tool = r.get("tool") or {}

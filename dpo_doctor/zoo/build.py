@@ -1,6 +1,6 @@
 """`dpo-doctor zoo build`: the reference (cached), then one run per scenario.
 
-Layout under OUT (default examples/zoo/runs):
+Layout under OUT (default examples/zoo/runs; `model="smollm2"`: examples/zoo/runs-smollm2, see smollm2_zoo.py):
     reference/            the SFT reference every scenario trains from
     reference_alternate/  an under-trained SFT (30 steps, other seed): the wrong reference of reference_mismatch
     <scenario>/           the run (TRL layout, see dpo_doctor.train.trainer), train.jsonl, eval.jsonl, scenario.json
@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from dpo_doctor.errors import UserError
+from dpo_doctor.errors import UserError, did_you_mean
 from dpo_doctor.zoo import sft
 from dpo_doctor.zoo.scenarios import BASE_TRAIN, SCENARIOS, Scenario, make_pairs
 
@@ -55,20 +55,34 @@ def build_one(s: Scenario, out: Path, ref: Path, alt_ref: Path, force: bool = Fa
     return run
 
 
-def build(out: Path = Path("examples/zoo/runs"), only: tuple[str, ...] = (), force: bool = False,
-          progress: bool = True) -> list[Path]:
-    """Build the references (cached) and the selected scenarios; returns the run dirs."""
+MODELS = ("tiny", "smollm2")
+DEFAULT_OUT = {"tiny": Path("examples/zoo/runs"), "smollm2": Path("examples/zoo/runs-smollm2")}
+
+
+def build(out: Path | None = None, only: tuple[str, ...] = (), force: bool = False, progress: bool = True,
+          model: str = "tiny") -> list[Path]:
+    """Build the references (cached) and the selected scenarios; returns the run dirs.
+
+    model: "tiny" (the synthetic-task zoo, default out examples/zoo/runs) or "smollm2" (SmolLM2-135M-Instruct, LoRA
+    on its own answers, default out examples/zoo/runs-smollm2; see dpo_doctor/zoo/smollm2_zoo.py)."""
     import torch
 
+    if model not in MODELS:
+        from dpo_doctor.errors import did_you_mean
+
+        raise UserError(f"unknown zoo model {model!r}{did_you_mean(model, MODELS)} Choose one of: {', '.join(MODELS)}")
+    out = Path(out) if out is not None else DEFAULT_OUT[model]
+    if model == "smollm2":
+        from dpo_doctor.zoo import smollm2_zoo
+
+        # one thread: on 2 shared, busy cores two threads ran SmolLM2's forward 3x slower (oversubscription)
+        torch.set_num_threads(1)
+        return smollm2_zoo.build(out, only, force, progress)
     unknown = [n for n in only if n not in SCENARIOS]
     if unknown:
-        import difflib
-
-        near = difflib.get_close_matches(unknown[0], SCENARIOS, n=1)
-        raise UserError(f"unknown scenario {unknown[0]!r}" + (f"; did you mean {near[0]}?" if near else "")
-                        + f" Scenarios: {', '.join(SCENARIOS)}")
+        raise UserError(f"unknown scenario {unknown[0]!r}{did_you_mean(unknown[0], SCENARIOS)} "
+                        f"Scenarios: {', '.join(SCENARIOS)}")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    out = Path(out)
     ref = sft.train_reference(out / "reference", seed=0)
     chosen = [SCENARIOS[n] for n in (only or tuple(SCENARIOS))]
     needs_alt = any(s.scan_ref == "alternate" for s in chosen)

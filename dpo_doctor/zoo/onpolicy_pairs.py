@@ -5,7 +5,7 @@ the pairs on-policy (the setting DPO's theory assumes), and labelling by a trans
 failure known in advance: with the rule "longer" the data rewards length and nothing else, so a policy that learns
 it can only learn to talk longer (length exploitation, DPO101).
 
-Rules (pure functions of two `Sample`s, in `RULES`; each returns (chosen, rejected) or None for "no preference"):
+Rules (pure functions of two `Sample`s, in `LABELLING_RULES`; each returns (chosen, rejected) or None for "no preference"):
 * `longer`: the answer with more tokens wins (the stopping EOS not counted). Ties in tokens: more characters
   wins. A full tie, or two identical texts, gives no pair.
 * `shorter`: the reverse (for the opposite story, or a control).
@@ -42,7 +42,7 @@ def shorter_wins(a: Sample, b: Sample) -> tuple[Sample, Sample] | None:
     return None if pair is None else (pair[1], pair[0])
 
 
-RULES: dict[str, Callable[[Sample, Sample], tuple[Sample, Sample] | None]] = {
+LABELLING_RULES: dict[str, Callable[[Sample, Sample], tuple[Sample, Sample] | None]] = {
     "longer": longer_wins,
     "shorter": shorter_wins,
 }
@@ -56,8 +56,8 @@ def as_messages(prompt: str | list[dict]) -> list[dict]:
 def label_pairs(prompts: Sequence[str | list[dict]], samples: Sequence[Sample], rule: str = "longer") -> list[dict]:
     """One row per prompt whose samples the rule separates: the rule's winner and loser among the prompt's
     samples (with more than two samples, the extremes: rule-sorted first and last)."""
-    if rule not in RULES:
-        raise UserError(f"unknown labelling rule {rule!r}; choose one of {', '.join(RULES)}")
+    if rule not in LABELLING_RULES:
+        raise UserError(f"unknown labelling rule {rule!r}; choose one of {', '.join(LABELLING_RULES)}")
     by_prompt: dict[int, list[Sample]] = {}
     for s in samples:
         if not s.greedy:
@@ -66,7 +66,7 @@ def label_pairs(prompts: Sequence[str | list[dict]], samples: Sequence[Sample], 
     for pid in sorted(by_prompt):
         group = by_prompt[pid]
         best, worst = max(group, key=_size), min(group, key=_size)
-        pair = RULES[rule](best, worst)
+        pair = LABELLING_RULES[rule](best, worst)
         if pair is None:
             continue
         chosen, rejected = pair
@@ -85,13 +85,13 @@ def build_onpolicy_pairs(model_dir: Path | str, prompts: Sequence[str | list[dic
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dpo_doctor.engine.generate import sample
-    from dpo_doctor.train.trainer import pick_device
+    from dpo_doctor.engine.devices import resolve_device
 
     if n_samples < 2:
         raise UserError(f"n_samples={n_samples}: a pair needs at least 2 samples per prompt")
-    if rule not in RULES:
-        raise UserError(f"unknown labelling rule {rule!r}; choose one of {', '.join(RULES)}")
-    device = pick_device("auto")
+    if rule not in LABELLING_RULES:
+        raise UserError(f"unknown labelling rule {rule!r}; choose one of {', '.join(LABELLING_RULES)}")
+    device = resolve_device("auto")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     messages = [as_messages(p) for p in prompts]

@@ -231,3 +231,57 @@ def test_ctrl_c_exits_130_and_keeps_the_scores(tmp_path, tiny_dir):
         done = int(np.isfinite(f["logp_chosen"]).sum() + np.isfinite(f["logp_rejected"]).sum())
     assert 0 < done < 40000, f"expected a partial entry, {done} of 40000 sequences scored"
     assert not list(cache.rglob("*.tmp*")), "a temporary file was left behind"
+
+
+# ---- a full disk: one line naming where, no partial files, the scores kept ------------------------------------
+
+
+def test_full_disk_while_writing_the_report(tmp_path, tiny_dir):
+    """RLIMIT_FSIZE stands in for a full disk: the cache entries (KBs) fit, the HTML report (MBs of Plotly) does not."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(8)))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    args = [str(CLI), "scan", str(tiny_dir), "--ref", str(tiny_dir), "--data", str(data), "--no-generate",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "rep")]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert_user_error(proc, "report.html", "file size limit", "free space")
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name], "a partial file was left behind"
+    assert (tmp_path / "rep" / "report.json").is_file()  # written before the views
+    again = run_cli("scan", tiny_dir, "--ref", tiny_dir, "--data", data, "--no-generate", "--no-render",
+                    "--cache-dir", tmp_path / "cache", "--out", tmp_path / "rep2")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "rep2" / "report.json").read_text())["settings"]["scored"] == []  # all from cache
+
+
+# ---- the opt-ins, both ways: nothing runs without the flag, the flag does what it says ------------------------
+
+
+def test_trust_remote_code_both_ways(tmp_path, tiny_dir):
+    """A checkpoint whose config maps to its own modeling file; importing that file writes a marker."""
+    marker = tmp_path / "remote-code-ran"
+    ckpt = tmp_path / "run" / "checkpoint-1"
+    shutil.copytree(tiny_dir, ckpt)
+    (ckpt / "modeling_evil.py").write_text(
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['DPO_DOCTOR_TEST_MARKER']).write_text('ran')\n"
+        "from transformers import LlamaForCausalLM\n\n\n"
+        "class EvilForCausalLM(LlamaForCausalLM):\n    pass\n")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(4)))
+    env = {"DPO_DOCTOR_TEST_MARKER": str(marker), "HF_HOME": str(tmp_path / "hf"), "HF_MODULES_CACHE": str(tmp_path / "mods")}
+    args = ["scan", tmp_path / "run", "--ref", tiny_dir, "--data", data, "--no-generate", "--no-render",
+            "--cache-dir", tmp_path / "cache", "--out", tmp_path / "rep"]
+    assert_user_error(run_cli(*args, env=env), "--trust-remote-code")
+    assert not marker.exists(), "model code ran without --trust-remote-code"
+    proc = run_cli(*args, "--trust-remote-code", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert marker.read_text() == "ran", "--trust-remote-code did not load the checkpoint's own code"

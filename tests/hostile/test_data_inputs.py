@@ -80,7 +80,7 @@ CASES = [
     ("unknown-extension", "d.txt", jsonl(GOOD), ["d.txt", "unknown data format", ".jsonl"]),
     ("misspelled-extension", "d.jsnl", jsonl(GOOD), ["did you mean .jsonl"]),
     ("missing-file", None, None, ["nope.jsonl"]),
-    ("plain-folder", "folder", lambda path: (path.mkdir(), (path / "x.jsonl").write_text(jsonl(GOOD))),
+    ("plain-folder", "folder", lambda path: (path.mkdir(), (path / "weights.bin").write_text("x")),
      ["folder", "not a datasets.save_to_disk folder"]),
     ("broken-saved-dataset", "saved", lambda path: (path.mkdir(), (path / "dataset_info.json").write_text("{}")),
      ["saved", "cannot load"]),
