@@ -116,6 +116,10 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
         raise UserError(f"--judge {cfg.judge} scores the probes' answers, but --no-generate turns the probes off; "
                         "drop one of them")
     check_selection(cfg.select, cfg.ignore, cfg.rule_settings)
+    if cfg.log is not None:  # an explicit log that cannot be read fails now, not after the scoring
+        from dpo_doctor.trainlog import load_train_log
+
+        load_train_log(resolve_model_path(cfg.run_dir, "RUN_DIR"), cfg.log)
     check_out(out_dir(cfg))
     return cfg
 

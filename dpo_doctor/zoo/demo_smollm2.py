@@ -12,7 +12,6 @@ Each finished piece (model, pairs, run) is reused on a re-run; `--force` redoes 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -66,10 +65,10 @@ def split(prompts: list[str]) -> tuple[list[str], list[str]]:
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     """Atomic: a temp file renamed into place, so a half-written file never counts as done."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    from dpo_doctor.files import ensure_dir, write_atomic
+
+    ensure_dir(path.parent, "data folder")
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def build_pairs(model_dir: Path, data_dir: Path, force: bool, console: Console) -> tuple[Path, Path]:

@@ -285,3 +285,23 @@ def test_trust_remote_code_both_ways(tmp_path, tiny_dir):
     proc = run_cli(*args, "--trust-remote-code", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert marker.read_text() == "ran", "--trust-remote-code did not load the checkpoint's own code"
+
+
+def test_unreadable_log_fails_before_any_model_loads(tmp_path, tiny_dir):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a log")
+    proc = run_cli("scan", tiny_dir, "--ref", tiny_dir, "--log", notes, "--cache-dir", tmp_path / "cache",
+                   "--out", tmp_path / "rep")
+    assert_user_error(proc, "--log", "notes.txt", "Supported")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_log_with_junk_values_is_read_with_a_warning(tmp_path):
+    """Non-numeric values in trainer_state.json are skipped with a warning; the scan goes on (exit 0)."""
+    run = _log_run(tmp_path / "junk", [{"step": 10, "loss": 0.6931}, {"step": 20, "loss": "oops"},
+                                       {"step": 30, "loss": [1, 2]}, {"step": 40, "loss": 0.6931, "grad_norm": {}},
+                                       {"step": 50, "loss": 0.6931}, {"step": 60, "loss": 0.6931}])
+    proc = run_cli("scan", run, "--out", tmp_path / "rep")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert any("loss" in w for w in report["warnings"]), report["warnings"]
