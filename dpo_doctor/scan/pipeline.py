@@ -43,7 +43,7 @@ class ScanContext:
         from dpo_doctor.engine.loading import load_model
 
         model = load_model(spec, self.device, self.dtype, trust_remote_code=self.cfg.trust_remote_code,
-                           device_map=self.cfg.device_map)
+                           device_map=self.cfg.device_map, cache_dir=self.cfg.cache_dir)
         check_finite_weights(model, spec.path)
         return model
 
