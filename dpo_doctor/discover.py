@@ -366,6 +366,10 @@ def _checkpoint_dirs(run_dir: Path) -> tuple[list[tuple[int, Path]], list[str]]:
                             f"checkpoint-500); rename it, or scan it alone with dpo-doctor scan {child}")
         elif zero_tag(child) is not None and not _has_weights(child):
             continue  # DeepSpeed ZeRO only (HF Trainer without gathered weights): see _zero_checkpoints
+        elif any(child.glob("pytorch_model_fsdp_*/.metadata")) and not _has_weights(child):
+            warnings.append(f"{child.name} skipped: an FSDP sharded checkpoint (pytorch_model_fsdp_*/ .distcp files), "
+                            "which dpo-doctor cannot read safely (its .metadata is a plain pickle); save with "
+                            "fsdp_state_dict_type FULL_STATE_DICT or save_pretrained to scan it")
         elif not is_model_dir(child):
             warnings.append(f"{child} has no config.json or adapter_config.json (DeepSpeed/FSDP shards only?); "
                             "skipped. Convert it with zero_to_fp32.py or save_pretrained to scan it")
