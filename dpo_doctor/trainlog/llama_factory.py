@@ -32,8 +32,9 @@ def read(path: Path, problems: Problems) -> list[dict]:
     from dpo_doctor.errors import UserError
 
     try:  # the one JSONL reader, in its lenient mode: a bad line is a warning, never the end of a scan
-        lines = read_jsonl(Path(path), "training log",
-                           on_error=lambda n, _: problems.add("lines that are not JSON objects", f"line {n}"))
+        lines = read_jsonl(Path(path), "training log", on_error=lambda n, why: problems.add(
+            "lines that are not JSON objects" if "expected a JSON object" in why else "lines that are not JSON",
+            f"line {n}"))
     except UserError as exc:  # unreadable or not UTF-8 at all
         raise Unreadable(str(exc)) from None
     return [_row(line.obj) for line in lines]
