@@ -20,7 +20,7 @@ a decision of the policy too).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -197,7 +197,7 @@ def _generate_batch(model, rows: list[tuple[int, int, bool, list[int]]], cfg: Ge
 
 
 def sample(model, tokenizer, prompt_ids: Sequence[Sequence[int]], cfg: GenConfig, device,
-           only: Sequence[int] | None = None) -> list[Sample]:
+           only: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None) -> list[Sample]:
     """samples_per_prompt sampled completions (+ one greedy) per prompt, ordered by (prompt_id, sample_idx).
 
     prompt_ids: each prompt already tokenized (`data.tokens.encode_prompts`: chat template for conversations).
@@ -222,6 +222,8 @@ def sample(model, tokenizer, prompt_ids: Sequence[Sequence[int]], cfg: GenConfig
             answer = toks[:-1] if fin else toks
             text = tokenizer.decode(answer, skip_special_tokens=True)
             samples.append(Sample(p, s, g, tuple(pids), tuple(toks), fin, text))
+        if progress:
+            progress(len(samples), len(rows))  # (rows sampled, rows in all)
     model.train(was_training)
     return sorted(samples, key=lambda x: (x.prompt_id, x.sample_idx))
 

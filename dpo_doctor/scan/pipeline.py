@@ -198,7 +198,7 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     if cfg.generate:  # the probe prompts are read (and checked) before any model is scored
         from dpo_doctor.scan.probes import GenerationStage
 
-        probes = GenerationStage(ctx)
+        probes = GenerationStage(ctx, progress)
     ref = score_spec(run.reference, "reference", ctx, progress)
     (cached if ref.from_cache else scored).append("reference")
     if probes is not None:

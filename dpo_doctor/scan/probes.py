@@ -53,13 +53,13 @@ class ProbeResult:
 class GenerationStage:
     """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(beta) for the metrics."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, progress=None):
         from dpo_doctor.data.pairs import render
         from dpo_doctor.data.tokens import encode_prompts
         from dpo_doctor.engine.generate import GenConfig
 
         cfg = ctx.cfg
-        self.ctx, self.dist = ctx, ctx.dist
+        self.ctx, self.dist, self.progress = ctx, ctx.dist, progress
         from dpo_doctor.data.suites import load_suite
 
         self.prompts = _prompts(cfg, ctx.pairs)
@@ -120,7 +120,10 @@ class GenerationStage:
         from dpo_doctor.engine.generate import sample, samples_frame, score_samples
 
         mine = distributed.owned(len(self.prompts), self.dist) if self.dist.active else None
-        samples = sample(model, self.ctx.tokenizer, self.prompt_ids, self.gen, self.ctx.device, only=mine)
+        tick = (lambda done, total: self.progress(f"sampling {name}", done, total)) \
+            if self.progress is not None and self.dist.is_main else None
+        samples = sample(model, self.ctx.tokenizer, self.prompt_ids, self.gen, self.ctx.device, only=mine,
+                         progress=tick)
         scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
         frame = samples_frame(name, step, self.prompt_texts, scored)
         if not self.dist.active:
