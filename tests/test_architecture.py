@@ -114,3 +114,13 @@ def test_no_assert_on_user_input():
     found = [f"{module_name(p)}:{n.lineno}" for p in MODULES for n in ast.walk(ast.parse(p.read_text()))
              if isinstance(n, ast.Assert)]
     assert not found, f"assert statements in the package: {found}"
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists packages by hand (the probe suites map from the top-level probes/): a new sub-package must
+    be listed there, or the wheel silently lacks it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p) for p in PACKAGE.rglob("__init__.py")} | {"dpo_doctor.probes"}
+    assert found == listed, f"not listed: {sorted(found - listed)}; listed but missing: {sorted(listed - found)}"
