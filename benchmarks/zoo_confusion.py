@@ -1,6 +1,7 @@
-"""Does the rule catalogue name the failure each zoo scenario injects? Prints ONE JSON line: the confusion table.
+"""Does the rule catalogue name the failure each zoo scenario injects? Prints ONE JSON line: both zoos' confusion.
 
-    python benchmarks/zoo_confusion.py                 # build the zoo if missing, scan what has no report yet
+    python benchmarks/zoo_confusion.py                 # both zoos: build if missing, scan what has no report yet
+    python benchmarks/zoo_confusion.py --zoo tiny      # one zoo (tiny | smollm2)
     python benchmarks/zoo_confusion.py --rescan        # scan every scenario again (generation probes on)
 
 Steps: `dpo_doctor.zoo.build.build` (cached: a finished scenario is kept), then for each scenario the scan
@@ -11,7 +12,18 @@ the CURRENT catalogue (rules are a pure function of those, so a threshold change
 Output keys: `confusion` {injected kind: {kind of the first (most severe) diagnosis, or "healthy": count}},
 `scenarios` {name: {"injected", "reported": [kind of every diagnosis with severity >= warning, in report order],
 "info": [...], "codes": [...], "first": kind}}, `healthy_clean` (no warning or error on the healthy run),
-`injected_first` (on every scenario the injected kind is the first diagnosis), `seconds`.
+`injected_first` (on every scenario the injected kind is the first diagnosis), `best_gap` (below), under one key
+per zoo ("tiny", "smollm2"); `seconds`.
+
+`best_gap`: both zoos' tasks can grade a checkpoint's own samples by the last number in the answer, so every
+checkpoint's true quality is known: the share of its probe samples (sampled and greedy) that are right. SmolLM2
+zoo: the exact result (the scanner's `numeric` check). Tiny zoo: within 9 of the result (`TOLERANCE`), the task's
+own notion of right: its wrong answers are off by 10-19 and its 2-layer model learns magnitude, not exact
+arithmetic (exact-match is 2-6% for every checkpoint, the reference included: no signal). Per scenario:
+`doctor` = the checkpoint `best_checkpoint` picks WITHOUT a quality signal (task/* and judge/* metrics removed:
+what a user without a verifiable suite gets), `true` = the best-graded checkpoint, `gap_points` = 100 x (graded
+accuracy of `true` - of `doctor`); `with_suite` = the pick when the SmolLM2 zoo's suite is used
+(`task/accuracy`, gap 0 by construction up to ties).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -68,18 +81,95 @@ def confusion(rows: list[tuple[str, str, list]]) -> dict:
             "injected_first": all(p["first"] == p["injected"] for p in per.values())}
 
 
+_QUESTION = re.compile(r"(\d+) (plus|minus|times) (\d+)")
+_NUMBER = re.compile(r"-?\d+")
+_OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+
+
+TOLERANCE = {"tiny": 9, "smollm2": 0}
+
+
+def graded_accuracy(report_dir: Path, tolerance: int = 0) -> dict[str, float]:
+    """Per checkpoint: the share of its probe samples whose last number is within `tolerance` of the answer."""
+    import polars as pl
+
+    path = report_dir / "samples.parquet"
+    if not path.exists():
+        return {}
+    out: dict[str, list[bool]] = {}
+    for ck, prompt, text in pl.read_parquet(path).select("checkpoint", "prompt", "text").rows():
+        q = _QUESTION.findall(prompt or "")
+        if not q:
+            continue
+        a, op, b = q[-1]
+        found = _NUMBER.findall(text or "")
+        out.setdefault(ck, []).append(bool(found) and abs(int(found[-1]) - _OPS[op](int(a), int(b))) <= tolerance)
+    return {ck: sum(v) / len(v) for ck, v in out.items() if v}
+
+
+def best_gap(report_dir: Path, diagnoses: list, tolerance: int = 0) -> dict | None:
+    """The doctor's pick without a quality signal vs the truly best-graded checkpoint (see the module doc)."""
+    import dataclasses
+
+    from dpo_doctor.rules.best import choose_best
+
+    graded = graded_accuracy(report_dir, tolerance)
+    facts = _facts(report_dir)
+    trained = [c.name for c in facts.trained if c.name in graded]
+    if not trained:
+        return None
+    blind = dataclasses.replace(facts, checkpoints=tuple(
+        dataclasses.replace(c, metrics={k: v for k, v in c.metrics.items() if not k.startswith(("task/", "judge/"))})
+        for c in facts.checkpoints))
+    pick = (choose_best(blind, diagnoses) or {}).get("name")
+    with_suite = (choose_best(facts, diagnoses) or {}).get("name")
+    true = max(trained, key=lambda n: graded[n])
+    gap = None if pick not in graded else round(100 * (graded[true] - graded[pick]), 1)
+    return {"doctor": pick, "true": true, "gap_points": gap, "with_suite": with_suite,
+            "graded": {n: round(graded[n], 3) for n in ["reference", *trained] if n in graded}}
+
+
+def _facts(report_dir: Path):
+    import polars as pl
+
+    from dpo_doctor.rules import facts_from_report
+
+    log_path = report_dir / "train_log.parquet"
+    return facts_from_report(json.loads((report_dir / "report.json").read_text()),
+                             pl.read_parquet(log_path) if log_path.exists() else None)
+
+
+def zoo_result(zoo: str, rescan: bool) -> dict:
+    from dpo_doctor.zoo.build import build
+    from dpo_doctor.zoo.measure import DEFAULT_OUT
+
+    runs, reports = DEFAULT_OUT[zoo]
+    t0 = time.time()
+    if zoo == "smollm2":
+        import torch
+
+        torch.set_num_threads(1)  # as zoo/build.py: two threads ran 3x slower on 2 busy cores
+    build(runs, progress=False, model=zoo)  # cached: only missing scenarios train
+    scans = ensure_scans(runs, reports, rescan)
+    rows = [(name, kind, diagnose_report(d)) for name, kind, d in scans]
+    result = confusion(rows)
+    for (name, _, d), (_, _, diagnoses) in zip(scans, rows):
+        result["scenarios"][name]["best"] = best_gap(d, diagnoses, TOLERANCE[zoo])
+    gaps = [p["best"]["gap_points"] for p in result["scenarios"].values()
+            if p.get("best") and p["best"]["gap_points"] is not None]
+    result["best_gap_points"] = {"mean": round(sum(gaps) / len(gaps), 1), "max": max(gaps)} if gaps else None
+    result["seconds"] = round(time.time() - t0, 1)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=Path, default=Path("examples/zoo/runs"))
-    ap.add_argument("--reports", type=Path, default=Path("examples/zoo/reports"))
+    ap.add_argument("--zoo", choices=("both", "tiny", "smollm2"), default="both")
     ap.add_argument("--rescan", action="store_true", help="scan every scenario again even if a report exists")
     args = ap.parse_args(argv)
     t0 = time.time()
-    from dpo_doctor.zoo.build import build
-
-    build(args.runs, progress=False)  # cached: only missing scenarios train
-    rows = [(name, kind, diagnose_report(d)) for name, kind, d in ensure_scans(args.runs, args.reports, args.rescan)]
-    result = {**confusion(rows), "seconds": round(time.time() - t0, 1)}
+    zoos = ("tiny", "smollm2") if args.zoo == "both" else (args.zoo,)
+    result = {**{z: zoo_result(z, args.rescan) for z in zoos}, "seconds": round(time.time() - t0, 1)}
     print(json.dumps(result, sort_keys=True))
     return result
 

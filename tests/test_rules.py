@@ -89,7 +89,7 @@ def test_kind_vocabulary_is_the_contract():
 
 def test_parse_set_option():
     assert R.parse_set_option("DPO101.max_corr=0.4") == ("DPO101", "max_corr", 0.4)
-    assert R.parse_set_option("dpo106.max_chosen_drop = 2") == ("DPO106", "max_chosen_drop", 2.0)
+    assert R.parse_set_option("dpo106.max_drop_ratio = 2") == ("DPO106", "max_drop_ratio", 2.0)
     with pytest.raises(UserError, match="did you mean DPO101"):
         R.parse_set_option("DPO1O1.max_corr=0.4")
     with pytest.raises(UserError, match="did you mean max_corr"):
@@ -101,12 +101,13 @@ def test_parse_set_option():
 
 
 DISPLACED = make_facts({"drift_per_token/chosen": -2.75, "drift_per_token/rejected": -4.19,
-                        "drift/chosen_fell_frac": 1.0, "rewards/margins": 4.3, "rewards/accuracies": 0.89})
+                        "drift/chosen_fell_frac": 1.0, "rewards/margins": 4.3, "rewards/accuracies": 0.89,
+                        "ref_logps/chosen": -7.5}, data={"length/chosen_mean": 20.0})  # chosen fell 7.3x ref NLL
 
 
 def test_overrides_change_the_outcome_and_are_checked():
     assert [d.code for d in R.run_rules(DISPLACED)] == ["DPO106"]
-    assert R.run_rules(DISPLACED, overrides={"DPO106": {"max_chosen_drop": 3.0}}) == []
+    assert R.run_rules(DISPLACED, overrides={"DPO106": {"max_drop_ratio": 8.0}}) == []
     with pytest.raises(UserError, match="has no parameter"):
         R.run_rules(DISPLACED, overrides={"DPO106": {"max_drop": 3.0}})
 
@@ -143,10 +144,12 @@ def test_order_puts_the_cause_before_the_symptom_it_explains():
     ck = lambda kl, acc: {"gen/kl_mean": kl, "rewards/accuracies": acc, "gen/length_ratio": 2.1,  # noqa: E731
                           "rewards/margins": 0.9}
     cks = (ck(144, 0.70), ck(82, 0.78), ck(218, 0.80), ck(227, 0.83))
-    balanced = R.run_rules(make_facts(*cks, beta=0.01, data={"length/mean_ratio": 1.0,
-                                                              "length/chosen_longer_frac": 0.5}))
+    ref = {"gen/length_mean": 21.2}  # 227 nats over 21.2-token reference answers: 10.7 nats/token, a blow-up
+    balanced = R.run_rules(make_facts(*cks, beta=0.01, reference=ref, data={"length/mean_ratio": 1.0,
+                                                                             "length/chosen_longer_frac": 0.5}))
     assert [d.code for d in balanced] == ["DPO102", "DPO101"]
-    skewed = R.run_rules(make_facts(*cks, beta=0.01, data={"length/mean_ratio": 3.0, "length/chosen_longer_frac": 1.0,
+    skewed = R.run_rules(make_facts(*cks, beta=0.01, reference=ref, data={"length/mean_ratio": 3.0,
+                                                                           "length/chosen_longer_frac": 1.0,
                                                             "length/chosen_mean": 32.0, "length/rejected_mean": 10.5}))
     assert [d.code for d in skewed] == ["DPO101", "DPO102"]
 

@@ -69,3 +69,47 @@ def test_cheap_scenario_builds_and_loads(tmp_path):
     assert all((a == b).all() for a, b in zip(model.parameters(), base.parameters()))  # lr 0: unchanged
     log = json.loads((run / "trainer_state.json").read_text())["log_history"]
     assert any("eval_loss" in r for r in log)
+
+
+# ---- the SmolLM2 zoo's labelling rules (pure functions of a pool of graded answers; no model) -------------------
+
+def _pool():
+    """A hand-made pool: per question two wrong answers of different lengths, one right, one without a number."""
+    from dpo_doctor.zoo import smollm2_zoo as z
+
+    train, _ = z.questions()
+    return [z.Entry(q, ((f"{q.a} {q.op} {q.b} is {q.answer}.", 8), (f"It is {q.answer + 3}.", 4),
+                        (f"Well, {q.a} {q.op} {q.b} is a classic question and it equals {q.answer - 2}.", 20),
+                        ("Numbers are fun.", 4))) for q in train]
+
+
+def test_smollm2_grading_and_minimal_edit():
+    from dpo_doctor.zoo import smollm2_zoo as z
+
+    q = z.Question(7, "minus", 9)
+    assert z.grade("7 - 9 = -2", -2) and not z.grade("-2 or maybe 5", -2) and not z.grade("no number", -2)
+    assert z.with_number("7 - 9 = 16, I think.", -2) == "7 - 9 = -2, I think." and z.with_number("none", 1) is None
+    train, held = z.questions()
+    assert len(train) == z.N_TRAIN and len(held) == z.N_EVAL and not set(train) & set(held) and q.answer == -2
+
+
+def test_smollm2_scenarios_label_the_pool_as_they_claim():
+    import random
+
+    from dpo_doctor.zoo import smollm2_zoo as z
+
+    pool, rng = _pool(), random.Random(0)
+    healthy = [z.healthy_pair(e, rng) for e in pool]
+    assert all(z.grade(p["chosen"], e.q.answer) and not z.grade(p["rejected"], e.q.answer)
+               for e, p in zip(pool, healthy))
+    longer = [z.longer_pair(e, rng) for e in pool]
+    assert all(len(p["chosen"]) > len(p["rejected"]) for p in longer)
+    edits = [z.minimal_edit_pair(e, rng) for e in pool]
+    strip = lambda s: "".join(c for c in s if not c.isdigit() and c != "-")  # noqa: E731
+    assert all(strip(p["chosen"]) == strip(p["rejected"]) and z.grade(p["chosen"], e.q.answer)
+               and not z.grade(p["rejected"], e.q.answer) for e, p in zip(pool, edits))
+    templated = {z.template_pair(e, rng)["chosen"].replace(str(e.q.answer), "N") for e in pool}
+    assert templated == {"The answer is N."}
+    noisy = [z.noisy(0.4)(e, random.Random(i)) for i, e in enumerate(pool * 5)]
+    flipped = sum(not z.grade(p["chosen"], e.q.answer) for e, p in zip(pool * 5, noisy)) / len(noisy)
+    assert abs(flipped - 0.4) < 0.15  # 200 draws at p = 0.4: 3 sd = 0.10

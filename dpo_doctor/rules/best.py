@@ -2,8 +2,9 @@
 
 The choice: the highest held-out accuracy (`rewards/accuracies`; ties broken by the larger mean margin, then the
 later step) among trained checkpoints that stay inside the limits the diagnoses care about:
-- the KL budget (`gen/kl_mean` <= DPO102's budget; Rafailov et al. 2024: past it quality falls while KL rises, so
-  the best checkpoint is the top of the hump, often ~25% into the first epoch);
+- the KL budget (`gen/kl_mean` <= DPO102's budget per token x the reference's mean sampled length; Rafailov et
+  al. 2024: past it quality falls while KL rises, so the best checkpoint is the top of the hump, often ~25% into
+  the first epoch);
 - no length blow-up (`gen/length_ratio` within DPO101's limit) when length exploitation was found;
 - diversity within DPO104's allowed drop when mode collapse was found.
 A limit that no checkpoint meets is relaxed to the checkpoint closest to it (said in the reason). With a wrong
@@ -43,8 +44,13 @@ def _threshold(diagnoses: list[Diagnosis], code: str, metric: str, default: floa
 
 def _limits(facts: RunFacts, diagnoses: list[Diagnosis]) -> list[Limit]:
     kinds = {d.kind for d in diagnoses}
-    budget = _threshold(diagnoses, "DPO102", "gen/kl_mean", RULES["DPO102"].params["kl_budget"])
-    limits: list[Limit] = [("gen/kl_mean", budget, "max", f"the {fmt(budget)}-nat KL budget")]
+    per_token = RULES["DPO102"].params["kl_budget_per_token"]
+    ref_length = facts.ref("gen/length_mean")
+    default = per_token * ref_length if ref_length else None
+    budget = _threshold(diagnoses, "DPO102", "gen/kl_mean", default)
+    limits: list[Limit] = [] if not budget else [
+        ("gen/kl_mean", budget, "max", f"the KL budget ({fmt(budget)} nats per completion: {fmt(per_token)} nats "
+                                       f"per token of the reference's {fmt(ref_length)}-token answers)")]
     if "length_exploitation" in kinds:
         ratio = RULES["DPO101"].params["max_length_ratio"]
         limits.append(("gen/length_ratio", ratio, "max", f"a length ratio of {fmt(ratio)}"))
@@ -55,16 +61,21 @@ def _limits(facts: RunFacts, diagnoses: list[Diagnosis]) -> list[Limit]:
     return limits
 
 
+def _value(c: CheckpointFacts, metric: str) -> float | None:
+    return c.get(metric)
+
+
 def _apply(cands: list[CheckpointFacts], limit: Limit) -> tuple[list[CheckpointFacts], str]:
     metric, bound, side, what = limit
-    measured = [c for c in cands if c.get(metric) is not None]
+    measured = [c for c in cands if _value(c, metric) is not None]
     if not measured:
         return cands, ""
-    ok = [c for c in measured if (c.get(metric) <= bound if side == "max" else c.get(metric) >= bound)]
+    ok = [c for c in measured if (_value(c, metric) <= bound if side == "max" else _value(c, metric) >= bound)]
     if ok:
         return ok, f"within {what}" if len(ok) < len(measured) else ""
-    closest = min(measured, key=lambda c: c.get(metric) if side == "max" else -c.get(metric))
-    return [closest], f"no checkpoint stays within {what}; this one comes closest ({metric} {fmt(closest.get(metric))})"
+    closest = min(measured, key=lambda c: _value(c, metric) if side == "max" else -_value(c, metric))
+    return [closest], (f"no checkpoint stays within {what}; this one comes closest ({metric} "
+                       f"{fmt(_value(closest, metric))})")
 
 
 def _usable(c: CheckpointFacts) -> bool:

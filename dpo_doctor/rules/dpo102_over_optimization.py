@@ -1,27 +1,48 @@
 """DPO102 over-optimization: the policy keeps spending KL from its reference without getting better.
 
 What it detects
-    Using the sampled KL(policy || reference) per completion (`gen/kl_mean`) and held-out accuracy
-    (`rewards/accuracies`) per checkpoint, when the last checkpoint is past the KL budget, any of:
-    * the hump: checkpoints past the KL budget (`kl_budget` nats) are no more accurate than the best checkpoint
-      within it (+`acc_tol`), i.e. the KL spent beyond the budget bought nothing;
+    Using the sampled KL(policy || reference) per completion (`gen/kl_mean`) divided by the reference's mean sampled
+    answer length (`gen/length_mean` of the reference: nats per token of a typical reference answer) and held-out
+    accuracy (`rewards/accuracies`) per checkpoint, when the last checkpoint is past the KL budget
+    (`kl_budget_per_token`), any of:
+    * the hump: checkpoints past the budget are no more accurate than the best checkpoint within it (+`acc_tol`),
+      i.e. the KL spent beyond the budget bought nothing;
     * accuracy falls from its peak (by more than `acc_tol`, and by at least `min_pairs` held-out pairs: one pair
       changing side is noise) while KL keeps rising past the budget;
-    * KL blow-up: the last checkpoint's KL exceeds `blowup_factor` x the budget (beta too low or LR too high).
+    * KL blow-up: the last checkpoint's KL exceeds `blowup_factor` x the budget (beta too low or LR too high);
+    * with a verifiable probe suite (`task/accuracy`, the graded share of the samples): past the budget the task
+      accuracy never beat the best within it, the reference counting as within (KL 0), by more than the larger of
+      `acc_tol` and `min_pairs` prompts (the hump on the real quality axis; implicit-reward accuracy need not track
+      quality, Rafailov et al. 2024).
     A run whose last checkpoint is back within budget is not flagged (sampled KL is noisy from one checkpoint to the
     next).
 
-    Calibrated on the zoo (`dpo-doctor zoo measure`, 32 prompts x 4 samples, sequence KL in nats per completion):
-    healthy 13-30 across its checkpoints (29.7 at the last), injected (over_optimization, beta 0.01) 82-227 (227
-    at the last, 4.5x the budget) at lr 3e-3, 229-392 (256 at the last) at lr 5e-3, the zoo's setting since
-    2026-12-01. The other runs stay below the blow-up line: length_exploitation 29-70 (31 at
-    the last), likelihood_displacement 39-80 (54), overfitting 9-19. Departure from the literature's 10 nats
-    ("large early KL", a suggested threshold built on the SimPO README and Rafailov et al. 2024): the default budget
-    is 50, because the zoo's tiny model (2 layers, 384-token vocabulary, lr 1e-3) spends ~1 nat per sampled token
-    in a run that generalises well (held-out accuracy 0.89 -> 0.94 while KL goes 13 -> 30), so 10 flags every
-    healthy checkpoint; 50 sits between healthy's largest (30) and over_optimization's smallest (82). The same
-    healthy recipe at lr 5e-4 stays at 5-9 nats, the literature's scale, so for larger models start from
-    `--set DPO102.kl_budget=10`. The budget is per completion, so it grows with answer length.
+    Why per token, and why of the REFERENCE's answers (scale-free thresholds, 2026-12-02): a completion's KL is a
+    sum over its tokens, so the old 50 nats per completion meant ~2.4 nats/token on the tiny zoo's 21-token answers
+    and ~0.2 on a model answering in 250 tokens: the same number meant ten times more drift on one model than on
+    another. Divided by the reference's typical answer length it means the same on both. The reference's length,
+    not the policy's own: over-optimization usually makes answers blow up (tiny zoo: 2.4x), and dividing by the
+    policy's length would excuse exactly that (per own sampled token the tiny over_optimization run spends 4.8-6.2,
+    likelihood_displacement's short answers 3.0-4.7: no gap; per reference token 10.8-18.5 vs 2.1-3.6).
+    Measured (`dpo-doctor zoo measure`, nats per reference-answer token, all checkpoints):
+    * tiny zoo (21.2-token reference answers, 32 prompts x 4 samples): healthy 0.59-1.33, label_noise 0.23-0.43,
+      length_exploitation 1.37-3.2 (1.4 at the last), likelihood_displacement 2.1-3.6, mode_collapse 0.31-0.73,
+      over_optimization 10.8-18.5 (12.1 at the last: a blow-up, 6x the budget);
+    * SmolLM2 zoo (LoRA on its own answers, 18.5-token reference answers, 16 prompts x 4 samples): healthy
+      0.01-0.04, length_exploitation 0.02-0.06, likelihood_displacement 0.03-0.08, label_noise 0.003-0.009,
+      mode_collapse 0.13-0.27, over_optimization 2.28 and 2.17 (both checkpoints past the budget, no blow-up: it
+      fires through the task hump, graded accuracy 0.19 -> 0 while reward accuracy stayed 0.75-0.81).
+    The zoos' healthy runs differ 30x per token (the tiny model is fully fine-tuned at lr 1e-3, SmolLM2 gets LoRA
+    on 10 layers), so no single budget sits just above both healthy runs; 2 is above both, over_optimization
+    passes it on both, and on SmolLM2 the verifiable task (not a second, smaller budget) supplies the quality
+    signal that says the KL bought nothing. Per reference token the tiny likelihood_displacement run (2.1-3.6)
+    and the SmolLM2 over_optimization run (2.2) overlap, so a blow-up factor cannot tell them apart: the quality
+    axis does.
+    Budget 2 (42 nats per completion on the tiny zoo, where the old default was 50), blow-up at 3x = 6. The
+    literature's 10 nats per completion ("large early KL", built on the SimPO README and Rafailov et al. 2024) is
+    ~0.04 nats/token on 250-token answers; the zoos' models move much further per token at their learning rates
+    (1e-3) in runs that still generalise, so 2 is the default; for a large model tuned at lr ~5e-7, start from
+    `--set DPO102.kl_budget_per_token=0.1`.
 
 Why it matters
     Quality vs KL is hump-shaped for DPO, IPO and SLiC; with wide KL budgets the best checkpoint comes after ~25% of
@@ -30,16 +51,18 @@ Why it matters
     growth or repetition means beta is too low or the learning rate too high.
 
 Evidence
-    `gen/kl_mean` at the last checkpoint (threshold: the budget; reference value: the KL of the checkpoint to ship)
-    and `rewards/accuracies` there (reference value: the accuracy of the checkpoint to ship).
+    `gen/kl_mean` at the last checkpoint (threshold: the budget in nats per completion = budget per token x the
+    reference's mean answer length; reference value: the KL of the checkpoint to ship), `gen/kl_per_token` (per
+    the policy's own sampled token, for comparison) and `rewards/accuracies` there (reference value: the accuracy
+    of the checkpoint to ship).
 
 Recommended fix
     Ship the checkpoint at the hump: the most accurate checkpoint within the KL budget (ties: larger margin, then
     later), or, when none stays within it, the one with the least KL. `params.ship_step` names it and
-    `best_checkpoint` (dpo_doctor/best.py) ships exactly that one. For the next run raise beta by the measured overshoot:
-    beta_new = beta * KL_measured / KL_budget, because at the DPO optimum pi ~ pi_ref * exp(r / beta), so the KL a
-    run spends scales roughly as 1/beta; inputs in `params`. Fewer steps, IPO (over-optimizes least in Rafailov et
-    al.) or online/iterative DPO are the alternatives.
+    `best_checkpoint` (dpo_doctor/rules/best.py) ships exactly that one. For the next run raise beta by the
+    measured overshoot: beta_new = beta * KL_measured / KL_budget (both per reference token), because at the DPO
+    optimum pi ~ pi_ref * exp(r / beta), so the KL a run spends scales roughly as 1/beta; inputs in `params`.
+    Fewer steps, IPO (over-optimizes least in Rafailov et al.) or online/iterative DPO are the alternatives.
 
 References
     Rafailov, Chittepu, Park, Sikchi, Hejna, Knox, Finn, Niekum 2024 (Scaling Laws for Reward Model
@@ -52,12 +75,22 @@ from __future__ import annotations
 
 from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation, RunFacts, Rule, fmt, make_facts
 
-READS = ("gen/kl_mean", "rewards/accuracies")
+READS = ("gen/kl_mean", "gen/kl_per_token", "gen/length_mean", "rewards/accuracies", "task/accuracy",
+         "task/n_prompts")
+KL_BUDGET = 2.0  # nats per token of the reference's mean sampled answer (see the docstring: both zoos)
+
+
+def kl_per_ref_token(ck, ref_length: float | None) -> float | None:
+    """Sampled KL per completion / the REFERENCE's mean sampled length (nats/token). Not the policy's own length:
+    a policy whose answers blow up (the usual companion of over-optimization) would excuse its KL by it."""
+    kl = ck.get("gen/kl_mean")
+    return kl / ref_length if kl is not None and ref_length else None
 
 
 def _points(facts: RunFacts) -> list[tuple]:
+    n = facts.ref("gen/length_mean")
     return [(c, kl, acc) for c in facts.trained
-            if (kl := c.get("gen/kl_mean")) is not None and (acc := c.get("rewards/accuracies")) is not None]
+            if (kl := kl_per_ref_token(c, n)) is not None and (acc := c.get("rewards/accuracies")) is not None]
 
 
 def hump(pts: list[tuple], budget: float) -> tuple:
@@ -69,42 +102,68 @@ def hump(pts: list[tuple], budget: float) -> tuple:
     return min(pts, key=lambda p: p[1])
 
 
+def task_hump(facts: RunFacts, pts: list[tuple], budget: float, tol: float, min_pairs: float) -> str | None:
+    """With a verifiable probe suite, the hump on the real quality axis: past the budget `task/accuracy` never beat
+    the best within it, the reference counting as within (KL 0). Implicit-reward accuracy need not track quality
+    (Rafailov et al. 2024); on the SmolLM2 zoo's over_optimization run it stayed 0.75-0.81 while the graded
+    accuracy of the samples fell from the reference's 0.19 to 0."""
+    ref_task = facts.ref("task/accuracy")
+    graded = [(c, kl, c.get("task/accuracy")) for c, kl, _ in pts]
+    if ref_task is None or any(t is None for _, _, t in graded):
+        return None
+    within = [("the reference", ref_task)] + [(c.name, t) for c, kl, t in graded if kl <= budget]
+    beyond = [t for _, kl, t in graded if kl > budget]
+    n = facts.ref("task/n_prompts")
+    step = max(tol, min_pairs / n) if n else tol
+    name, best = max(within, key=lambda w: w[1])
+    if beyond and max(beyond) <= best + step:
+        return (f"past the {fmt(budget)} nats/token KL budget the verifiable task accuracy never beat {name}'s "
+                f"{fmt(best)} (at most {fmt(max(beyond))})")
+    return None
+
+
 def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: float) -> list[str]:
     """Which over-optimization signatures hold, compared with the checkpoint to ship."""
     ship, last = hump(pts, budget), pts[-1]
     beyond = [p for p in pts if p[1] > budget]
     reasons = []
     if ship[1] <= budget and max(p[2] for p in beyond) <= ship[2] + tol:
-        reasons.append(f"past the {fmt(budget)}-nat KL budget accuracy never beat {ship[0].name}'s "
+        reasons.append(f"past the {fmt(budget)} nats/token KL budget accuracy never beat {ship[0].name}'s "
                        f"{fmt(ship[2])} (within budget)")
     peak = max(pts, key=lambda p: (p[2], -p[1]))
     if not reasons and last[1] > peak[1] and last[2] < peak[2] - fall:
         reasons.append(f"accuracy fell from {fmt(peak[2])} at {peak[0].name} to {fmt(last[2])} while KL rose "
-                       f"from {fmt(peak[1])} to {fmt(last[1])} nats")
+                       f"from {fmt(peak[1])} to {fmt(last[1])} nats/token")
     if last[1] > blowup * budget:
-        reasons.append(f"KL blew up to {fmt(last[1])} nats per completion, {fmt(last[1] / budget)}x the budget")
+        reasons.append(f"KL blew up to {fmt(last[1])} nats per sampled token, {fmt(last[1] / budget)}x the budget")
     return reasons
 
 
-def check(facts: RunFacts, *, kl_budget: float = 50.0, blowup_factor: float = 3.0,
+def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_factor: float = 3.0,
           acc_tol: float = 0.02, min_pairs: float = 2) -> Finding | None:
+    budget = kl_budget_per_token
     pts = _points(facts)
-    if not pts or pts[-1][1] <= kl_budget:
+    if not pts or pts[-1][1] <= budget:
         return None
-    reasons = _reasons(pts, kl_budget, blowup_factor, acc_tol, facts.accuracy_step(acc_tol, min_pairs))
+    reasons = _reasons(pts, budget, blowup_factor, acc_tol, facts.accuracy_step(acc_tol, min_pairs))
+    task = task_hump(facts, pts, budget, acc_tol, min_pairs)
+    reasons += [task] if task else []
     if not reasons:
         return None
-    ship = hump(pts, kl_budget)
+    ship = hump(pts, budget)
     last, kl_last = pts[-1][0], pts[-1][1]
-    beta_new = facts.beta * kl_last / kl_budget
-    evidence = (Evidence("gen/kl_mean", kl_last, kl_budget, ship[1]),
+    beta_new = facts.beta * kl_last / budget
+    evidence = (Evidence("gen/kl_mean", last.get("gen/kl_mean"), budget * facts.ref("gen/length_mean"),
+                         ship[0].get("gen/kl_mean")),
+                Evidence("gen/kl_per_token", last.get("gen/kl_per_token"), None, ship[0].get("gen/kl_per_token")),
                 Evidence("rewards/accuracies", pts[-1][2], None, ship[2]))
-    where = "the hump" if ship[1] <= kl_budget else "no checkpoint stays within the budget; the least KL"
+    where = "the hump" if ship[1] <= budget else "no checkpoint stays within the budget; the least KL"
     fix = Recommendation(
-        f"Ship {ship[0].name} ({where}: KL {fmt(ship[1])}, accuracy {fmt(ship[2])}); for the next run raise beta "
-        f"from {fmt(facts.beta)} to {fmt(beta_new)} (= beta x KL {fmt(kl_last)} / budget {fmt(kl_budget)}), or "
-        f"train fewer steps; IPO or online DPO over-optimize less.",
-        beta=beta_new, params={"kl_measured": kl_last, "kl_budget": kl_budget, "beta_old": facts.beta,
+        f"Ship {ship[0].name} ({where}: KL {fmt(ship[1])} nats/token, accuracy {fmt(ship[2])}); for the next run "
+        f"raise beta from {fmt(facts.beta)} to {fmt(beta_new)} (= beta x KL {fmt(kl_last)} / budget {fmt(budget)} "
+        f"nats/token), or train fewer steps; IPO or online DPO over-optimize less.",
+        beta=beta_new, params={"kl_per_ref_token": kl_last, "kl_budget_per_token": budget,
+                               "ref_length_mean": facts.ref("gen/length_mean"), "beta_old": facts.beta,
                                "ship_step": ship[0].step})
     message = f"over-optimization at {last.name}: " + "; ".join(reasons) + "."
     return Finding(message, evidence, fix, last.name)
@@ -114,23 +173,43 @@ def _ck(kl, acc):
     return {"gen/kl_mean": kl, "rewards/accuracies": acc}
 
 
+def _facts(*cks, ref_length=20.0, **kw):
+    """Checkpoints' KL in nats per completion; the reference's answers `ref_length` tokens long."""
+    return make_facts(*cks, reference={"gen/length_mean": ref_length}, **kw)
+
+
 EXAMPLES = (
-    Example("the hump: accuracy peaks within budget, KL keeps rising (beta 0.1 x 120/50)",
-            make_facts(_ck(20, 0.70), _ck(45, 0.74), _ck(80, 0.73), _ck(120, 0.71)), True, beta=0.24),
-    Example("KL blow-up: 227 nats at beta 0.01, accuracy still rising (zoo over_optimization: 0.01 x 227/50)",
-            make_facts(_ck(144, 0.70), _ck(82, 0.78), _ck(218, 0.80), _ck(227, 0.83), beta=0.01), True, beta=0.0454),
-    Example("past the budget but accuracy keeps paying for it", make_facts(_ck(30, 0.70), _ck(60, 0.80), _ck(75, 0.88)),
+    Example("the hump: accuracy peaks within budget, KL keeps rising (25-token reference answers: 0.8 -> 4.8 "
+            "nats/token; beta 0.1 x 4.8/2)",
+            _facts(_ck(20, 0.70), _ck(45, 0.74), _ck(80, 0.73), _ck(120, 0.71), ref_length=25.0), True, beta=0.24),
+    Example("tiny zoo over_optimization (beta 0.01, lr 5e-3): 229-392 nats over 21.2-token reference answers, "
+            "10.8-18.5 nats/token, accuracy still rising: a blow-up (0.01 x 12.05/2)",
+            _facts(_ck(254, 0.672), _ck(392, 0.75), _ck(229, 0.828), _ck(256, 0.891), ref_length=21.24, beta=0.01),
+            True, beta=0.0603),
+    Example("past the budget but accuracy keeps paying for it", _facts(_ck(30, 0.70), _ck(60, 0.80), _ck(75, 0.88)),
             False),
-    Example("healthy (zoo, lr 1e-3): 13-30 nats, accuracy rising", make_facts(_ck(28.5, 0.875), _ck(12.9, 0.891),
-                                                                             _ck(21.9, 0.922), _ck(29.7, 0.938)),
-            False),
-    Example("noisy KL back within budget at the end (zoo length_exploitation: 33, 29, 70, 31)",
-            make_facts(_ck(33, 1.0), _ck(29, 0.97), _ck(70, 0.91), _ck(31, 0.95)), False),
-    Example("16 held-out pairs, no checkpoint within budget, accuracy 0.562 -> 0.5 (one pair) while KL 51 -> 63: "
-            "noise (SmolLM2 demo tuning)", make_facts(_ck(51.4, 0.562), _ck(63.3, 0.5), n_pairs=16), False),
-    Example("64 held-out pairs, accuracy 0.75 -> 0.66 (six pairs) while KL 60 -> 90",
-            make_facts(_ck(60, 0.75), _ck(90, 0.66), n_pairs=64), True, beta=0.18),
-    Example("no generation probes: nothing to say", make_facts({"rewards/accuracies": 0.9}), False),
+    Example("tiny zoo healthy (lr 1e-3): 12.6-28.3 nats, 0.59-1.33 nats/token, accuracy rising",
+            _facts(_ck(28.3, 0.875), _ck(12.6, 0.875), _ck(16.9, 0.938), _ck(27.1, 0.938), ref_length=21.24), False),
+    Example("tiny zoo length_exploitation: noisy KL (33, 29, 68, 30 nats) back within budget at the end (1.4)",
+            _facts(_ck(33.1, 1.0), _ck(29.1, 0.969), _ck(68.4, 0.906), _ck(29.7, 0.953), ref_length=21.24), False),
+    Example("tiny zoo likelihood_displacement: past the budget (2.1-3.6 nats/token) with accuracy rising and no "
+            "blow-up: displaced (DPO106), not over-optimized",
+            _facts(_ck(44.3, 0.812), _ck(76.7, 0.859), _ck(64, 0.844), _ck(51, 0.906), ref_length=21.24), False),
+    Example("16 held-out pairs, no checkpoint within budget, accuracy 0.562 -> 0.5 (one pair) while KL 2.6 -> 3.2 "
+            "nats/token: noise (SmolLM2 demo tuning)", _facts(_ck(51.4, 0.562), _ck(63.3, 0.5), n_pairs=16), False),
+    Example("64 held-out pairs, accuracy 0.75 -> 0.66 (six pairs) while KL 3 -> 4.5 nats/token (0.1 x 4.5/2)",
+            _facts(_ck(60, 0.75), _ck(90, 0.66), n_pairs=64), True, beta=0.225),
+    Example("SmolLM2 zoo over_optimization (beta 0.01, lr 5e-3): 42 and 40 nats over 18.5-token reference answers "
+            "(2.3, 2.2 nats/token), graded task accuracy 0.19 -> 0 while reward accuracy stays 0.75-0.81 "
+            "(0.01 x 2.17/2)",
+            make_facts({**_ck(42.1, 0.812), "task/accuracy": 0.0}, {**_ck(40.1, 0.75), "task/accuracy": 0.0},
+                       reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16},
+                       beta=0.01, n_pairs=16), True, beta=0.01084),
+    Example("SmolLM2 zoo healthy: 0.19 and 0.80 nats over 18.5-token answers (0.04 nats/token), task 0.19 -> 0.31",
+            make_facts({**_ck(0.187, 0.812), "task/accuracy": 0.2}, {**_ck(0.797, 0.875), "task/accuracy": 0.312},
+                       reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16}), False),
+    Example("no generation probes: nothing to say", _facts({"rewards/accuracies": 0.9}), False),
+    Example("no reference samples: no length to scale the budget by", make_facts(_ck(400, 0.8), _ck(500, 0.7)), False),
 )
 
 RULE = Rule("DPO102", "over-optimization", "over_optimization", "warning", check, __doc__, EXAMPLES, reads=READS)

@@ -9,7 +9,10 @@ What it detects
     * at least `min_extra` (3) more looping answers than the reference's (`gen/degen/count`, same prompts and
       sample count), so one or two unlucky samples never fire it,
     * a one-sided Fisher exact test of the two counts gives p <= `max_pvalue` (0.05).
-    Comparing with the reference's own samples keeps a model that always looped a little from firing. Broken
+    The last trained checkpoint must loop too: a transient loop that training recovers from is not flagged (the
+    full tiny zoo's healthy run loops in 31 of 160 answers at checkpoint-32, at the peak learning rate, then in 1,
+    1 and 0; the CI slice, which keeps only checkpoints 64 and 128, never saw it). Comparing with the reference's
+    own samples keeps a model that always looped a little from firing. Broken
     characters (`gen/degen/broken_frac`: answers with more than 1% U+FFFD / control characters) are reported with
     a finding but do not fire one alone.
 
@@ -84,8 +87,8 @@ def check(facts: RunFacts, *, min_share: float = 0.1, min_extra: float = 3, max_
     if ref_count is None or not ref_n:
         return None
     bad = [c for c in facts.trained if _degenerate(c, ref_count, ref_n, min_share, min_extra, max_pvalue)]
-    if not bad:
-        return None
+    if not bad or bad[-1] is not facts.trained[-1]:
+        return None  # none, or a transient loop the run recovered from: its last checkpoint answers cleanly
     first = bad[0]
     earlier = [c for c in facts.trained if c.step < first.step]
     clean = earlier[-1] if earlier else None
@@ -122,6 +125,9 @@ EXAMPLES = (
             True),
     Example("zoo healthy: broken characters alone (21 of 80 vs 3) and 1 loop do not fire",
             make_facts(_ck(1, n=80, broken=0.26), reference=_ck(0, n=80, broken=0.04)), False),
+    Example("full tiny zoo healthy: 31 of 160 loop at checkpoint-32, then 1, 1, 0: recovered, not flagged",
+            make_facts(_ck(31, n=160, rate=0.25), _ck(1, n=160), _ck(1, n=160), _ck(0, n=160),
+                       reference=_ck(0, n=160)), False),
     Example("noise: 9 vs the reference's 4 of 128 (p 0.13)", make_facts(_ck(6), _ck(9), reference=_REF), False),
     Example("a looping reference: 40 vs 36 of 128 (both tiny models repeat themselves)",
             make_facts(_ck(40), reference=_ck(36)), False),

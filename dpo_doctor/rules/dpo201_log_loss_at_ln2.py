@@ -2,7 +2,14 @@
 
 What it detects
     Every train-loss row after the first `skip_frac` of logged steps lies within `tol` of ln 2 (at least `min_rows`
-    rows). Read from `trainer_state.json` alone, so it works when no model can be loaded.
+    rows) and, when the log has `rewards/margins`, every one of those rows' margins is 0 to within `margin_atol`.
+    Read from `trainer_state.json` alone, so it works when no model can be loaded.
+
+    Why the margin test (scale-free): near ln 2 the loss is ln 2 - m/2 for a beta-scaled margin m, so a loss
+    within `tol` = 0.002 of ln 2 only says |m| < 0.004; a run at lr 1e-7 logs margins of 2e-4 and a loss of
+    0.6930: it learns, too slowly (DPO107 underfitting, with a computed learning-rate change), not "nothing".
+    A policy that equals its reference logs margins of exactly 0 on any model (lr 0 and beta 0 in the zoo and the
+    tests: 0.0), so `margin_atol` 1e-6 is a float-noise bound, not a scale.
 
 Why it matters
     -log sigma(0) = ln 2: a DPO loss pinned there means every margin is 0, i.e. the policy equals its reference
@@ -32,7 +39,8 @@ from dpo_doctor.rules.dpo002_no_learning import no_learning_fix
 from dpo_doctor.rules.records import LN2, Evidence, Example, Finding, RunFacts, Rule, fmt, make_facts
 
 
-def check(facts: RunFacts, *, tol: float = 0.002, skip_frac: float = 0.1, min_rows: float = 3) -> Finding | None:
+def check(facts: RunFacts, *, tol: float = 0.002, skip_frac: float = 0.1, min_rows: float = 3,
+          margin_atol: float = 1e-6) -> Finding | None:
     rows = facts.log("loss")
     if not rows:
         return None
@@ -44,6 +52,8 @@ def check(facts: RunFacts, *, tol: float = 0.002, skip_frac: float = 0.1, min_ro
     if worst > tol:
         return None
     margins = facts.log("rewards/margins")
+    if any(abs(v) > margin_atol for s, v in margins if s >= start):
+        return None  # the policy moved (slowly): underfitting, not no-learning
     evidence = (Evidence("loss", max(kept, key=lambda r: abs(r[1] - LN2))[1], tol, LN2),
                 Evidence("rewards/margins", margins[-1][1] if margins else None, None, 0.0))
     message = (f"the training loss stayed within {fmt(worst)} of ln 2 = 0.6931 for all {len(kept)} logged steps "
@@ -62,6 +72,9 @@ EXAMPLES = (
     Example("loss leaves ln 2 after warm-up", make_facts(log=_log([0.6931, 0.69, 0.62, 0.55, 0.5, 0.45]),
                                                          log_only=True), False),
     Example("too few rows to judge", make_facts(log=_log([0.6931, 0.6931]), log_only=True), False),
+    Example("lr 1e-7: loss 0.6930, margins 2e-4: slow learning (DPO107), not no-learning",
+            make_facts(log=[{"step": 10 * (i + 1), "loss": 0.6931 - 1e-4 * i / 8, "rewards/margins": 2e-4 * i / 8}
+                            for i in range(8)], log_only=True), False),
 )
 
 RULE = Rule("DPO201", "log-loss-at-ln2", "no_learning", "error", check, __doc__, EXAMPLES,

@@ -1,7 +1,9 @@
 """Scan every built zoo run with the real scanner and collect the symptoms it measured (never assumed).
 
 For each scenario: `dpo_doctor.scan.scan` on the run's held-out eval pairs, against the scenario's `scan_ref`
-(the true reference, except for reference_mismatch), generation probes on. The symptom numbers of the last
+(the true reference, except for reference_mismatch), generation probes on (the run's own scan settings when its
+scenario.json has a `scan` block: the SmolLM2 zoo probes its held-out questions as a verifiable suite, so every
+checkpoint's samples are graded, `task/accuracy`). The symptom numbers of the last
 checkpoint, the diagnoses and the train/eval log end-points go to `<run>/symptoms.json`; `markdown_table` renders
 them for examples/zoo/README.md.
 """
@@ -24,6 +26,9 @@ SYMPTOMS = (
     ("gen/kl_mean", "gen KL"),
     ("gen/distinct_2", "distinct-2"),
 )
+TASK = (("task/accuracy", "task acc"),)  # SmolLM2 zoo only: share of the checkpoint's samples graded right
+DEFAULT_OUT = {"tiny": (Path("examples/zoo/runs"), Path("examples/zoo/reports")),
+               "smollm2": (Path("examples/zoo/runs-smollm2"), Path("examples/zoo/reports-smollm2"))}
 
 
 def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
@@ -33,17 +38,22 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     from dpo_doctor.views import render_all
 
     record = json.loads((run / "scenario.json").read_text())
+    probe = {"max_prompts": 32, "samples_per_prompt": 4, "max_new_tokens": 64, **record.get("scan", {})}
+    if probe.get("probe_suite"):  # a file in the run dir
+        probe["probe_suite"] = str(run / probe["probe_suite"])
     cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]),
-                     out=reports / record["name"], device="cpu", max_prompts=32, samples_per_prompt=4,
-                     max_new_tokens=64, cache_dir=reports / ".cache", generate=generate)
+                     out=reports / record["name"], device="cpu", cache_dir=reports / ".cache", generate=generate,
+                     **probe)
     out = scan(cfg)
     render_all(out)
     report = load_report(out).report
     last = report["checkpoints"][-1]
     symptoms = {
         "name": record["name"], "kind": record["kind"], "checkpoint": last["name"], "verdict": report["verdict"],
-        "metrics": {k: last["metrics"].get(k) for k, _ in SYMPTOMS},
-        "reference_metrics": {k: report.get("reference", {}).get("metrics", {}).get(k) for k, _ in SYMPTOMS},
+        "metrics": {k: last["metrics"].get(k) for k, _ in SYMPTOMS + TASK},
+        "reference_metrics": {k: report.get("reference", {}).get("metrics", {}).get(k) for k, _ in SYMPTOMS + TASK},
+        "task_accuracy": {c["name"]: c["metrics"].get("task/accuracy") for c in report["checkpoints"]},
+        "best_checkpoint": (report.get("best_checkpoint") or {}).get("name"),
         "diagnoses": [f"{d['code']} {d['name']}" for d in report["diagnoses"]],  # report order: most severe first
         "train_log": log_endpoints(run),
         "report": str(out / "report.html"),
@@ -69,19 +79,33 @@ def _fmt(v) -> str:
 
 
 def markdown_table(records: list[dict]) -> str:
-    """One row per scenario: the last checkpoint's symptoms, log end-points and the diagnoses the scanner made."""
-    head = ["scenario", "injected"] + [h for _, h in SYMPTOMS] + ["train acc", "eval loss first/min/last",
-                                                                  "diagnoses"]
+    """One row per scenario: the last checkpoint's symptoms, log end-points and the diagnoses the scanner made
+    (plus `task acc` when the runs were probed with a verifiable suite)."""
+    task = [t for t in TASK if any(r["metrics"].get(t[0]) is not None for r in records)]
+    cols = SYMPTOMS + tuple(task)
+    head = ["scenario", "injected"] + [h for _, h in cols] + ["train acc", "eval loss first/min/last", "diagnoses"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         t = r["train_log"]
         evals = "/".join(_fmt(t.get(k)) for k in ("eval_loss_first", "eval_loss_min", "eval_loss_last"))
-        cells = [r["name"], r["kind"], *[_fmt(r["metrics"][k]) for k, _ in SYMPTOMS], _fmt(t.get("train_acc")),
+        cells = [r["name"], r["kind"], *[_fmt(r["metrics"].get(k)) for k, _ in cols], _fmt(t.get("train_acc")),
                  evals, ", ".join(r["diagnoses"]) or "none"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def measure_all(out: Path, reports: Path, generate: bool = True) -> list[dict]:
-    runs = sorted(p.parent for p in Path(out).glob("*/scenario.json"))
-    return [scan_run(r, Path(reports), generate) for r in runs]
+def measure_all(out: Path | None = None, reports: Path | None = None, generate: bool = True,
+                model: str = "tiny") -> list[dict]:
+    """Scan every built run of the `model` zoo ("tiny" or "smollm2"; out / reports default per model)."""
+    if model not in DEFAULT_OUT:
+        from dpo_doctor.errors import UserError, did_you_mean
+
+        raise UserError(f"unknown zoo model {model!r}{did_you_mean(model, DEFAULT_OUT)} "
+                        f"Choose one of: {', '.join(DEFAULT_OUT)}")
+    out, reports = Path(out or DEFAULT_OUT[model][0]), Path(reports or DEFAULT_OUT[model][1])
+    if model == "smollm2":
+        import torch
+
+        torch.set_num_threads(1)  # see zoo/build.py: two threads were 3x slower on 2 busy cores
+    runs = sorted(p.parent for p in out.glob("*/scenario.json"))
+    return [scan_run(r, reports, generate) for r in runs]

@@ -13,11 +13,12 @@ per run, everything else the healthy recipe), on a real instruct model and on-po
    so a scan grades every checkpoint's own samples (`task/accuracy`) and `best_checkpoint` can be checked against
    the truly best checkpoint.
 
-Why "corrected" answers: the 135M model is mostly wrong at temperature 1 (about 4% of its samples on two-digit
-questions), so a correct chosen answer is usually one of its own samples with the last number replaced by the true
+Why "corrected" answers: the 135M model is mostly wrong at temperature 1 (12.9% of its pooled answers are right),
+so a correct chosen answer is usually one of its own samples with the last number replaced by the true
 result: on-policy wording, correct content. Wrong answers are its own wrong samples, untouched.
 
-CPU cost (2 shared cores, one torch thread: two threads were 3x slower under load): see examples/zoo/README.md.
+CPU cost (2 shared cores, one torch thread: two threads were 3x slower under load): 595 s to build all six runs
+(pool included), 196-247 s to scan each; see examples/zoo/README.md ("Real-model zoo").
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ from dpo_doctor.errors import UserError
 
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 N_TRAIN, N_EVAL = 40, 16  # questions (disjoint)
-POOL_SAMPLES, POOL_TOKENS = 4, 32  # answers per question in the pool, new tokens per answer
+POOL_SAMPLES, POOL_TOKENS = 4, 48  # answers per question in the pool, new tokens per answer
+# "Answer in one short sentence.": without it 68% of the model's answers ran past 32 tokens, so lengths sat at the
+# probes' cap (reference 25.7 of 32 tokens) and a length-biased run could not grow its answers where the scan sees
+# it (gen/length_ratio 1.08 at most); with it the answers are 6-32 tokens (mean 20), 28% cut at 32.
+SUFFIX = " Answer in one short sentence."
 _NUMBER = re.compile(r"-?\d+")
 
 
@@ -52,7 +57,7 @@ class Question:
 
     @property
     def text(self) -> str:
-        return f"What is {self.a} {self.op} {self.b}?"
+        return f"What is {self.a} {self.op} {self.b}?{SUFFIX}"
 
 
 def questions(seed: int = 0) -> tuple[list[Question], list[Question]]:
@@ -157,24 +162,29 @@ class Scenario:
 
 
 # LoRA r 16 on q/k/v/o of the top 10 of 30 layers (the backward pass stops there: about half the cost of all
-# layers), batch 4, 24 steps, a checkpoint every 8 (3 checkpoints), eval on the held-out pairs at each checkpoint.
+# layers), batch 4, 16 steps (1.6 epochs of 40 pairs), a checkpoint every 8 (2 checkpoints), eval at each.
+# Measured on 2 busy cores (load 4.4, one torch thread): 8 steps + eval about 90 s; 24 steps with 3 checkpoints
+# made a scenario (build + scan) take ~10 minutes, so the zoo keeps 2 checkpoints per run.
 TOP_LAYERS = range(20, 30)
-BASE_TRAIN = {"beta": 0.1, "learning_rate": 1e-3, "max_steps": 24, "batch_size": 4, "warmup_steps": 2,
+BASE_TRAIN = {"beta": 0.1, "learning_rate": 1e-3, "max_steps": 16, "batch_size": 4, "warmup_steps": 2,
               "logging_steps": 2, "save_steps": 8, "eval_steps": 8, "seed": 0, "max_length": 192, "lora": True,
               "lora_r": 16, "lora_alpha": 32,
               "lora_target_modules": tuple(f"model.layers.{i}.self_attn.{p}_proj" for i in TOP_LAYERS
                                            for p in "qkvo")}
 # The scan settings `zoo measure` uses for these runs (recorded in scenario.json): held-out eval pairs, the
 # held-out questions as a verifiable suite, 4 samples per prompt, short answers.
-SCAN = {"max_prompts": N_EVAL, "samples_per_prompt": 4, "max_new_tokens": 32, "probe_suite": "probes.jsonl"}
+SCAN = {"max_prompts": N_EVAL, "samples_per_prompt": 4, "max_new_tokens": 40, "probe_suite": "probes.jsonl"}
+ORDER = ("healthy", "length_exploitation", "over_optimization", "likelihood_displacement", "label_noise",
+         "mode_collapse")
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("healthy", "healthy", "The model's right (or last-number-corrected) answer beats one of its wrong "
              "answers; lr 1e-3, beta 0.1."),
     Scenario("length_exploitation", "length_exploitation",
              "The longest of the model's 4 answers beats the shortest, right or wrong.", make_pair=longer_pair),
-    Scenario("over_optimization", "over_optimization", "Healthy pairs, beta 0.01, lr 5e-3, 40 steps.",
-             train={"beta": 0.01, "learning_rate": 5e-3, "max_steps": 40, "save_steps": 20, "eval_steps": 20}),
+    Scenario("over_optimization", "over_optimization",
+             "Healthy pairs, beta 0.01, lr 5e-3, 32 steps (twice the base).",
+             train={"beta": 0.01, "learning_rate": 5e-3, "max_steps": 32, "save_steps": 16, "eval_steps": 16}),
     Scenario("likelihood_displacement", "likelihood_displacement",
              "Chosen and rejected are the same answer but for its last number (right vs wrong); lr 2e-3.",
              make_pair=minimal_edit_pair, train={"learning_rate": 2e-3}),
