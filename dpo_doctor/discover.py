@@ -538,6 +538,7 @@ def discover(run_dir: Path, ref: Path | None = None, base: Path | None = None, t
         raise UserError(f"{run_dir} is a file; pass the training output folder (the one with checkpoint-N/)")
     ref_spec = _ref_spec(resolve_model_path(ref, "--ref"), base, trust_pickles) if ref is not None else None
     ckpts, warnings = _checkpoints(run_dir, base, ref_spec, trust_pickles)
+    ckpts = _revision_checkpoints(given, base, ref_spec, trust_pickles) or ckpts
     if not ckpts:
         skipped = f" Skipped: {warnings[0]}" if warnings else ""
         raise UserError(f"No checkpoints found in {run_dir}: expected sub-folders with config.json or "
@@ -554,6 +555,19 @@ def discover(run_dir: Path, ref: Path | None = None, base: Path | None = None, t
     name = run_dir.resolve().name if Path(given).expanduser().exists() else str(given)  # a Hub id names the run
     return Run(name=name, path=run_dir.resolve(), checkpoints=tuple(ckpts), reference=reference,
                reference_source=source, train_config=config, warnings=tuple(warnings + config_warnings))
+
+
+def _revision_checkpoints(given, base, ref: ModelSpec | None, trust_pickles: bool) -> list[Checkpoint]:
+    """A Hub run pushed as one revision per checkpoint (branches or tags `checkpoint-N` / `stepN`): each revision's
+    snapshot is a checkpoint. Only for a Hub id given without @revision; [] otherwise."""
+    parsed = None if Path(str(given)).expanduser().exists() else parse_hub_id(given)
+    if parsed is None or parsed[1] is not None:
+        return []
+    from dpo_doctor.hub import checkpoint_revisions, snapshot
+
+    return [Checkpoint(f"checkpoint-{step}", step, model_spec(snapshot(parsed[0], rev, "RUN_DIR"), base, ref,
+                                                             trust_pickles=trust_pickles))
+            for step, rev in checkpoint_revisions(parsed[0])]
 
 
 def architecture_warnings(ckpts: list[Checkpoint], reference: ModelSpec | None) -> list[str]:

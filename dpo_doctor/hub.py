@@ -106,3 +106,25 @@ def resolve_model_path(text, flag: str, local_only: bool = False) -> Path:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+REVISION_STEP_RE = re.compile(r"^(?:checkpoint-|step-?|global_step)([0-9]+)$")
+
+
+def checkpoint_revisions(repo: str) -> list[tuple[int, str]]:
+    """(step, revision) of every branch or tag named like a checkpoint (`checkpoint-500`, `step500`, `step-500`):
+    a run pushed as one revision per checkpoint. Offline: the revisions the cache knows; online: the Hub's refs."""
+    names: list[str] = []
+    if offline_vars("model"):
+        refs = hub_cache_dir() / f"models--{repo.replace('/', '--')}" / "refs"
+        names = [p.name for p in refs.iterdir() if p.is_file()] if refs.is_dir() else []
+    else:
+        from huggingface_hub import HfApi
+
+        try:
+            found = HfApi().list_repo_refs(repo)
+            names = [r.name for r in (*found.branches, *found.tags)]
+        except Exception:  # unreachable Hub: the snapshot's own checkpoint folders are all there is
+            names = []
+    hits = [(int(m.group(1)), n) for n in names if (m := REVISION_STEP_RE.match(n))]
+    return sorted(hits)

@@ -259,3 +259,17 @@ def test_cli_scan_everything_from_the_hub_cache(cached, hub, tmp_path):
     assert [c["name"] for c in report["checkpoints"]] == ["checkpoint-1", "checkpoint-2"]
     assert report["reference"]["path"] == str(cached["tiny"].resolve())
     assert report["data"]["path"] == "org/prefs" and report["data"]["n_pairs"] == 6
+
+
+def test_run_pushed_as_one_revision_per_checkpoint(hub, tiny_dir, second_model):
+    """Branches `checkpoint-10` and `step20` of org/rev-run are its checkpoints (main holds the last model)."""
+    from dpo_doctor.discover import discover
+
+    put_repo(hub, "org/rev-run", folder_files(second_model), commit=DEV, refs=("main", "step20"))
+    put_repo(hub, "org/rev-run", folder_files(tiny_dir), commit=MAIN, refs=("checkpoint-10",))
+    put_repo(hub, "org/ref", folder_files(tiny_dir))
+    run = discover(Path("org/rev-run"), ref=Path("org/ref"))
+    assert [(c.name, c.step) for c in run.checkpoints] == [("checkpoint-10", 10), ("checkpoint-20", 20)]
+    assert run.checkpoints[0].spec.path.name == MAIN and run.checkpoints[1].spec.path.name == DEV
+    pinned = discover(Path("org/rev-run@checkpoint-10"), ref=Path("org/ref"))  # a pinned revision is one model
+    assert len(pinned.checkpoints) == 1
