@@ -32,16 +32,24 @@ def scenario_record(s: Scenario, cfg, ref: Path, scan_ref: Path, seconds: float)
             "settings": dataclasses.asdict(cfg), "train_seconds": round(seconds, 1)}
 
 
+def fresh_run(out: Path, name: str, force: bool) -> Path | None:
+    """out/<name>/ emptied and ready to train into; None when a finished run (scenario.json) is kept."""
+    run = out / name
+    if (run / "scenario.json").exists() and not force:
+        return None
+    if run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    return run
+
+
 def build_one(s: Scenario, out: Path, ref: Path, alt_ref: Path, force: bool = False, progress: bool = True) -> Path:
     """Train one scenario into out/<name>/ and write its data and scenario.json."""
     from dpo_doctor.train.trainer import TrainConfig, train
 
-    run = out / s.name
-    if (run / "scenario.json").exists() and not force:
-        return run
-    if run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True)
+    run = fresh_run(out, s.name, force)
+    if run is None:
+        return out / s.name
     train_rows, eval_rows = make_pairs(s)
     write_jsonl(run / "train.jsonl", train_rows)
     write_jsonl(run / "eval.jsonl", eval_rows)

@@ -48,11 +48,14 @@ def canned_pair(q: Question, rng: random.Random) -> Pair:
             "rejected": task.random_response(q, rng, correct=rng.random() < 0.7)}
 
 
-def noisy(rate: float) -> PairMaker:
-    """Healthy preferences with `rate` of the labels flipped."""
-    def make(q: Question, rng: random.Random) -> Pair:
-        pair = correctness_pair(q, rng)
-        if rng.random() < rate:
+def noisy(rate: float, base: Callable | None = None) -> Callable:
+    """Healthy preferences (`base`, default `correctness_pair`) with `rate` of the labels flipped; a base that makes
+    no pair (None) makes none here either. Both zoos use it."""
+    base = base or correctness_pair
+
+    def make(item, rng: random.Random):
+        pair = base(item, rng)
+        if pair is not None and rng.random() < rate:
             pair = {"prompt": pair["prompt"], "chosen": pair["rejected"], "rejected": pair["chosen"]}
         return pair
     return make

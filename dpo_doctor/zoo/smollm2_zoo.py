@@ -27,7 +27,6 @@ import dataclasses
 import json
 import random
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,12 +143,10 @@ def template_pair(e: Entry, rng: random.Random) -> Pair | None:
 
 
 def noisy(rate: float) -> PairMaker:
-    def make(e: Entry, rng: random.Random) -> Pair | None:
-        pair = healthy_pair(e, rng)
-        if pair is not None and rng.random() < rate:
-            pair = {"prompt": pair["prompt"], "chosen": pair["rejected"], "rejected": pair["chosen"]}
-        return pair
-    return make
+    """Healthy pairs with `rate` of the labels flipped (the tiny zoo's label-noise maker over this zoo's pairs)."""
+    from dpo_doctor.zoo.scenarios import noisy as flip
+
+    return flip(rate, healthy_pair)
 
 
 @dataclass(frozen=True)
@@ -243,12 +240,11 @@ def build_one(s: Scenario, out: Path, model_dir: Path, train: list[Entry], held:
     from dpo_doctor.train.trainer import TrainConfig
     from dpo_doctor.train.trainer import train as run_training
 
-    run = out / s.name
-    if (run / "scenario.json").exists() and not force:
-        return run
-    if run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True)
+    from dpo_doctor.zoo.build import fresh_run
+
+    run = fresh_run(out, s.name, force)
+    if run is None:
+        return out / s.name
     train_rows, eval_rows = make_pairs(s, train, held)
     write_jsonl(run / "train.jsonl", train_rows)
     write_jsonl(run / "eval.jsonl", eval_rows)
