@@ -15,15 +15,16 @@ Output keys: `confusion` {injected kind: {kind of the first (most severe) diagno
 `injected_first` (on every scenario the injected kind is the first diagnosis), `best_gap` (below), under one key
 per zoo ("tiny", "smollm2"); `seconds`.
 
-`best_gap`: both zoos' tasks can grade a checkpoint's own samples by the last number in the answer, so every
-checkpoint's true quality is known: the share of its probe samples (sampled and greedy) that are right. SmolLM2
-zoo: the exact result (the scanner's `numeric` check). Tiny zoo: within 9 of the result (`TOLERANCE`), the task's
-own notion of right: its wrong answers are off by 10-19 and its 2-layer model learns magnitude, not exact
-arithmetic (exact-match is 2-6% for every checkpoint, the reference included: no signal). Per scenario:
-`doctor` = the checkpoint `best_checkpoint` picks WITHOUT a quality signal (task/* and judge/* metrics removed:
-what a user without a verifiable suite gets), `true` = the best-graded checkpoint, `gap_points` = 100 x (graded
-accuracy of `true` - of `doctor`); `with_suite` = the pick when the SmolLM2 zoo's suite is used
-(`task/accuracy`, gap 0 by construction up to ties).
+`best_gap`: is the checkpoint the doctor ships the truly best one? Every zoo run carries two verifiable suites of
+held-out questions: `probes.jsonl`, which the scan itself probes (so `task/accuracy` is measured and
+`best_checkpoint` picks by it, as it would for a user with a suite), and `truth.jsonl`, other questions that neither
+training nor the scan sees (tiny zoo 64, SmolLM2 zoo 32). `dpo_doctor.zoo.measure.grade_run` scans every checkpoint
+again on truth.jsonl (independent samples, same settings) and its `task/accuracy` is the checkpoint's true quality
+(SmolLM2 zoo: the exact result; tiny zoo: within 9 of it, the task's own notion of right, `zoo.task.TOLERANCE`).
+Per scenario: `doctor` = the checkpoint `best_checkpoint` ships and `signal` the quality signal it used, `true` =
+the best-graded trained checkpoint, `gap_points` = 100 x (true quality of `true` - of `doctor`); `blind` and
+`blind_gap_points` = the same for the pick WITHOUT a quality signal (task/* and judge/* removed: what a user with
+neither a suite nor a judge gets). `best_gap_points` / `best_blind_gap_points`: mean and max over scenarios.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -81,39 +81,14 @@ def confusion(rows: list[tuple[str, str, list]]) -> dict:
             "injected_first": all(p["first"] == p["injected"] for p in per.values())}
 
 
-_QUESTION = re.compile(r"(\d+) (plus|minus|times) (\d+)")
-_NUMBER = re.compile(r"-?\d+")
-_OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
-
-
-TOLERANCE = {"tiny": 9, "smollm2": 0}
-
-
-def graded_accuracy(report_dir: Path, tolerance: int = 0) -> dict[str, float]:
-    """Per checkpoint: the share of its probe samples whose last number is within `tolerance` of the answer."""
-    import polars as pl
-
-    path = report_dir / "samples.parquet"
-    if not path.exists():
-        return {}
-    out: dict[str, list[bool]] = {}
-    for ck, prompt, text in pl.read_parquet(path).select("checkpoint", "prompt", "text").rows():
-        q = _QUESTION.findall(prompt or "")
-        if not q:
-            continue
-        a, op, b = q[-1]
-        found = _NUMBER.findall(text or "")
-        out.setdefault(ck, []).append(bool(found) and abs(int(found[-1]) - _OPS[op](int(a), int(b))) <= tolerance)
-    return {ck: sum(v) / len(v) for ck, v in out.items() if v}
-
-
-def best_gap(report_dir: Path, diagnoses: list, tolerance: int = 0) -> dict | None:
-    """The doctor's pick without a quality signal vs the truly best-graded checkpoint (see the module doc)."""
+def best_gap(run: Path, report_dir: Path, diagnoses: list, rescan: bool = False) -> dict | None:
+    """The checkpoint the doctor ships vs the truly best one, graded on questions it never saw (module doc)."""
     import dataclasses
 
     from dpo_doctor.rules.best import choose_best
+    from dpo_doctor.zoo.measure import grade_run
 
-    graded = graded_accuracy(report_dir, tolerance)
+    graded = {k: v for k, v in grade_run(run, report_dir.parent, rescan).items() if v is not None}
     facts = _facts(report_dir)
     trained = [c.name for c in facts.trained if c.name in graded]
     if not trained:
@@ -121,11 +96,12 @@ def best_gap(report_dir: Path, diagnoses: list, tolerance: int = 0) -> dict | No
     blind = dataclasses.replace(facts, checkpoints=tuple(
         dataclasses.replace(c, metrics={k: v for k, v in c.metrics.items() if not k.startswith(("task/", "judge/"))})
         for c in facts.checkpoints))
-    pick = (choose_best(blind, diagnoses) or {}).get("name")
-    with_suite = (choose_best(facts, diagnoses) or {}).get("name")
+    best = choose_best(facts, diagnoses) or {}
+    pick, blind_pick = best.get("name"), (choose_best(blind, diagnoses) or {}).get("name")
     true = max(trained, key=lambda n: graded[n])
-    gap = None if pick not in graded else round(100 * (graded[true] - graded[pick]), 1)
-    return {"doctor": pick, "true": true, "gap_points": gap, "with_suite": with_suite,
+    gap = lambda n: None if n not in graded else round(100 * (graded[true] - graded[n]), 1)
+    return {"doctor": pick, "signal": best.get("signal"), "true": true, "gap_points": gap(pick),
+            "blind": blind_pick, "blind_gap_points": gap(blind_pick),
             "graded": {n: round(graded[n], 3) for n in ["reference", *trained] if n in graded}}
 
 
@@ -154,10 +130,10 @@ def zoo_result(zoo: str, rescan: bool) -> dict:
     rows = [(name, kind, diagnose_report(d)) for name, kind, d in scans]
     result = confusion(rows)
     for (name, _, d), (_, _, diagnoses) in zip(scans, rows):
-        result["scenarios"][name]["best"] = best_gap(d, diagnoses, TOLERANCE[zoo])
-    gaps = [p["best"]["gap_points"] for p in result["scenarios"].values()
-            if p.get("best") and p["best"]["gap_points"] is not None]
-    result["best_gap_points"] = {"mean": round(sum(gaps) / len(gaps), 1), "max": max(gaps)} if gaps else None
+        result["scenarios"][name]["best"] = best_gap(runs / name, d, diagnoses, rescan)
+    for key in ("gap_points", "blind_gap_points"):
+        gaps = [p["best"][key] for p in result["scenarios"].values() if p.get("best") and p["best"][key] is not None]
+        result[f"best_{key}"] = {"mean": round(sum(gaps) / len(gaps), 1), "max": max(gaps)} if gaps else None
     result["seconds"] = round(time.time() - t0, 1)
     return result
 

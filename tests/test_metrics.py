@@ -3,7 +3,8 @@
 import polars as pl
 import pytest
 
-from dpo_doctor.metrics import accuracy, data_stats, drift, length_bias, margins, pair_metrics, rewards
+from dpo_doctor.metrics import (accuracy, across_checkpoints, data_stats, drift, length_bias, margins, pair_metrics,
+                                rewards)
 
 BETA = 0.5
 
@@ -83,4 +84,23 @@ def test_data_stats_and_all_metrics_named():
     assert s["length/mean_ratio"] == pytest.approx(18 / 14)
     from dpo_doctor.metrics import metric_info
 
-    assert set(pair_metrics(table(), BETA)) == set(metric_info())
+    across = set(across_checkpoints([table()])[0])  # the metrics that compare checkpoints
+    assert set(pair_metrics(table(), BETA)) | across == set(metric_info())
+
+
+def test_heldout_dpo_loss_and_its_paired_rise():
+    """Kept margins (pair 5 excluded) 1, 1, -0.5, 0, 2: losses log(1+e^-m) = 0.31326, 0.31326, 0.97408, 0.69315,
+    0.12693 -> mean 0.48414. A second checkpoint with every margin 0.5 lower (losses 0.47408, 0.47408, 1.31326,
+    0.97408, 0.20141: per-pair changes 0.16082, 0.16082, 0.33918, 0.28093, 0.07448, mean 0.20325, sd 0.10570, SE
+    0.04727); then a third back at the first's margins: rise 0 against the first (the lowest so far)."""
+    from dpo_doctor.metrics import heldout_loss
+
+    first = table()
+    second = first.with_columns(margin=pl.col("margin") - 0.5)
+    assert heldout_loss.compute(first, BETA)["heldout/dpo_loss"] == pytest.approx(0.48414, abs=1e-5)
+    rises = across_checkpoints([first, second, first])
+    assert rises[0] == {"heldout/dpo_loss_rise": 0.0, "heldout/dpo_loss_rise_se": 0.0}
+    assert rises[1]["heldout/dpo_loss_rise"] == pytest.approx(0.20325, abs=1e-5)
+    assert rises[1]["heldout/dpo_loss_rise_se"] == pytest.approx(0.04727, abs=1e-5)
+    assert rises[2]["heldout/dpo_loss_rise"] == pytest.approx(0.0, abs=1e-12)
+    assert "heldout/dpo_loss" in pair_metrics(first, BETA)

@@ -69,12 +69,12 @@ def test_user_suite_by_path_and_folder(tmp_path):
     path = _write(tmp_path, [{"prompt": "2+2?", "answer": 4, "check": "numeric"},
                              {"prompt": "Pick", "answer": "B", "check": "choice"}])
     suite = load_suite(str(path))
-    assert suite.name == "suite" and suite.answers == (("4", "numeric"), ("B", "choice"))
+    assert suite.name == "suite" and suite.answers == (("4", "numeric", 0.0), ("B", "choice", 0.0))
     folder = tmp_path / "mine"
     folder.mkdir()
     _write(folder, [{"prompt": "3+3?", "answer": "6"}], "rows.jsonl")
     (folder / "manifest.json").write_text(json.dumps({"name": "mine", "file": "rows.jsonl", "checker": "numeric"}))
-    assert load_suite(str(folder)).answers == (("6", "numeric"),)
+    assert load_suite(str(folder)).answers == (("6", "numeric", 0.0),)
     plain = _write(tmp_path, [{"prompt": "Tell me a story."}], "plain.jsonl")
     assert not load_suite(str(plain)).verifiable
 
@@ -88,6 +88,9 @@ def test_user_suite_by_path_and_folder(tmp_path):
     ([{"prompt": "", "answer": "1", "check": "numeric"}], "non-empty string"),
     ([{"prompt": "a", "answer": "1", "check": "numeric"}, {"prompt": "b"}], "some rows have an answer"),
     ([{"prompt": "a"}, "{not json"], "not valid JSON"),
+    ([{"prompt": "a", "answer": "B", "check": "choice", "tolerance": 1}], "numeric checks only"),
+    ([{"prompt": "a", "answer": "1", "check": "numeric", "tolerance": -1}], "finite number >= 0"),
+    ([{"prompt": "a", "answer": "1", "check": "numeric", "tolerance": "9"}], "finite number >= 0"),
 ])
 def test_user_suite_errors_name_file_and_line(tmp_path, rows, needle):
     path = _write(tmp_path, rows)
@@ -115,6 +118,17 @@ def _samples(texts):
 
 REF = _samples([["4", "4", "4", "4"], ["B", "B", "B", "A"], ["6", "6", "6", "6"]])
 CKPT = _samples([["4", "4", "5", "5"], ["A", "A", "A", "A"], ["6", "6", "6", "7"]])
+
+
+def test_numeric_tolerance_accepts_near_answers_only(tmp_path):
+    """A row's "tolerance" widens the numeric check to |got - answer| <= tolerance (the tiny zoo's "right")."""
+    path = _write(tmp_path, [{"prompt": "What is 7 times 8?", "answer": 56, "check": "numeric", "tolerance": 9}])
+    answers = load_suite(str(path)).answers
+    assert answers == (("56", "numeric", 9.0),)
+    texts = [["It is 65.", "It is 47.", "It is 66.", "46", "no number"]]
+    marks = task_metrics(_samples(texts), _samples(texts), answers)
+    assert marks["task/accuracy"] == pytest.approx(2 / 5)  # 65 and 47 are within 9 of 56; 66, 46 and none are not
+    assert task_metrics(_samples(texts), _samples(texts), (("56", "numeric"),))["task/accuracy"] == 0.0
 
 
 def test_task_accuracy_hand_values():

@@ -113,3 +113,24 @@ def test_smollm2_scenarios_label_the_pool_as_they_claim():
     noisy = [z.noisy(0.4)(e, random.Random(i)) for i, e in enumerate(pool * 5)]
     flipped = sum(not z.grade(p["chosen"], e.q.answer) for e, p in zip(pool * 5, noisy)) / len(noisy)
     assert abs(flipped - 0.4) < 0.15  # 200 draws at p = 0.4: 3 sd = 0.10
+
+
+def test_smollm2_held_out_pairs_are_distinct_and_grading_questions_are_unseen():
+    """Up to EVAL_PAIRS distinct pairs per held-out question (more held-out pairs, narrower intervals); the grading
+    questions (truth.jsonl) are neither train nor held-out questions."""
+    from dpo_doctor.zoo import smollm2_zoo as z
+
+    pool = _pool()
+    train, held = pool[:30], pool[30:]
+    tr, ev = z.make_pairs(z.SCENARIOS["healthy"], train, held)
+    assert len(tr) == len(train)
+    keys = [(p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in ev]
+    assert len(set(keys)) == len(keys)
+    # each hand-made question has one right answer and three wrong ones (two wrong numbers, one without a number)
+    per_q = {}
+    for prompt, _, _ in keys:
+        per_q[prompt] = per_q.get(prompt, 0) + 1
+    assert set(per_q.values()) == {z.EVAL_PAIRS} and len(per_q) == len(held)
+    tq, eq = z.questions()
+    grading = z.grading_questions()
+    assert len(grading) == z.N_GRADING and not set(grading) & (set(tq) | set(eq))

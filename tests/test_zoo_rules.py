@@ -63,3 +63,34 @@ def test_length_recommendation_is_trainable(zoo_reports):
 
     first = _loud(zoo_reports["length_exploitation"])[0]
     assert first["recommendation"]["variant"] in VARIANT_LOSS
+
+
+def test_grading_on_unseen_questions_matches_a_hand_regrade(zoo_reports, tmp_path_factory):
+    """`grade_run` (the zoo's independent grade of every checkpoint, benchmarks/zoo_confusion.py) scans the run's
+    truth.jsonl, questions neither training nor the scan saw; its task/accuracy per checkpoint equals a
+    regrade of the sampled texts by hand: the last number within 9 of the result, per prompt, mean over prompts."""
+    import re
+
+    import polars as pl
+
+    from dpo_doctor.zoo import task
+    from dpo_doctor.zoo.measure import grade_run
+
+    root = next(p for p in tmp_path_factory.getbasetemp().glob("zoo*") if (p / "runs" / "healthy").exists())
+    run = root / "runs" / "healthy"
+    truth = [json.loads(line) for line in (run / "truth.jsonl").read_text().splitlines()]
+    seen = {json.loads(line)["prompt"] for f in ("train.jsonl", "eval.jsonl") for line in (run / f).open()}
+    assert len(truth) == 64 and not {r["prompt"] for r in truth} & seen
+    graded = grade_run(run, root / "reports")
+    assert set(graded) == {"reference", "checkpoint-64", "checkpoint-128"}
+    samples = pl.read_parquet(root / "reports-grading" / "healthy" / "samples.parquet")
+    ops = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+    for name, value in graded.items():
+        per_prompt = {}
+        for prompt, text in samples.filter(pl.col("checkpoint") == name).select("prompt", "text").rows():
+            a, op, b = re.search(r"(\d+) (plus|minus|times) (\d+)", prompt).groups()
+            found = re.findall(r"-?\d+", text)
+            right = bool(found) and abs(int(found[-1]) - ops[op](int(a), int(b))) <= task.TOLERANCE
+            per_prompt.setdefault(prompt, []).append(right)
+        assert len(per_prompt) == 64
+        assert value == pytest.approx(sum(sum(v) / len(v) for v in per_prompt.values()) / 64)

@@ -5,7 +5,8 @@ JSONL file of rows. A row is `{"prompt": str}`, or, in a verifiable suite,
 `{"prompt": str, "answer": str, "check": "exact|numeric|choice|regex|json_key"}` (`check` defaults to the
 manifest's `checker`). What each check accepts (dpo_doctor/metrics/task_accuracy.py scores them):
 * exact: the answer text, compared case- and punctuation-insensitively with the whole completion;
-* numeric: a number, compared with the last number in the completion;
+* numeric: a number, compared with the last number in the completion (an optional `"tolerance": T` row field
+  accepts any number within T of it: a task whose notion of right is "close enough");
 * choice: one capital letter (the option the prompt lists), compared with the letter the completion picks;
 * regex: a Python regular expression searched in the stripped completion (anchor it with ^...$ for a whole answer);
 * json_key: a key the completion's JSON object must have.
@@ -35,6 +36,7 @@ class Task:
     prompt: str
     answer: str
     check: str
+    tolerance: float = 0.0  # numeric only: accept |got - answer| <= tolerance
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ class Suite:
         return bool(self.tasks)
 
     @property
-    def answers(self) -> tuple[tuple[str, str], ...]:
-        """(answer, check) per prompt id: what metrics.task_accuracy scores the samples against."""
-        return tuple((t.answer, t.check) for t in self.tasks)
+    def answers(self) -> tuple[tuple[str, str, float], ...]:
+        """(answer, check, tolerance) per prompt id: what metrics.task_accuracy scores the samples against."""
+        return tuple((t.answer, t.check, t.tolerance) for t in self.tasks)
 
 
 def _suites_root():
@@ -99,7 +101,18 @@ def parse_row(row: Any, default_check: str | None, where: str) -> tuple[str, Tas
         raise UserError(f"{where}: unknown check {check!r}{did_you_mean(check, CHECKS)} (one of {', '.join(CHECKS)})")
     if "answer" not in row:
         raise UserError(f"{where}: check {check!r} needs an \"answer\"")
-    return prompt, Task(prompt, _check_answer(row["answer"], check, where), check)
+    return prompt, Task(prompt, _check_answer(row["answer"], check, where), check, _tolerance(row, check, where))
+
+
+def _tolerance(row: dict, check: str, where: str) -> float:
+    if "tolerance" not in row:
+        return 0.0
+    tol = row["tolerance"]
+    if check != "numeric":
+        raise UserError(f"{where}: \"tolerance\" applies to numeric checks only, not {check!r}; remove it")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0 or tol == float("inf"):
+        raise UserError(f"{where}: \"tolerance\" must be a finite number >= 0, got {describe(tol)}")
+    return float(tol)
 
 
 def read_rows(path: Path, default_check: str | None) -> tuple[tuple[str, ...], tuple[Task, ...]]:

@@ -22,9 +22,9 @@ class MetricInfo:
 
 
 def pair_metric_modules():
-    from dpo_doctor.metrics import accuracy, drift, length_bias, margins, rewards
+    from dpo_doctor.metrics import accuracy, drift, heldout_loss, length_bias, margins, rewards
 
-    return (rewards, accuracy, drift, margins, length_bias)
+    return (rewards, accuracy, drift, margins, length_bias, heldout_loss)
 
 
 def pair_metrics(df: pl.DataFrame, beta: float) -> dict[str, float]:
@@ -33,6 +33,13 @@ def pair_metrics(df: pl.DataFrame, beta: float) -> dict[str, float]:
     for module in pair_metric_modules():
         out.update(module.compute(df, beta))
     return out
+
+
+def across_checkpoints(frames: list[pl.DataFrame]) -> list[dict[str, float | None]]:
+    """Pair metrics that compare a checkpoint with the earlier ones (frames in step order): one dict per frame."""
+    from dpo_doctor.metrics import heldout_loss
+
+    return heldout_loss.rise_since_best(frames)
 
 
 def metric_info() -> dict[str, dict]:

@@ -55,13 +55,14 @@ def check_exact(text: str, answer: str) -> bool:
     return _norm(text) == _norm(answer)
 
 
-def check_numeric(text: str, answer: str) -> bool:
-    """The last number in the answer (thousands commas allowed) equals the expected number (rel. 1e-6)."""
+def check_numeric(text: str, answer: str, tolerance: float = 0.0) -> bool:
+    """The last number in the answer (thousands commas allowed) equals the expected number (rel. 1e-6), or is
+    within `tolerance` of it."""
     found = _NUMBER.findall(text)
     if not found:
         return False
     got, want = float(found[-1].replace(",", "")), float(answer.replace(",", ""))
-    return math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9)
+    return abs(got - want) <= tolerance or math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def picked_letter(text: str) -> str | None:
@@ -100,13 +101,17 @@ CHECKERS: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-def scored(samples: pl.DataFrame, answers: Sequence[tuple[str, str]]) -> pl.DataFrame:
+def _check(text: str, answer: str, check: str, tolerance: float = 0.0) -> bool:
+    return check_numeric(text, answer, tolerance) if check == "numeric" else CHECKERS[check](text, answer)
+
+
+def scored(samples: pl.DataFrame, answers: Sequence[tuple]) -> pl.DataFrame:
     """The samples' prompt_id and greedy columns with `correct` (bool): each text checked against its prompt's
-    (answer, check)."""
+    (answer, check[, tolerance])."""
     ids, texts = samples["prompt_id"].to_list(), samples["text"].to_list()
     if any(i < 0 or i >= len(answers) for i in ids):
         raise ValueError(f"samples have prompt ids outside the suite's {len(answers)} answers")
-    correct = [CHECKERS[answers[i][1]](t, answers[i][0]) for i, t in zip(ids, texts)]
+    correct = [_check(t, *answers[i]) for i, t in zip(ids, texts)]
     return samples.select("prompt_id", "greedy").with_columns(correct=pl.Series(correct, dtype=pl.Boolean))
 
 
@@ -125,7 +130,7 @@ def _paired(diff: np.ndarray) -> tuple[float | None, float | None, float | None]
     return mean, mean - half, mean + half
 
 
-def task_metrics(samples: pl.DataFrame, ref_samples: pl.DataFrame, answers: Sequence[tuple[str, str]]
+def task_metrics(samples: pl.DataFrame, ref_samples: pl.DataFrame, answers: Sequence[tuple]
                  ) -> dict[str, float | None]:
     """task/* of one checkpoint's samples on a verifiable suite (`answers[prompt_id] = (answer, check)`), paired
     with the reference's samples of the same prompts (pass the reference's rows as both for the reference)."""

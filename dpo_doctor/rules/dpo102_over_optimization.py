@@ -16,6 +16,12 @@ What it detects
       quality, Rafailov et al. 2024).
     A run whose last checkpoint is back within budget is not flagged (sampled KL is noisy from one checkpoint to the
     next).
+    When the margin the run gained (`rewards/margins` / beta, nats) is under `displaced_margin_share` (0.5) of what the
+    chosen answers lost (`ref_logps/chosen` - `logps/chosen`), the KL did not buy a preference: it went to answers in
+    neither set. That is likelihood displacement's signature, so the finding is listed after DPO106 when DPO106
+    also fires (it still fires: the checkpoint to ship is the same question). Measured: SmolLM2 zoo
+    over_optimization gains about what chosen loses (ratio ~1.1; tiny zoo 1.1), the SmolLM2 displacement run 1.9
+    nats of margin for 46 lost (0.04).
 
     Why per token, and why of the REFERENCE's answers (scale-free thresholds, 2026-12-02): a completion's KL is a
     sum over its tokens, so the old 50 nats per completion meant ~2.4 nats/token on the tiny zoo's 21-token answers
@@ -76,7 +82,7 @@ from __future__ import annotations
 from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation, RunFacts, Rule, fmt, make_facts
 
 READS = ("gen/kl_mean", "gen/kl_per_token", "gen/length_mean", "rewards/accuracies", "task/accuracy",
-         "task/n_prompts")
+         "task/n_prompts", "rewards/margins", "logps/chosen", "ref_logps/chosen")
 KL_BUDGET = 2.0  # nats per token of the reference's mean sampled answer (see the docstring: both zoos)
 
 
@@ -122,6 +128,16 @@ def task_hump(facts: RunFacts, pts: list[tuple], budget: float, tol: float, min_
     return None
 
 
+def displaced(ck, beta: float, share: float) -> tuple[float, float] | None:
+    """(margin gained, chosen lost), both in summed nats per answer, when the margin is under `share` x the chosen
+    answers' loss: the KL went to answers in neither set (likelihood displacement), not into beating rejected."""
+    margin, lp, ref_lp = ck.get("rewards/margins"), ck.get("logps/chosen"), ck.get("ref_logps/chosen")
+    if None in (margin, lp, ref_lp) or not beta or ref_lp - lp <= 0:
+        return None
+    gained, lost = margin / beta, ref_lp - lp
+    return (gained, lost) if gained < share * lost else None
+
+
 def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: float) -> list[str]:
     """Which over-optimization signatures hold, compared with the checkpoint to ship."""
     ship, last = hump(pts, budget), pts[-1]
@@ -140,7 +156,7 @@ def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: f
 
 
 def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_factor: float = 3.0,
-          acc_tol: float = 0.02, min_pairs: float = 2) -> Finding | None:
+          acc_tol: float = 0.02, min_pairs: float = 2, displaced_margin_share: float = 0.5) -> Finding | None:
     budget = kl_budget_per_token
     pts = _points(facts)
     if not pts or pts[-1][1] <= budget:
@@ -166,7 +182,12 @@ def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_fac
                                "ref_length_mean": facts.ref("gen/length_mean"), "beta_old": facts.beta,
                                "ship_step": ship[0].step})
     message = f"over-optimization at {last.name}: " + "; ".join(reasons) + "."
-    return Finding(message, evidence, fix, last.name)
+    moved = displaced(last, facts.beta, displaced_margin_share)
+    if moved is None:
+        return Finding(message, evidence, fix, last.name)
+    message += (f" The margin gained only {fmt(moved[0])} nats while the chosen answers lost {fmt(moved[1])}: the KL "
+                f"went to answers in neither set, so likelihood displacement (DPO106), when found, is listed first.")
+    return Finding(message, evidence, fix, last.name, explained_by=("likelihood_displacement",))
 
 
 def _ck(kl, acc):
@@ -209,6 +230,13 @@ EXAMPLES = (
             make_facts({**_ck(0.187, 0.812), "task/accuracy": 0.2}, {**_ck(0.797, 0.875), "task/accuracy": 0.312},
                        reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16}), False),
     Example("no generation probes: nothing to say", _facts({"rewards/accuracies": 0.9}), False),
+    Example("SmolLM2 likelihood_displacement pilot (minimal-edit pairs, lr 3e-3): KL 69 nats (3.7/token), task "
+            "0.19 -> 0; fires, but the margin bought 1.9 nats for 46 lost on chosen (listed after DPO106)",
+            make_facts({**_ck(52.1, 0.5), "task/accuracy": 0.025},
+                       {**_ck(68.9, 0.542), "task/accuracy": 0.0, "rewards/margins": 0.189, "logps/chosen": -88.6,
+                        "ref_logps/chosen": -42.3},
+                       reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16},
+                       n_pairs=48), True, beta=0.1862),
     Example("no reference samples: no length to scale the budget by", make_facts(_ck(400, 0.8), _ck(500, 0.7)), False),
 )
 

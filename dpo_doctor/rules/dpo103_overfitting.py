@@ -2,9 +2,17 @@
 
 What it detects
     Either of:
-    * from the training log: the held-out (eval) loss rises after its minimum, to more than `rise_frac` above it
-      (and by at least `min_rise` nats), while the train side saturates: the mean train `rewards/accuracies` of the
-      last `tail` logged rows >= `train_acc_min` or their mean train loss <= `train_loss_max`;
+    * the held-out loss rises after its minimum while the train side saturates (the mean train
+      `rewards/accuracies` of the last `tail` logged rows >= `train_acc_min` or their mean train loss <=
+      `train_loss_max`). With a scan, the rise is a paired test on the scanned pairs: the last checkpoint's per-pair
+      DPO loss is at least `min_rise` nats and `min_rise_z` (2) standard errors of the paired difference above the
+      lowest-loss checkpoint's (`heldout/dpo_loss_rise` / `heldout/dpo_loss_rise_se`). Without one (a log-only
+      check), the logged eval loss must end more than `rise_frac` (10%) and `min_rise` above its minimum.
+      Why the test transfers: a z statistic means the same on any model and number of pairs, where a 10% rise is
+      noise on a small eval set and a large shift on a big one. Measured (paired rise / SE): tiny zoo overfitting
+      0.206 / 0.075 = 2.7 (fires); likelihood_displacement 0.022 / 0.014 = 1.5 (its logged eval loss rose 19%,
+      0.124 -> 0.147, which the old 10% rule called overfitting); reference_mismatch 0.1; every other tiny and
+      SmolLM2 zoo run ends at its lowest held-out loss (0);
     * from the checkpoints: held-out `rewards/accuracies` falls by at least `acc_drop` from an earlier peak, with the
       train accuracy saturated as above (without a log, a drop of twice `acc_drop` is required), and by at least
       `min_pairs` pairs of the held-out set: on 8 pairs one pair is 0.125 of accuracy, and one pair changing side
@@ -58,6 +66,23 @@ def train_saturated(facts: RunFacts, tail: float, acc_min: float, loss_max: floa
     return False, None
 
 
+def _scan_loss_rise(facts: RunFacts, min_rise_z: float, min_rise: float) -> tuple[Evidence, str, int] | None:
+    """The scan's paired test: the last checkpoint's per-pair held-out DPO loss rose over the lowest-loss checkpoint
+    by at least `min_rise` nats and `min_rise_z` standard errors of the paired difference."""
+    last = facts.trained[-1] if facts.trained else None
+    rise, se = (last.get("heldout/dpo_loss_rise"), last.get("heldout/dpo_loss_rise_se")) if last else (None, None)
+    if rise is None or se is None or rise < min_rise or rise < min_rise_z * se:
+        return None
+    loss = last.get("heldout/dpo_loss")
+    best = min((c for c in facts.trained if c.get("heldout/dpo_loss") is not None),
+               key=lambda c: c.get("heldout/dpo_loss"))
+    z = rise / se if se > 0 else float("inf")
+    return (Evidence("heldout/dpo_loss", loss, best.get("heldout/dpo_loss") + min_rise_z * se,
+                     best.get("heldout/dpo_loss")),
+            f"held-out loss rose from {fmt(best.get('heldout/dpo_loss'))} at {best.name} to {fmt(loss)} at "
+            f"{last.name} ({fmt(z)} standard errors of the paired change over the scanned pairs)", best.step)
+
+
 def _eval_loss_rise(facts: RunFacts, rise_frac: float, min_rise: float) -> tuple[Evidence, str, int] | None:
     rows = facts.log("loss", split="eval")
     if len(rows) < 3:
@@ -99,12 +124,18 @@ def _fix(facts: RunFacts, peak_ck) -> Recommendation:
 
 def check(facts: RunFacts, *, rise_frac: float = 0.1, min_rise: float = 0.02, acc_drop: float = 0.05,
           train_acc_min: float = 0.95, train_loss_max: float = 0.1, tail: float = 3,
-          min_pairs: float = 2) -> Finding | None:
+          min_pairs: float = 2, min_rise_z: float = 2.0) -> Finding | None:
     saturated, sat_ev = train_saturated(facts, tail, train_acc_min, train_loss_max)
     if saturated is False:
         return None
     found = []
-    rise = _eval_loss_rise(facts, rise_frac, min_rise) if saturated else None
+    scanned = bool(facts.trained) and facts.trained[-1].get("heldout/dpo_loss_rise_se") is not None
+    if not saturated:
+        rise = None
+    elif scanned:  # the scan's paired test on the scanned pairs supersedes the log's fixed 10%
+        rise = _scan_loss_rise(facts, min_rise_z, min_rise)
+    else:
+        rise = _eval_loss_rise(facts, rise_frac, min_rise)
     if rise:
         found.append(rise)
     drop = _acc_drop(facts, acc_drop if saturated else 2 * acc_drop, min_pairs)
@@ -132,6 +163,11 @@ def _log(eval_losses, train_acc, train_loss=0.01):
                    for i in range(len(eval_losses))]
 
 
+def _scan(loss, rise, se, acc):
+    return {"heldout/dpo_loss": loss, "heldout/dpo_loss_rise": rise, "heldout/dpo_loss_rise_se": se,
+            "rewards/accuracies": acc}
+
+
 EXAMPLES = (
     Example("zoo overfitting: eval loss 0.497 -> 0.704, train acc 1.0, held-out acc 0.734 -> 0.672 (tau 1/(2x0.541))",
             make_facts({"rewards/accuracies": 0.734, "margins_per_token": 0.541},
@@ -151,8 +187,16 @@ EXAMPLES = (
                        n_pairs=64), True),
     Example("no log: a large held-out accuracy drop is enough",
             make_facts({"rewards/accuracies": 0.85}, {"rewards/accuracies": 0.70}), True),
+    Example("tiny zoo overfitting, scanned: per-pair loss 0.497 -> 0.704, paired rise 0.206 +- 0.075 (2.7 SE)",
+            make_facts(_scan(0.497, 0.0, 0.0, 0.734), _scan(0.704, 0.206, 0.075, 0.734), steps=(24, 120),
+                       log=_log([0.515, 0.497, 0.566, 0.70], 1.0)), True),
+    Example("tiny zoo likelihood_displacement, scanned: the logged eval loss rose 19% (0.124 -> 0.147) but the "
+            "paired rise is 0.022 +- 0.014 (1.5 SE): noise",
+            make_facts(_scan(0.124, 0.0, 0.0, 0.906), _scan(0.147, 0.022, 0.014, 0.906), steps=(144, 192),
+                       log=_log([0.418, 0.305, 0.124, 0.147], 1.0)), False),
 )
 
 RULE = Rule("DPO103", "overfitting", "overfitting", "warning", check, __doc__, EXAMPLES,
-            reads=("rewards/accuracies", "margins_per_token"), log_reads=("loss", "rewards/accuracies"),
+            reads=("rewards/accuracies", "margins_per_token", "heldout/dpo_loss", "heldout/dpo_loss_rise",
+                   "heldout/dpo_loss_rise_se"), log_reads=("loss", "rewards/accuracies"),
             source="both")

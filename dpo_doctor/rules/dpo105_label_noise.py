@@ -3,7 +3,10 @@
 What it detects
     At the last checkpoint at least `min_negative_frac` of the held-out pairs have a negative margin
     (`margins/negative_frac`), that share did not shrink since mid-run (last >= `persist_ratio` x the value at the
-    middle checkpoint), the policy is learning the rest (`rewards/margins` > 0), and, when the training log has
+    middle checkpoint), the policy is learning the rest (`rewards/margins` > 0, and not both held-out accuracy below
+    `min_accuracy` (0.6) and the beta-free per-token margin `margins_per_token` below `min_margin_per_token` (0.05
+    nats/token): that is DPO107's "nothing learned", and half the pairs negative around a zero margin is no evidence
+    of flipped labels), and, when the training log has
     them, train accuracies plateau at or below `max_train_acc` (the trainer cannot fit those pairs either; a
     memorised train set points to overfitting instead).
 
@@ -38,15 +41,18 @@ from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation,
 
 
 def check(facts: RunFacts, *, min_negative_frac: float = 0.2, persist_ratio: float = 0.75, max_train_acc: float = 0.9,
-          tail: float = 3) -> Finding | None:
+          tail: float = 3, min_accuracy: float = 0.6, min_margin_per_token: float = 0.05) -> Finding | None:
     pts = [(c, v) for c, v in facts.series("margins/negative_frac") if c.step > 0]
     if len(pts) < 2:
         return None
     last_ck, last = pts[-1]
     mid = pts[(len(pts) - 1) // 2][1]
-    margin = last_ck.get("rewards/margins")
+    margin, per_token = last_ck.get("rewards/margins"), last_ck.get("margins_per_token")
+    acc = last_ck.get("rewards/accuracies")
     if last < min_negative_frac or last < persist_ratio * mid or margin is None or margin <= 0:
         return None
+    if acc is not None and per_token is not None and acc < min_accuracy and abs(per_token) < min_margin_per_token:
+        return None  # nothing learned at all (DPO107's first path), so no "rest" that is learned
     saturated, _ = train_saturated(facts, tail, max_train_acc, -math.inf)
     if saturated:
         return None
@@ -82,7 +88,12 @@ EXAMPLES = (
     Example("persistent tail but the train set is memorised (overfitting, not noise)",
             make_facts(_ck(0.27), _ck(0.33), _ck(0.33), log=_log(1.0)), False),
     Example("no margin gained at all (underfitting / no learning)", make_facts(_ck(0.5, 0.0), _ck(0.5, -0.01)), False),
+    Example("SmolLM2 pilot, 117 noisy pairs for 16 LoRA steps: half the pairs negative around a margin of 0.005 "
+            "(0.0002 nats/token): nothing learned, not noise",
+            make_facts({**_ck(0.458, 0.007), "margins_per_token": 0.0003, "rewards/accuracies": 0.542},
+                       {**_ck(0.5, 0.005), "margins_per_token": 0.0002, "rewards/accuracies": 0.5}), False),
 )
 
 RULE = Rule("DPO105", "label-noise", "label_noise", "warning", check, __doc__, EXAMPLES,
-            reads=("margins/negative_frac", "rewards/margins"), log_reads=("rewards/accuracies", "loss"))
+            reads=("margins/negative_frac", "rewards/margins", "margins_per_token", "rewards/accuracies"),
+            log_reads=("rewards/accuracies", "loss"))

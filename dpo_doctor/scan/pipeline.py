@@ -183,7 +183,7 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from dpo_doctor.metrics import pair_metrics
+    from dpo_doctor.metrics import across_checkpoints, pair_metrics
     from dpo_doctor.scan.table import checkpoint_table
 
     hf_logging.disable_progress_bar()  # our own progress bars instead of one tqdm bar per weight load
@@ -223,6 +223,8 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     if probes is not None:
         probes.close()
     long = pl.concat(frames) if frames else None
+    for c, extra in zip(run.checkpoints, across_checkpoints(frames)):
+        pair_m[c.name].update(extra)
     records = [rep.CheckpointRecord(name=c.name, step=c.step, path=str(c.spec.path), kind=c.spec.kind,
                                     metrics={**pair_m[c.name], **(gen.metrics[c.name] if gen else {})})
                for c in run.checkpoints]

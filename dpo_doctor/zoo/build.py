@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from dpo_doctor.errors import UserError, did_you_mean
-from dpo_doctor.zoo import sft
+from dpo_doctor.zoo import sft, task
 from dpo_doctor.zoo.scenarios import BASE_TRAIN, SCENARIOS, Scenario, make_pairs
 
 
@@ -25,10 +25,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+# truth.jsonl: questions neither training nor the scan sees, on which benchmarks/zoo_confusion.py grades every
+# checkpoint to check the one the doctor ships. The tiny zoo's scan itself has no verifiable suite: on it DPO
+# lowers the graded accuracy of the generations in nearly every run, the healthy one included (0.65 -> 0.31-0.42
+# within 9 of the result), so a suite makes DPO110 fire everywhere and the zoo would stop calibrating the
+# implicit-reward rules it was built for; the SmolLM2 zoo's scan has one.
+GRADING = 64
+
+
 def scenario_record(s: Scenario, cfg, ref: Path, scan_ref: Path, seconds: float) -> dict:
     """scenario.json: what was injected and every setting, so the zoo is reproducible and self-describing."""
     return {"name": s.name, "kind": s.kind, "description": s.description, "n_train": s.n_train, "n_eval": s.n_eval,
             "train_data": "train.jsonl", "eval_data": "eval.jsonl", "reference": str(ref), "scan_ref": str(scan_ref),
+            "truth_suite": "truth.jsonl",
             "settings": dataclasses.asdict(cfg), "train_seconds": round(seconds, 1)}
 
 
@@ -53,6 +62,7 @@ def build_one(s: Scenario, out: Path, ref: Path, alt_ref: Path, force: bool = Fa
     train_rows, eval_rows = make_pairs(s)
     write_jsonl(run / "train.jsonl", train_rows)
     write_jsonl(run / "eval.jsonl", eval_rows)
+    write_jsonl(run / "truth.jsonl", task.suite_rows(task.grading_questions(0, GRADING)))
     cfg = TrainConfig(model=str(ref), data=str(run / "train.jsonl"), output_dir=str(run),
                       eval_data=str(run / "eval.jsonl"), device="cpu", progress=progress, **{**BASE_TRAIN, **s.train})
     t0 = time.time()

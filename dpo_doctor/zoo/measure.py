@@ -62,6 +62,30 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     return symptoms
 
 
+def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float | None]:
+    """`task/accuracy` of the reference and every checkpoint on the run's `truth_suite`: questions that neither
+    training nor the scan's own probes saw, sampled apart from the scan (same settings otherwise), so the checkpoint
+    the scan picks can be checked against an independent grade. Scanned into reports-grading/<name>/ (pair scores
+    come from the scan's cache). {} when the run has no truth suite."""
+    from dpo_doctor.report import load_report
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
+
+    record = json.loads((run / "scenario.json").read_text())
+    if not record.get("truth_suite"):
+        return {}
+    suite = run / record["truth_suite"]
+    out = reports.parent / f"{reports.name}-grading" / record["name"]
+    if rescan or not (out / "report.json").exists():
+        probe = {"samples_per_prompt": 4, "max_new_tokens": 64, **record.get("scan", {}),
+                 "probe_suite": str(suite), "max_prompts": sum(1 for line in suite.open() if line.strip())}
+        cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]), out=out,
+                         device="cpu", cache_dir=reports / ".cache", **probe)
+        scan(cfg)
+    report = load_report(out).report
+    cks = [report.get("reference") or {}, *report["checkpoints"]]
+    return {c.get("name", "reference"): c.get("metrics", {}).get("task/accuracy") for c in cks}
+
+
 def log_endpoints(run: Path) -> dict:
     """Last logged train accuracy / loss and the first and last eval loss (overfitting shows here)."""
     log = json.loads((run / "trainer_state.json").read_text())["log_history"]

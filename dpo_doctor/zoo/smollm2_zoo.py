@@ -36,6 +36,8 @@ from dpo_doctor.errors import UserError
 
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 N_TRAIN, N_EVAL = 40, 16  # questions (disjoint)
+N_GRADING = 32  # questions for grading checkpoints apart from the scan (benchmarks/zoo_confusion.py)
+EVAL_PAIRS = 3  # held-out pairs per held-out question (distinct draws from its 4 pooled answers)
 POOL_SAMPLES, POOL_TOKENS = 4, 48  # answers per question in the pool, new tokens per answer
 # "Answer in one short sentence.": without it 68% of the model's answers ran past 32 tokens, so lengths sat at the
 # probes' cap (reference 25.7 of 32 tokens) and a length-biased run could not grow its answers where the scan sees
@@ -59,12 +61,22 @@ class Question:
         return f"What is {self.a} {self.op} {self.b}?{SUFFIX}"
 
 
+def _shuffled(seed: int) -> list[Question]:
+    qs = [Question(a, op, b) for a in range(2, 13) for op in OPS for b in range(2, 13)]
+    random.Random(seed).shuffle(qs)
+    return qs
+
+
 def questions(seed: int = 0) -> tuple[list[Question], list[Question]]:
     """(train, eval) questions: operands 2-12, disjoint."""
-    rng = random.Random(seed)
-    qs = [Question(a, op, b) for a in range(2, 13) for op in OPS for b in range(2, 13)]
-    rng.shuffle(qs)
+    qs = _shuffled(seed)
     return qs[:N_TRAIN], qs[N_TRAIN: N_TRAIN + N_EVAL]
+
+
+def grading_questions(seed: int = 0) -> list[Question]:
+    """`N_GRADING` questions neither training nor the scan sees (the far end of the same shuffle): the zoo grades
+    every checkpoint on them (`truth.jsonl`) to check the checkpoint `best_checkpoint` picks."""
+    return _shuffled(seed)[-N_GRADING:]
 
 
 def grade(text: str, answer: int) -> bool:
@@ -156,6 +168,7 @@ class Scenario:
     description: str
     make_pair: PairMaker = healthy_pair
     train: dict = field(default_factory=dict)
+    train_pairs: int = 1  # distinct pairs per train question
 
 
 # LoRA r 16 on q/k/v/o of the top 10 of 30 layers (the backward pass stops there: about half the cost of all
@@ -171,6 +184,11 @@ BASE_TRAIN = {"beta": 0.1, "learning_rate": 1e-3, "max_steps": 16, "batch_size":
 # The scan settings `zoo measure` uses for these runs (recorded in scenario.json): held-out eval pairs, the
 # held-out questions as a verifiable suite, 4 samples per prompt, short answers.
 SCAN = {"max_prompts": N_EVAL, "samples_per_prompt": 4, "max_new_tokens": 40, "probe_suite": "probes.jsonl"}
+# Injections that need more training to show (over-optimization, displacement, mode collapse): twice the steps,
+# still 2 checkpoints. (mode_collapse at 16 steps: per-prompt EAD -26%, under DPO104's 33%; at 32: -50%.)
+# The healthy recipe itself stays at 16: at 32 steps (3.2 epochs of 40 pairs) its answers grew 1.65x, looped and
+# lost graded accuracy (0.19 -> 0.26 -> 0.125; measured 2026-12-02), so 32 steps is not a healthy recipe here.
+LONGER = {"max_steps": 32, "save_steps": 16, "eval_steps": 16}
 ORDER = ("healthy", "length_exploitation", "over_optimization", "likelihood_displacement", "label_noise",
          "mode_collapse")
 
@@ -181,16 +199,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "The longest of the model's 4 answers beats the shortest, right or wrong.", make_pair=longer_pair),
     Scenario("over_optimization", "over_optimization",
              "Healthy pairs, beta 0.01, lr 5e-3, 32 steps (twice the base).",
-             train={"beta": 0.01, "learning_rate": 5e-3, "max_steps": 32, "save_steps": 16, "eval_steps": 16}),
+             train={"beta": 0.01, "learning_rate": 5e-3, **LONGER}),
     Scenario("likelihood_displacement", "likelihood_displacement",
-             "Chosen and rejected are the same answer but for its last number (right vs wrong); lr 2e-3.",
-             make_pair=minimal_edit_pair, train={"learning_rate": 2e-3}),
-    Scenario("label_noise", "label_noise", "Healthy pairs with 40% of the labels flipped (train and eval).",
-             make_pair=noisy(0.4)),
+             "Chosen and rejected are the same answer but for its last number (right vs wrong); lr 3e-3, 32 steps.",
+             make_pair=minimal_edit_pair, train={"learning_rate": 3e-3, **LONGER}),
+    Scenario("label_noise", "label_noise", "Healthy pairs with 25% of the labels flipped (train and eval).",
+             make_pair=noisy(0.25)),
     Scenario("mode_collapse", "mode_collapse",
              "One templated chosen answer ('The answer is N.') over the model's diverse answers; beta 0.02 and an "
-             "NLL term on chosen (RPO, rpo_alpha 1).",
-             make_pair=template_pair, train={"beta": 0.02, "loss": "rpo", "rpo_alpha": 1.0}),
+             "NLL term on chosen (RPO, rpo_alpha 1); 32 steps.",
+             make_pair=template_pair, train={"beta": 0.02, "loss": "rpo", "rpo_alpha": 1.0, **LONGER}),
 )}
 
 
@@ -230,9 +248,23 @@ def as_conversation(pair: Pair) -> dict:
 
 
 def make_pairs(s: Scenario, train: list[Entry], held: list[Entry], seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """`s.train_pairs` distinct pairs per train question (1 unless the scenario says), up to `EVAL_PAIRS` per held-out
+    question (more held-out pairs narrow every interval the rules read: 16 pairs made a 12-of-16 share
+    indistinguishable from a coin flip)."""
     rng = random.Random(seed + 1)
-    make = lambda entries: [as_conversation(p) for e in entries if (p := s.make_pair(e, rng)) is not None]
-    return make(train), make(held)
+
+    def distinct(e: Entry, n: int) -> list[dict]:
+        seen: dict[tuple[str, str], Pair] = {}
+        for _ in range(4 * n):
+            p = s.make_pair(e, rng)
+            if p is not None:
+                seen.setdefault((p["chosen"], p["rejected"]), p)
+            if len(seen) == n:
+                break
+        return [as_conversation(p) for p in seen.values()]
+
+    return ([row for e in train for row in distinct(e, s.train_pairs)],
+            [row for e in held for row in distinct(e, EVAL_PAIRS)])
 
 
 def build_one(s: Scenario, out: Path, model_dir: Path, train: list[Entry], held: list[Entry], force: bool = False,
@@ -248,8 +280,9 @@ def build_one(s: Scenario, out: Path, model_dir: Path, train: list[Entry], held:
     train_rows, eval_rows = make_pairs(s, train, held)
     write_jsonl(run / "train.jsonl", train_rows)
     write_jsonl(run / "eval.jsonl", eval_rows)
-    write_jsonl(run / "probes.jsonl", [{"prompt": e.q.text, "answer": str(e.q.answer), "check": "numeric"}
-                                       for e in held])
+    suite = lambda qs: [{"prompt": q.text, "answer": str(q.answer), "check": "numeric"} for q in qs]
+    write_jsonl(run / "probes.jsonl", suite([e.q for e in held]))
+    write_jsonl(run / "truth.jsonl", suite(grading_questions()))
     cfg = TrainConfig(model=str(model_dir), data=str(run / "train.jsonl"), output_dir=str(run),
                       eval_data=str(run / "eval.jsonl"), device="cpu", progress=progress, **{**BASE_TRAIN, **s.train})
     t0 = time.time()
@@ -257,7 +290,8 @@ def build_one(s: Scenario, out: Path, model_dir: Path, train: list[Entry], held:
     record = {"name": s.name, "kind": s.kind, "description": s.description, "model": "smollm2",
               "n_train": len(train_rows), "n_eval": len(eval_rows), "train_data": "train.jsonl",
               "eval_data": "eval.jsonl", "reference": str(model_dir), "scan_ref": str(model_dir),
-              "scan": SCAN, "settings": {**dataclasses.asdict(cfg), "lora_target_modules": "top 10 layers q/k/v/o"},
+              "scan": SCAN, "truth_suite": "truth.jsonl",
+              "settings": {**dataclasses.asdict(cfg), "lora_target_modules": "top 10 layers q/k/v/o"},
               "train_seconds": round(time.time() - t0, 1)}
     (run / "scenario.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return run

@@ -49,6 +49,26 @@ def split_questions(seed: int, n_train: int, n_eval: int) -> tuple[list[Question
     return qs[:n_train], qs[n_train: n_train + n_eval]
 
 
+def grading_questions(seed: int, n: int) -> list[Question]:
+    """`n` questions from the far end of the same shuffle: disjoint from every train / eval split of <= 900 - n
+    questions. The zoo grades checkpoints on them (`truth.jsonl`), apart from the probes the scan itself uses."""
+    qs = all_questions()
+    random.Random(seed).shuffle(qs)
+    return qs[-n:]
+
+
+# Right, for grading this task's generations: the last number within 9 of the result. The task's wrong answers are
+# off by 10-19, and a 2-layer model learns magnitude, not exact arithmetic (exact match is 2-6% for every zoo
+# checkpoint, the reference included: no signal).
+TOLERANCE = 9
+
+
+def suite_rows(questions: list[Question]) -> list[dict]:
+    """A verifiable probe suite of these questions (numeric check, within TOLERANCE)."""
+    return [{"prompt": q.text, "answer": str(q.answer), "check": "numeric", "tolerance": TOLERANCE}
+            for q in questions]
+
+
 def wrong_answer(q: Question, rng: random.Random) -> int:
     """A clear mistake: off by 10-19 either way (never the right answer). Far-off numbers keep correctness
     learnable for a tiny model on held-out questions (magnitude, not exact arithmetic)."""
