@@ -15,16 +15,19 @@ Output keys: `confusion` {injected kind: {kind of the first (most severe) diagno
 `injected_first` (on every scenario the injected kind is the first diagnosis), `best_gap` (below), under one key
 per zoo ("tiny", "smollm2"); `seconds`.
 
-`best_gap`: is the checkpoint the doctor ships the truly best one? Every zoo run carries two verifiable suites of
-held-out questions: `probes.jsonl`, which the scan itself probes (so `task/accuracy` is measured and
-`best_checkpoint` picks by it, as it would for a user with a suite), and `truth.jsonl`, other questions that neither
-training nor the scan sees (tiny zoo 64, SmolLM2 zoo 32). `dpo_doctor.zoo.measure.grade_run` scans every checkpoint
-again on truth.jsonl (independent samples, same settings) and its `task/accuracy` is the checkpoint's true quality
-(SmolLM2 zoo: the exact result; tiny zoo: within 9 of it, the task's own notion of right, `zoo.task.TOLERANCE`).
-Per scenario: `doctor` = the checkpoint `best_checkpoint` ships and `signal` the quality signal it used, `true` =
-the best-graded trained checkpoint, `gap_points` = 100 x (true quality of `true` - of `doctor`); `blind` and
-`blind_gap_points` = the same for the pick WITHOUT a quality signal (task/* and judge/* removed: what a user with
-neither a suite nor a judge gets). `best_gap_points` / `best_blind_gap_points`: mean and max over scenarios.
+`best_gap`: is the checkpoint the doctor ships the truly best one? Every zoo run carries `truth.jsonl`, held-out
+questions that neither training nor any scan probes (tiny zoo 64, SmolLM2 zoo 32); `dpo_doctor.zoo.measure.grade_run`
+scans every checkpoint again on them (independent samples, same settings) and their graded `task/accuracy` is the
+checkpoint's true quality (SmolLM2 zoo: the exact result; tiny zoo: within 9 of it, the task's own notion of right,
+`zoo.task.TOLERANCE`). `true` = the best-graded trained checkpoint. Two picks are checked against it:
+* `suite`: `best_checkpoint` with a verifiable probe suite, i.e. by `task/accuracy` on the scan's own probe prompts
+  (other questions than truth.jsonl). The SmolLM2 zoo's scan has that suite; for the tiny zoo
+  `zoo.measure.suite_scan` scans the run again with a suite of the same 32 prompts its plain scan probes (samples
+  from the cache), since the tiny zoo's own scan has none (see zoo/build.py for why);
+* `blind`: the pick without any quality signal (task/* and judge/* removed): what a user with neither a suite nor
+  a judge gets.
+`*_gap_points` = 100 x (true quality of `true` - of the pick); `best_suite_gap_points` / `best_blind_gap_points`:
+mean and max over scenarios.
 """
 
 from __future__ import annotations
@@ -85,24 +88,30 @@ def best_gap(run: Path, report_dir: Path, diagnoses: list, rescan: bool = False)
     """The checkpoint the doctor ships vs the truly best one, graded on questions it never saw (module doc)."""
     import dataclasses
 
+    from dpo_doctor.rules import run_rules
     from dpo_doctor.rules.best import choose_best
-    from dpo_doctor.zoo.measure import grade_run
+    from dpo_doctor.zoo.measure import grade_run, suite_scan
 
     graded = {k: v for k, v in grade_run(run, report_dir.parent, rescan).items() if v is not None}
     facts = _facts(report_dir)
     trained = [c.name for c in facts.trained if c.name in graded]
     if not trained:
         return None
+    true = max(trained, key=lambda n: graded[n])
+    gap = lambda n: None if n not in graded else round(100 * (graded[true] - graded[n]), 1)  # noqa: E731
     blind = dataclasses.replace(facts, checkpoints=tuple(
         dataclasses.replace(c, metrics={k: v for k, v in c.metrics.items() if not k.startswith(("task/", "judge/"))})
         for c in facts.checkpoints))
-    best = choose_best(facts, diagnoses) or {}
-    pick, blind_pick = best.get("name"), (choose_best(blind, diagnoses) or {}).get("name")
-    true = max(trained, key=lambda n: graded[n])
-    gap = lambda n: None if n not in graded else round(100 * (graded[true] - graded[n]), 1)
-    return {"doctor": pick, "signal": best.get("signal"), "true": true, "gap_points": gap(pick),
+    blind_pick = (choose_best(blind, diagnoses) or {}).get("name")
+    suite_dir = suite_scan(run, report_dir.parent, rescan)  # tiny zoo: the same scan with a suite
+    suite_facts = _facts(suite_dir) if suite_dir else facts
+    suite = choose_best(suite_facts, run_rules(suite_facts) if suite_dir else diagnoses) or {}
+    has_suite = any(c.get("task/accuracy") is not None for c in suite_facts.checkpoints)
+    return {"true": true, "graded": {n: round(graded[n], 3) for n in ["reference", *trained] if n in graded},
             "blind": blind_pick, "blind_gap_points": gap(blind_pick),
-            "graded": {n: round(graded[n], 3) for n in ["reference", *trained] if n in graded}}
+            "suite": suite.get("name") if has_suite else None, "suite_signal": suite.get("signal"),
+            "suite_confidence": suite.get("confidence"),
+            "suite_gap_points": gap(suite.get("name")) if has_suite else None}
 
 
 def _facts(report_dir: Path):
@@ -131,7 +140,7 @@ def zoo_result(zoo: str, rescan: bool) -> dict:
     result = confusion(rows)
     for (name, _, d), (_, _, diagnoses) in zip(scans, rows):
         result["scenarios"][name]["best"] = best_gap(runs / name, d, diagnoses, rescan)
-    for key in ("gap_points", "blind_gap_points"):
+    for key in ("suite_gap_points", "blind_gap_points"):
         gaps = [p["best"][key] for p in result["scenarios"].values() if p.get("best") and p["best"][key] is not None]
         result[f"best_{key}"] = {"mean": round(sum(gaps) / len(gaps), 1), "max": max(gaps)} if gaps else None
     result["seconds"] = round(time.time() - t0, 1)

@@ -158,8 +158,8 @@ def test_displacement_is_listed_before_the_kl_blow_up_it_explains():
     """SmolLM2 zoo likelihood_displacement (minimal-edit pairs, lr 3e-3): sampled KL 69 nats over 18.5-token reference
     answers (3.7 nats/token) and graded accuracy 0.19 -> 0 make DPO102 fire, but the margin gained 1.9 nats while
     the chosen answers lost 46: the KL went to answers in neither set, so displacement (DPO106) is the cause and
-    comes first. The zoo's over_optimization run gains about as much margin as chosen loses (83 vs 78 nats):
-    DPO102 stays first."""
+    comes first. The zoo's over_optimization run gained 38.8 nats of margin for 110 lost (0.35 > 0.15): DPO102
+    stays first."""
     def ck(kl, task, margin, lost, beta):
         return {"gen/kl_mean": kl, "rewards/accuracies": 0.54, "task/accuracy": task, "rewards/margins": margin,
                 "ref_logps/chosen": -42.3, "logps/chosen": -42.3 - lost, "drift_per_token/chosen": -2.28,
@@ -168,8 +168,8 @@ def test_displacement_is_listed_before_the_kl_blow_up_it_explains():
     displaced = R.run_rules(make_facts(ck(52, 0.025, -0.08, 33, 0.1), ck(69, 0.0, 0.189, 46, 0.1), reference=ref,
                                        n_pairs=48))
     assert [d.code for d in displaced][:2] == ["DPO106", "DPO102"]
-    over = R.run_rules(make_facts(ck(42, 0.0, 0.9, 70, 0.01), ck(40, 0.0, 0.83, 78, 0.01), reference=ref, beta=0.01,
-                                  n_pairs=48))
+    over = R.run_rules(make_facts(ck(42, 0.0, 0.628, 164, 0.01), ck(40, 0.0, 0.388, 110, 0.01), reference=ref,
+                                  beta=0.01, n_pairs=48))
     assert [d.code for d in over][:2] == ["DPO102", "DPO106"]
 
 

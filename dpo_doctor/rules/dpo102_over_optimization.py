@@ -16,39 +16,13 @@ What it detects
       quality, Rafailov et al. 2024).
     A run whose last checkpoint is back within budget is not flagged (sampled KL is noisy from one checkpoint to the
     next).
-    When the margin the run gained (`rewards/margins` / beta, nats) is under `displaced_margin_share` (0.5) of what the
-    chosen answers lost (`ref_logps/chosen` - `logps/chosen`), the KL did not buy a preference: it went to answers in
-    neither set. That is likelihood displacement's signature, so the finding is listed after DPO106 when DPO106
-    also fires (it still fires: the checkpoint to ship is the same question). Measured: SmolLM2 zoo
-    over_optimization gains about what chosen loses (ratio ~1.1; tiny zoo 1.1), the SmolLM2 displacement run 1.9
-    nats of margin for 46 lost (0.04).
-
-    Why per token, and why of the REFERENCE's answers (scale-free thresholds, 2026-12-02): a completion's KL is a
-    sum over its tokens, so the old 50 nats per completion meant ~2.4 nats/token on the tiny zoo's 21-token answers
-    and ~0.2 on a model answering in 250 tokens: the same number meant ten times more drift on one model than on
-    another. Divided by the reference's typical answer length it means the same on both. The reference's length,
-    not the policy's own: over-optimization usually makes answers blow up (tiny zoo: 2.4x), and dividing by the
-    policy's length would excuse exactly that (per own sampled token the tiny over_optimization run spends 4.8-6.2,
-    likelihood_displacement's short answers 3.0-4.7: no gap; per reference token 10.8-18.5 vs 2.1-3.6).
-    Measured (`dpo-doctor zoo measure`, nats per reference-answer token, all checkpoints):
-    * tiny zoo (21.2-token reference answers, 32 prompts x 4 samples): healthy 0.59-1.33, label_noise 0.23-0.43,
-      length_exploitation 1.37-3.2 (1.4 at the last), likelihood_displacement 2.1-3.6, mode_collapse 0.31-0.73,
-      over_optimization 10.8-18.5 (12.1 at the last: a blow-up, 6x the budget);
-    * SmolLM2 zoo (LoRA on its own answers, 18.5-token reference answers, 16 prompts x 4 samples): healthy
-      0.01-0.04, length_exploitation 0.02-0.06, likelihood_displacement 0.03-0.08, label_noise 0.003-0.009,
-      mode_collapse 0.13-0.27, over_optimization 2.28 and 2.17 (both checkpoints past the budget, no blow-up: it
-      fires through the task hump, graded accuracy 0.19 -> 0 while reward accuracy stayed 0.75-0.81).
-    The zoos' healthy runs differ 30x per token (the tiny model is fully fine-tuned at lr 1e-3, SmolLM2 gets LoRA
-    on 10 layers), so no single budget sits just above both healthy runs; 2 is above both, over_optimization
-    passes it on both, and on SmolLM2 the verifiable task (not a second, smaller budget) supplies the quality
-    signal that says the KL bought nothing. Per reference token the tiny likelihood_displacement run (2.1-3.6)
-    and the SmolLM2 over_optimization run (2.2) overlap, so a blow-up factor cannot tell them apart: the quality
-    axis does.
-    Budget 2 (42 nats per completion on the tiny zoo, where the old default was 50), blow-up at 3x = 6. The
-    literature's 10 nats per completion ("large early KL", built on the SimPO README and Rafailov et al. 2024) is
-    ~0.04 nats/token on 250-token answers; the zoos' models move much further per token at their learning rates
-    (1e-3) in runs that still generalise, so 2 is the default; for a large model tuned at lr ~5e-7, start from
-    `--set DPO102.kl_budget_per_token=0.1`.
+    When the margin the run gained (`rewards/margins` / beta, nats) is under `displaced_margin_share` (0.15) of what
+    the chosen answers lost (`ref_logps/chosen` - `logps/chosen`), the KL bought next to no preference: it went to
+    answers in neither set. That is likelihood displacement's signature, so the finding is listed after DPO106 when
+    DPO106 also fires (it still fires: which checkpoint to ship is the same question). Measured (margin gained /
+    chosen lost, last checkpoint): SmolLM2 zoo likelihood_displacement 1.9 / 46 = 0.04, over_optimization
+    38.8 / 110 = 0.35 (0.38 at its first checkpoint); tiny zoo over_optimization ~1.1. 0.15 sits between them on a
+    log scale (their geometric mean is 0.12).
 
 Why it matters
     Quality vs KL is hump-shaped for DPO, IPO and SLiC; with wide KL budgets the best checkpoint comes after ~25% of
@@ -156,7 +130,7 @@ def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: f
 
 
 def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_factor: float = 3.0,
-          acc_tol: float = 0.02, min_pairs: float = 2, displaced_margin_share: float = 0.5) -> Finding | None:
+          acc_tol: float = 0.02, min_pairs: float = 2, displaced_margin_share: float = 0.15) -> Finding | None:
     budget = kl_budget_per_token
     pts = _points(facts)
     if not pts or pts[-1][1] <= budget:
@@ -231,7 +205,7 @@ EXAMPLES = (
                        reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16}), False),
     Example("no generation probes: nothing to say", _facts({"rewards/accuracies": 0.9}), False),
     Example("SmolLM2 likelihood_displacement pilot (minimal-edit pairs, lr 3e-3): KL 69 nats (3.7/token), task "
-            "0.19 -> 0; fires, but the margin bought 1.9 nats for 46 lost on chosen (listed after DPO106)",
+            "0.19 -> 0; fires, but the margin bought 1.9 nats for 46 lost on chosen (0.04 < 0.15: listed after DPO106)",
             make_facts({**_ck(52.1, 0.5), "task/accuracy": 0.025},
                        {**_ck(68.9, 0.542), "task/accuracy": 0.0, "rewards/margins": 0.189, "logps/chosen": -88.6,
                         "ref_logps/chosen": -42.3},

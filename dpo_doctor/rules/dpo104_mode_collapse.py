@@ -11,6 +11,13 @@ What it detects
     healthy, 47% on the injected mode_collapse run, and up to 21% on runs without collapse (underfitting 21%,
     over_optimization 19%, label_noise 17%): preference tuning lowers diversity somewhat everywhere (Kirk et al.).
     The literature's 25% left only 4 points above those, so the default is a third (33%), midway.
+    On the SmolLM2 zoo (LoRA, 16 prompts x 4 samples, reference EAD 0.876) the same default holds: healthy -4%,
+    label_noise 0%, length_exploitation and likelihood_displacement above the reference, mode_collapse (one templated
+    chosen answer, RPO, 32 steps) -50% (-42% at its first checkpoint; the 16-step build of the same injection reached
+    only -26% and was not a collapse by this rule), over_optimization -40% (fires, listed after DPO102). Why it
+    transfers: EAD corrects distinct n-grams for length and sample count, so the drop is a ratio of like with like
+    on any tokenizer; 33% sits between the largest drop of a run without collapse on either zoo (21%, tiny
+    underfitting) and the smallest injected one (47% tiny, 50% SmolLM2).
 
 Why it matters
     Preference tuning cuts output diversity, most of all per input (Kirk et al. 2024); reverse-KL DPO is the most

@@ -21,7 +21,11 @@ What it detects
       length_exploitation 12.9 (8.4), likelihood_displacement 73.8 (1.61, 1.0), over_optimization 123 (1.91, 1.0),
       overfitting 32.5 (1.39, 1.0): fires on the last three (first on displacement, after DPO102 / DPO103 on the
       others), as the per-token thresholds did;
-    * SmolLM2 zoo (48 held-out pairs): SMOLLM2_VALUES
+    * SmolLM2 zoo (48 held-out pairs, LoRA): healthy 0.3, label_noise 0.2, length_exploitation and mode_collapse
+      negative (chosen ROSE), likelihood_displacement 46.3 (1.04, 1.0: minimal-edit pairs at lr 3e-3; 33.2 at its
+      first checkpoint), over_optimization 110 (1.16, 1.0: fires, listed after DPO102). Per token the displacement
+      run's fall (2.3 nats/token) is about the reference's own NLL per chosen token (2.1), which the 2x-NLL rule
+      of 2026-12-02 missed.
 
 Why it matters
     DPO only needs the chosen log-prob to rise RELATIVE to the rejected one, so both can fall. Some fall is expected

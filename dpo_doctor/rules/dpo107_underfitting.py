@@ -22,6 +22,12 @@ What it detects
     number, used only together with a dimensionless one.
 
 Why it matters
+    When the training log shows the train pairs fitted (the accuracy of its last rows saturated, DPO103's test) the
+    recommendation says so: the run learns its pairs and only the held-out ones do not follow, which a share of
+    flipped labels or a train/eval mismatch explains better than a too-high beta (SmolLM2 zoo label_noise: 25%
+    flipped, train accuracy 1.0, held-out 0.58 at 0.012 nats/token; its healthy run reaches only 0.73 at 0.02, so
+    the flips erase the held-out signal and the noise cannot be told apart from slowness on 48 pairs).
+
     Beta sets how far DPO may move from the reference: too high and the policy stays a copy of it (accuracy stuck
     below 0.6, sampled KL below ~1 nat, margins ~0), or learns a sliver and then stops receiving gradient. The
     SimPO authors' tuned DPO beta was 0.01, ten times below the common default.
@@ -50,6 +56,7 @@ References
 
 from __future__ import annotations
 
+from dpo_doctor.rules.dpo103_overfitting import train_saturated
 from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation, RunFacts, Rule, fmt, make_facts
 
 READS = ("rewards/accuracies", "margins_per_token", "margins/q50", "gen/kl_mean")
@@ -106,6 +113,13 @@ def check(facts: RunFacts, *, min_accuracy: float = 0.6, min_margin_per_token: f
         f"if beta is already small, raise the learning rate.",
         beta=beta_new, params={"beta_old": facts.beta, "margin_per_token": m,
                                "target_margin_per_token": target_margin_per_token, "factor": factor})
+    fitted, _ = train_saturated(facts, 3, 0.95, 0.1)
+    if fitted and found[1][0].metric == "rewards/accuracies":
+        fix = Recommendation(
+            fix.text + " But the training pairs ARE fitted (train accuracy saturated in the log), so the run "
+            "learns them and it is the held-out pairs that do not follow: check for label noise (a share of flipped "
+            "pairs erases a weak held-out signal) or a train/eval mismatch before lowering beta.",
+            beta=fix.beta, variant=fix.variant, params={**fix.params, "train_fitted": True})
     return Finding(f"underfitting at {ck.name}: {found[0]}.", evidence, fix, ck.name)
 
 
@@ -146,6 +160,12 @@ EXAMPLES = (
                         "rewards/margins": 0.22}), False),
     Example("exactly the reference is DPO002's case", make_facts({"rewards/accuracies": 0.0, "margins_per_token": 0.0}),
             False),
+    Example("SmolLM2 zoo label_noise (25% flipped): held-out accuracy 0.583 at 0.012 nats/token while the log shows "
+            "the 40 train pairs fitted (accuracy 1.0): fires, and the advice says to look for noise first",
+            make_facts({"rewards/accuracies": 0.583, "margins_per_token": 0.0119, "margins/q50": 0.01,
+                        "rewards/margins": 0.016},
+                       log=[{"step": s, "loss": 0.45, "rewards/accuracies": 1.0, "rewards/margins": 0.3}
+                            for s in (12, 14, 16)]), True, beta=0.01),
 )
 
 RULE = Rule("DPO107", "underfitting", "underfitting", "warning", check, __doc__, EXAMPLES, reads=READS)

@@ -7,6 +7,15 @@ What it detects
     end of its 95% interval (`task/accuracy_vs_ref_high`, Student t over prompts) is below 0, so a drop that a
     few prompts flipping by chance could explain never fires it. Needs at least `min_prompts` (10) prompts.
 
+    Why it transfers: a paired test on the same prompts against the run's own reference is in the suite's units
+    (share of answers right) whatever the model. Measured on the SmolLM2 zoo (16 held-out arithmetic prompts, 5
+    answers each, reference 0.19): healthy 0.20 / 0.31, mode_collapse 0.31 / 0.39, label_noise 0.18 / 0.20 (no
+    drop); likelihood_displacement 0.03 / 0.00 and over_optimization 0.00 / 0.00 fire, listed after their cause;
+    length_exploitation 0.13 / 0.10 is 6-9 points down but its interval crosses 0 on 16 prompts (not fired). On the
+    tiny zoo a suite of its own task makes this rule fire on nearly every run, the healthy one included (0.61 ->
+    0.27-0.42 right within 9): DPO there does cost task accuracy, which is why the tiny zoo's calibration scans run
+    without a suite (examples/zoo/README.md).
+
 Why it matters
     Preference tuning can buy its reward with capability (the "alignment tax"): likelihood displacement moves mass
     to unintended answers (Razin et al. 2025), and DPO without an NLL term lowers the likelihood of correct

@@ -62,6 +62,29 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     return symptoms
 
 
+def suite_scan(run: Path, reports: Path, rescan: bool = False) -> Path | None:
+    """Tiny zoo: the run scanned again WITH a verifiable suite of the very prompts its plain scan probes (the first
+    32 held-out questions; right = within `task.TOLERANCE` of the result), into reports-suite/<name>/: what a user
+    with a suite gets (task/accuracy, the pick by it, DPO110). Same prompts, seed and settings as the plain scan, so
+    scores and samples come from its cache. None for a run that is not a tiny-zoo run."""
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
+    from dpo_doctor.zoo import task
+
+    record = json.loads((run / "scenario.json").read_text())
+    if record.get("model", "tiny") != "tiny" or "n_train" not in record:
+        return None
+    out = reports.parent / f"{reports.name}-suite" / record["name"]
+    if rescan or not (out / "report.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        questions = task.split_questions(0, record["n_train"], record["n_eval"])[1][:32]
+        suite = write_atomic(out / "probes.jsonl", "".join(json.dumps(r) + "\n" for r in task.suite_rows(questions)))
+        cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]), out=out,
+                         device="cpu", cache_dir=reports / ".cache", max_prompts=32, samples_per_prompt=4,
+                         max_new_tokens=64, probe_suite=str(suite))
+        scan(cfg)
+    return out
+
+
 def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float | None]:
     """`task/accuracy` of the reference and every checkpoint on the run's `truth_suite`: questions that neither
     training nor the scan's own probes saw, sampled apart from the scan (same settings otherwise), so the checkpoint
