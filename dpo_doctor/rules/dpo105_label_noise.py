@@ -10,6 +10,15 @@ What it detects
     them, train accuracies plateau at or below `max_train_acc` (the trainer cannot fit those pairs either; a
     memorised train set points to overfitting instead).
 
+    Measured: tiny zoo label_noise (35% flipped, 256 pairs, 4 epochs) 41-45% of the 64 held-out pairs negative at
+    every checkpoint, train accuracy 0.75: fires; no other tiny run does. SmolLM2 zoo (LoRA, 40 train pairs) never
+    fires: its label_noise run (25% flipped) has 42-46% negative at a held-out margin of 0.016 (accuracy 0.58, 0.012
+    nats/token: nothing learned, DPO107's case), and its healthy run already keeps 25-27% negative while memorising
+    its train pairs (train accuracy 1.0), so neither the negative share nor the train plateau separates noise from
+    a weak held-out signal at that scale (examples/zoo/README.md, "Real-model zoo"). Why the defaults transfer:
+    shares of pairs and a dimensionless accuracy, read the same on any model; what does not transfer is whether a
+    small run learns enough for the flips to stand out.
+
 Why it matters
     Flipped labels are pairs that the true preference says DPO should lose. A model that learns the real
     preference keeps them negative forever, and plain DPO keeps pushing on them, which fights the rest of the

@@ -17,10 +17,10 @@ What it detects
     DPO203's threshold on the logged sums, so the scan and the log view agree. The share of pairs is judged by its
     confidence interval (48 held-out pairs need 39, 64 pairs 52).
     Measured, last checkpoint (chosen drop in nats per answer; rejected/chosen per token; share fell):
-    * tiny zoo (64 pairs): healthy 9.6 (2.33, 0.98), label_noise 8.8 (1.37, 0.97), underfitting 3.3 (2.38),
-      length_exploitation 12.9 (8.4), likelihood_displacement 73.8 (1.61, 1.0), over_optimization 123 (1.91, 1.0),
-      overfitting 32.5 (1.39, 1.0): fires on the last three (first on displacement, after DPO102 / DPO103 on the
-      others), as the per-token thresholds did;
+    * tiny zoo (64 pairs, the one-thread build of 2026-12-02): healthy 9.5 (2.33, 0.98), label_noise 8.8 (1.37,
+      0.97), underfitting 3.3 (2.39), length_exploitation 12.9 (8.4), over_optimization 90.5 (2.40: rejected falls
+      faster, not flagged), likelihood_displacement 82.8 (1.56, 1.0) and overfitting 32.5 (1.39, 1.0) fire (first on
+      displacement, after DPO103 on overfitting);
     * SmolLM2 zoo (48 held-out pairs, LoRA): healthy 0.3, label_noise 0.2, length_exploitation and mode_collapse
       negative (chosen ROSE), likelihood_displacement 46.3 (1.04, 1.0: minimal-edit pairs at lr 3e-3; 33.2 at its
       first checkpoint), over_optimization 110 (1.16, 1.0: fires, listed after DPO102). Per token the displacement
@@ -127,13 +127,13 @@ def _ck(c, r, frac=1.0, drop=30.0, ref_c=-40.0):
 
 
 EXAMPLES = (
-    Example("tiny zoo likelihood_displacement: chosen 73.8 nats/answer below the reference (-2.63 nats/token), "
-            "rejected -4.23 nats/token (beta 0.1 x min(73.8 / 20, 4))",
+    Example("tiny zoo likelihood_displacement (two-thread build): chosen 73.8 nats/answer below the reference "
+            "(-2.63 nats/token), rejected -4.23 nats/token (beta 0.1 x min(73.8 / 20, 4))",
             make_facts(_ck(-1.34, -1.92, drop=37.5), _ck(-2.63, -4.23, drop=73.8), n_pairs=64), True, beta=0.369,
             variant="rpo"),
     Example("rejected rises while chosen falls", make_facts(_ck(-1.5, 0.2, 0.95)), True),
-    Example("tiny zoo healthy: chosen 9.6 nats below, rejected falls 2.33x as fast per token (ordinary DPO)",
-            make_facts(_ck(-0.47, -1.1, 0.98, drop=9.6), n_pairs=64), False),
+    Example("tiny zoo healthy: chosen 9.5 nats below, rejected falls 2.33x as fast per token (ordinary DPO)",
+            make_facts(_ck(-0.47, -1.1, 0.98, drop=9.5), n_pairs=64), False),
     Example("tiny zoo label_noise: chosen 8.8 nats below (rejected 1.37x as fast): both fall, by less than 20 nats",
             make_facts(_ck(-0.39, -0.54, 0.97, drop=8.8), n_pairs=64), False),
     Example("large drop but rejected falls 8x faster (normal dynamics)", make_facts(_ck(-1.2, -9.7)), False),
