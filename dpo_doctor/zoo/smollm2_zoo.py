@@ -17,8 +17,9 @@ Why "corrected" answers: the 135M model is mostly wrong at temperature 1 (12.9% 
 so a correct chosen answer is usually one of its own samples with the last number replaced by the true
 result: on-policy wording, correct content. Wrong answers are its own wrong samples, untouched.
 
-CPU cost (2 shared cores, one torch thread: two threads were 3x slower under load): 595 s to build all six runs
-(pool included), 196-247 s to scan each; see examples/zoo/README.md ("Real-model zoo").
+CPU cost (2 cores shared with two other jobs, one torch thread each: two threads were 3x slower under load): 668 s
+to build five runs (pool cached; 68-180 s each), 295-560 s to scan each and 334-851 s to grade it on truth.jsonl
+(measured 2026-12-02); see examples/zoo/README.md ("Real-model zoo").
 """
 
 from __future__ import annotations
