@@ -44,16 +44,16 @@ def compute(df: pl.DataFrame, beta: float) -> dict[str, float | None]:
 def rise_since_best(frames: list[pl.DataFrame]) -> list[dict[str, float | None]]:
     """Per checkpoint (frames in step order): the paired rise of its per-pair loss over the lowest-loss checkpoint
     among it and the earlier ones, with the standard error of that mean difference."""
-    losses = [per_pair_loss(f) for f in frames]
-    out = []
-    for i, cur in enumerate(losses):
-        seen = [lo for lo in losses[: i + 1] if len(lo)]
-        if not len(cur) or not seen:
+    out, best = [], None  # best: the lowest-mean per-pair loss table so far
+    for frame in frames:
+        cur = per_pair_loss(frame)
+        if len(cur) and (best is None or cur["loss"].mean() < best["loss"].mean()):
+            best = cur
+        if not len(cur) or best is None:
             out.append({"heldout/dpo_loss_rise": None, "heldout/dpo_loss_rise_se": None})
             continue
-        best = min(seen, key=lambda lo: float(lo["loss"].mean()))
-        both = cur.join(best, on="pair_id", suffix="_best")
-        diff = (both["loss"] - both["loss_best"]).to_numpy()
+        diff = (cur.join(best, on="pair_id", suffix="_best").select(pl.col("loss") - pl.col("loss_best"))
+                .to_series().to_numpy())
         se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else None
         out.append({"heldout/dpo_loss_rise": float(diff.mean()) if len(diff) else None,
                     "heldout/dpo_loss_rise_se": se})

@@ -31,20 +31,27 @@ DEFAULT_OUT = {"tiny": (Path("examples/zoo/runs"), Path("examples/zoo/reports"))
                "smollm2": (Path("examples/zoo/runs-smollm2"), Path("examples/zoo/reports-smollm2"))}
 
 
-def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
-    """Scan one zoo run; returns (and writes) its symptoms record."""
-    from dpo_doctor.report import load_report
-    from dpo_doctor.scan.pipeline import ScanConfig, scan
-    from dpo_doctor.views import render_all
+def scan_config(run: Path, record: dict, reports: Path, out: Path, **override):
+    """The one ScanConfig of a zoo scan: the run's held-out pairs against its scan reference, its own probe settings
+    (scenario.json `scan`, else 32 prompts x 4 samples x 64 tokens), the shared cache in `reports`; `override`
+    replaces any of them (another suite, its prompt count)."""
+    from dpo_doctor.scan.pipeline import ScanConfig
 
-    record = json.loads((run / "scenario.json").read_text())
     probe = {"max_prompts": 32, "samples_per_prompt": 4, "max_new_tokens": 64, **record.get("scan", {})}
     if probe.get("probe_suite"):  # a file in the run dir
         probe["probe_suite"] = str(run / probe["probe_suite"])
-    cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]),
-                     out=reports / record["name"], device="cpu", cache_dir=reports / ".cache", generate=generate,
-                     **probe)
-    out = scan(cfg)
+    return ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]), out=out,
+                      device="cpu", cache_dir=reports / ".cache", **{**probe, **override})
+
+
+def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
+    """Scan one zoo run; returns (and writes) its symptoms record."""
+    from dpo_doctor.report import load_report
+    from dpo_doctor.scan.pipeline import scan
+    from dpo_doctor.views import render_all
+
+    record = json.loads((run / "scenario.json").read_text())
+    out = scan(scan_config(run, record, reports, reports / record["name"], generate=generate))
     render_all(out)
     report = load_report(out).report
     last = report["checkpoints"][-1]
@@ -67,7 +74,7 @@ def suite_scan(run: Path, reports: Path, rescan: bool = False) -> Path | None:
     32 held-out questions; right = within `task.TOLERANCE` of the result), into reports-suite/<name>/: what a user
     with a suite gets (task/accuracy, the pick by it, DPO110). Same prompts, seed and settings as the plain scan, so
     scores and samples come from its cache. None for a run that is not a tiny-zoo run."""
-    from dpo_doctor.scan.pipeline import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import scan
     from dpo_doctor.zoo import task
 
     record = json.loads((run / "scenario.json").read_text())
@@ -78,10 +85,7 @@ def suite_scan(run: Path, reports: Path, rescan: bool = False) -> Path | None:
         out.mkdir(parents=True, exist_ok=True)
         questions = task.split_questions(0, record["n_train"], record["n_eval"])[1][:32]
         suite = write_atomic(out / "probes.jsonl", "".join(json.dumps(r) + "\n" for r in task.suite_rows(questions)))
-        cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]), out=out,
-                         device="cpu", cache_dir=reports / ".cache", max_prompts=32, samples_per_prompt=4,
-                         max_new_tokens=64, probe_suite=str(suite))
-        scan(cfg)
+        scan(scan_config(run, record, reports, out, probe_suite=str(suite)))
     return out
 
 
@@ -91,7 +95,7 @@ def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float
     the scan picks can be checked against an independent grade. Scanned into reports-grading/<name>/ (pair scores
     come from the scan's cache). {} when the run has no truth suite."""
     from dpo_doctor.report import load_report
-    from dpo_doctor.scan.pipeline import ScanConfig, scan
+    from dpo_doctor.scan.pipeline import scan
 
     record = json.loads((run / "scenario.json").read_text())
     if not record.get("truth_suite"):
@@ -99,11 +103,8 @@ def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float
     suite = run / record["truth_suite"]
     out = reports.parent / f"{reports.name}-grading" / record["name"]
     if rescan or not (out / "report.json").exists():
-        probe = {"samples_per_prompt": 4, "max_new_tokens": 64, **record.get("scan", {}),
-                 "probe_suite": str(suite), "max_prompts": sum(1 for line in suite.open() if line.strip())}
-        cfg = ScanConfig(run_dir=run, data=run / record["eval_data"], ref=Path(record["scan_ref"]), out=out,
-                         device="cpu", cache_dir=reports / ".cache", **probe)
-        scan(cfg)
+        n = sum(1 for line in suite.open() if line.strip())
+        scan(scan_config(run, record, reports, out, probe_suite=str(suite), max_prompts=n))
     report = load_report(out).report
     cks = [report.get("reference") or {}, *report["checkpoints"]]
     return {c.get("name", "reference"): c.get("metrics", {}).get("task/accuracy") for c in cks}
