@@ -20,7 +20,7 @@ from typing import Any
 from dpo_doctor.data.hub import is_dataset_source, read_dataset
 from dpo_doctor.data.jsonl import decode, describe, read_bytes, read_json, read_jsonl
 from dpo_doctor.data.messages import EXPECTED, check_text, misspelled
-from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.data.tokens import PairTokens, tokenize_pair, truncate
 from dpo_doctor.errors import UserError, did_you_mean
 
 FORMATS = ("standard_explicit", "standard_implicit", "conversational_explicit", "conversational_implicit")
@@ -226,49 +226,6 @@ def render(value: Any) -> str:
 
 
 # ---- tokenizing ----------------------------------------------------------------------------------------------
-
-
-def _ids(tokenizer, value: Any, **kwargs) -> list[int]:
-    if isinstance(value, list):
-        out = tokenizer.apply_chat_template(value, tokenize=True, return_dict=True, **kwargs)
-        return list(out["input_ids"])
-    return list(tokenizer(text=value)["input_ids"])
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def tokenize_pair(tokenizer, prompt: Any, chosen: Any, rejected: Any) -> PairTokens:
-    """TRL 1.x `tokenize_fn`: completion = what follows the common prefix of prompt and prompt+completion."""
-    if isinstance(prompt, list):
-        prompt_ids = _ids(tokenizer, prompt, add_generation_prompt=True)
-        chosen_full = _ids(tokenizer, prompt + chosen)
-        rejected_full = _ids(tokenizer, prompt + rejected)
-    else:
-        eos = tokenizer.eos_token or ""
-        chosen = chosen if chosen.endswith(eos) else chosen + eos
-        rejected = rejected if rejected.endswith(eos) else rejected + eos
-        prompt_ids = _ids(tokenizer, prompt)
-        chosen_full = _ids(tokenizer, prompt + chosen)
-        rejected_full = _ids(tokenizer, prompt + rejected)
-    n = min(_common_prefix(prompt_ids, chosen_full), _common_prefix(prompt_ids, rejected_full))
-    return PairTokens(tuple(prompt_ids[:n]), tuple(chosen_full[n:]), tuple(rejected_full[n:]))
-
-
-def truncate(pair: PairTokens, max_length: int | None) -> PairTokens | None:
-    """keep_start truncation of prompt+response to max_length (TRL's collator); None if the prompt fills it."""
-    if max_length is None:
-        return pair
-    if len(pair.prompt_ids) >= max_length:
-        return None
-    room = max_length - len(pair.prompt_ids)
-    return PairTokens(pair.prompt_ids, pair.chosen_ids[:room], pair.rejected_ids[:room])
 
 
 def subset_indices(n: int, max_pairs: int | None, seed: int) -> list[int]:
