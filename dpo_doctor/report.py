@@ -58,6 +58,7 @@ class DataInfo:
     n_dropped_too_long: int
     max_length: int | None
     stats: dict[str, float | None] = field(default_factory=dict)
+    data_format: str = "trl"  # the layout the file came in (trl, llamafactory-alpaca, ...); `format` is TRL's shape
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ SCHEMA = {
     "run": {"name": str, "path?": str, "beta": NUM, "beta_source?": STR_OR_NONE, "loss_type?": STR_OR_NONE,
             "framework?": STR_OR_NONE},
     "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE}}),
-    "data?": (None, {"path?": str, "format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
+    "data?": (None, {"path?": str, "format?": str, "data_format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
     "settings?": (dict, None),
     "checkpoints": [{"name": str, "step": int, "path?": str, "kind?": str, "metrics?": {"*": NUM_OR_NONE}}],
     "metric_info?": (dict, None),

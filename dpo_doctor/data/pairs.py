@@ -1,5 +1,8 @@
 """Preference data: read pairs from disk, normalize TRL's four formats, tokenize exactly as TRL does.
 
+Files written for other trainers (LLaMA-Factory, OpenRLHF, ms-swift, or any columns via `--columns`) are first
+turned into TRL rows by `data.formats`, with the prompt each trainer builds; the rest is the same.
+
 Formats (TRL `docs/dpo_trainer.md`): standard or conversational, each with an explicit `prompt` column or an
 implicit prompt (the common prefix of `chosen` and `rejected`). Tokenization follows TRL 1.x
 `DPOTrainer._prepare_dataset` + `DataCollatorForPreference`: EOS appended to standard responses, chat template for
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dpo_doctor.data.formats import DataSpec, to_trl
 from dpo_doctor.data.hub import is_dataset_source, read_dataset
 from dpo_doctor.data.jsonl import decode, describe, read_bytes, read_json, read_jsonl
 from dpo_doctor.data.messages import EXPECTED, check_text, misspelled
@@ -41,6 +45,7 @@ class PairSet:
     n_dropped_too_long: int
     max_length: int | None
     warnings: tuple[str, ...]
+    data_format: str = "trl"  # the layout read (data.formats): trl, llamafactory-alpaca, ..., columns
 
     def fingerprint(self) -> str:
         """Identity of what the engine will see: the token ids themselves (covers data, tokenizer, settings)."""
@@ -214,6 +219,31 @@ def normalize(rows: list[dict], path: Path, labels: list[str] | None = None) -> 
     return fmt, out
 
 
+@dataclass(frozen=True)
+class Normalized:
+    """A file's pairs as TRL (prompt, chosen, rejected) triples, before tokenizing: what the scan and the data audit
+    read. `format` is the TRL shape (standard_explicit, ...), `data_format` the layout the file came in."""
+
+    path: Path
+    data_format: str
+    detected: bool  # data_format was detected from the columns (not forced by --data-format / --columns)
+    format: str
+    triples: tuple[tuple[Any, Any, Any], ...]
+    labels: tuple[str, ...]  # where each row came from: "line N" or "row index I"
+    warnings: tuple[str, ...]
+
+
+def read_normalized(path: Path, spec: DataSpec = DataSpec(), chat: bool = True) -> Normalized:
+    """Read a pairs file in any accepted layout and normalize it; `chat`: the tokenizer has a chat template (else a
+    single-turn trainer conversation is read as TRL's standard strings, see data.formats)."""
+    path = Path(path)
+    rows, labels = read_located(path)
+    converted = to_trl(rows, labels, path, spec, chat)
+    fmt, triples = normalize(converted.rows, path, labels)
+    return Normalized(path=path, data_format=converted.data_format, detected=converted.detected, format=fmt,
+                      triples=tuple(triples), labels=tuple(labels), warnings=converted.warnings)
+
+
 def _kind_words(fmt: str) -> str:
     return "conversational (message lists)" if fmt.startswith("conv") else "standard (strings)"
 
@@ -289,14 +319,14 @@ def pair_warnings(triples: list[tuple[Any, Any, Any]], labels: list[str], path: 
 
 
 def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: int | None = None,
-               seed: int = 0) -> PairSet:
+               seed: int = 0, spec: DataSpec = DataSpec()) -> PairSet:
     """Read, validate, normalize and tokenize preference pairs; errors name the file, row, field and what to do."""
     path = Path(path)
-    rows, labels = read_located(path)
-    fmt, triples = normalize(rows, path, labels)
+    data = read_normalized(path, spec, chat=bool(getattr(tokenizer, "chat_template", None)))
+    fmt, triples, labels = data.format, list(data.triples), list(data.labels)
     check_chat_template(tokenizer, fmt, path)
     keep = subset_indices(len(triples), max_pairs, seed)
-    warnings = pair_warnings([triples[i] for i in keep], [labels[i] for i in keep], path)
+    warnings = [*data.warnings, *pair_warnings([triples[i] for i in keep], [labels[i] for i in keep], path)]
     ids, raw, texts, tokens, identical, dropped = [], [], [], [], [], 0
     for i in keep:
         prompt, chosen, rejected = triples[i]
@@ -315,5 +345,5 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
     if dropped:
         warnings.append(f"{dropped} pair(s) dropped: prompt alone fills --max-length={max_length} (as TRL does)")
     return PairSet(path=path, format=fmt, pair_ids=tuple(ids), prompts=tuple(raw), texts=tuple(texts), tokens=tuple(tokens),
-                   identical=tuple(identical), n_source_rows=len(rows), n_dropped_too_long=dropped,
-                   max_length=max_length, warnings=tuple(warnings))
+                   identical=tuple(identical), n_source_rows=len(triples), n_dropped_too_long=dropped,
+                   max_length=max_length, warnings=tuple(warnings), data_format=data.data_format)
