@@ -70,6 +70,7 @@ SCAN_FLAGS = [
     _flag("data_format", Optional[str], None, "--data-format", help="Layout of --data: trl, llamafactory-alpaca, llamafactory-sharegpt, openrlhf, ms-swift (aliases alpaca, sharegpt, llamafactory, swift). Default: detected from the columns; report.json records it (data.data_format)."),
     _flag("columns", Optional[str], None, "--columns", help="Which columns hold what, for any other layout: prompt=COL,chosen=COL,rejected=COL[,system=COL] (also OpenRLHF's prompt/chosen/rejected keys)."),
     _flag("input_template", Optional[str], None, "--input-template", help="OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies --data-format openrlhf)."),
+    _flag("template", Optional[str], None, "--template", help="LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as LLaMA-Factory does (--max-length = its cutoff_len). Default: TRL's tokenization."),
     _flag("log", Optional[Path], None, "--log", help="Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir."),
     _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading training_args.bin, .bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True))."),
     _flag("trust_remote_code", bool, False, "--trust-remote-code", help="Allow model and tokenizer code from the checkpoint dirs (never on by default)."),
@@ -104,7 +105,8 @@ def scan_config(run_dir: Path, flags: dict, render: bool = True):
         select=_codes(flags["select"]), ignore=_codes(flags["ignore"]), rule_settings=tuple(flags["set_"] or ()),
         render=render, checkpoint_filter=names, skip_checkpoints=tuple(flags["skip_checkpoint"] or ()),
         data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"],
-        data_format=flags["data_format"], columns=flags["columns"], input_template=flags["input_template"])
+        data_format=flags["data_format"], columns=flags["columns"], input_template=flags["input_template"],
+        template=flags["template"])
     return check_config(cfg)
 
 

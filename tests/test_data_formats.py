@@ -2,7 +2,8 @@
 
 Unit level: every layout becomes the TRL rows a user would have written by hand, and tokenizes to the same ids.
 Console level: `dpo-doctor scan` on each layout gives the per-pair margins of the same pairs written in TRL's format
-(1e-6), the detected layout lands in report.json, and bad mappings are one line, exit 2.
+(1e-6), the detected layout lands in report.json, an unmapped system column is a warning there, and bad mappings
+are one line, exit 2.
 """
 
 import json
@@ -251,12 +252,13 @@ def scan_margins(policy, ref, data, out, *flags):
     return report, margins
 
 
-TWINS = {"conv": LAYOUTS["llamafactory-alpaca"][2], "standard": BASE,
-         "template": LAYOUTS["openrlhf-template"][2]}
-CLI_CASES = [  # (layout, its flags, twin)
+TWINS = {"conv": LAYOUTS["llamafactory-alpaca"][2], "conv-system": LAYOUTS["llamafactory-sharegpt"][2],
+         "standard": BASE, "template": LAYOUTS["openrlhf-template"][2]}
+assert TWINS["conv-system"] == LAYOUTS["ms-swift-response"][2]
+CLI_CASES = [  # (layout, its flags, the TRL file it must agree with)
     ("llamafactory-alpaca", [], "conv"),
-    ("llamafactory-sharegpt", [], None),
-    ("ms-swift-response", [], None),
+    ("llamafactory-sharegpt", [], "conv-system"),
+    ("ms-swift-response", [], "conv-system"),
     ("openrlhf-template", ["--input-template", "User: {}\nAssistant: "], "template"),
     ("columns", ["--columns", "prompt=question,chosen=good,rejected=bad"], "standard"),
 ]
@@ -277,18 +279,15 @@ def twin_margins(policy, tiny_dir, tmp_path_factory):
 @pytest.mark.parametrize("layout,flags,twin", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_scan_margins_equal_the_trl_twin(policy, tiny_dir, tmp_path, twin_margins, layout, flags, twin):
     spec, rows, trl = LAYOUTS[layout]
+    if layout == "columns":  # plus a system-like column nobody maps: named in report.json's warnings
+        rows = [{**r, "system_prompt": "be kind"} for r in rows]
     report, margins = scan_margins(policy, tiny_dir, write(tmp_path / "d.jsonl", rows), tmp_path / "out", *flags)
-    expected = twin_margins(twin or layout, TWINS.get(twin, trl))
+    expected = twin_margins(twin, TWINS[twin])
     assert report["data"]["data_format"] == DETECTED[layout]
     assert len(margins) == len(BASE) and max(abs(m) for m in margins) > 1e-3  # the policy moved
     assert margins == pytest.approx(expected, abs=1e-6)
-
-
-def test_scan_warns_on_an_unused_system_column(policy, tiny_dir, tmp_path):
-    rows = [{**r, "system": "be kind"} for r in BASE]
-    report, _ = scan_margins(policy, tiny_dir, write(tmp_path / "d.jsonl", rows), tmp_path / "out")
-    assert report["data"]["data_format"] == "trl"
-    assert any("column(s) system" in w and "does not read them" in w for w in report["warnings"]), report["warnings"]
+    unused = [w for w in report["warnings"] if "does not read them" in w]
+    assert [("column(s) system_prompt" in w) for w in unused] == ([True] if layout == "columns" else [])
 
 
 @pytest.mark.parametrize("rows,flags,needles", [
@@ -304,5 +303,92 @@ def test_scan_warns_on_an_unused_system_column(policy, tiny_dir, tmp_path):
         "format-does-not-fit", "template-without-braces"])
 def test_bad_mappings_are_one_line_exit_2(tiny_dir, tmp_path, rows, flags, needles):
     proc = run_cli("scan", tiny_dir, "--ref", tiny_dir, "--data", write(tmp_path / "d.jsonl", rows), "--no-generate",
+                   "--out", tmp_path / "out", *flags)
+    assert_user_error(proc, *needles)
+
+
+# ---- LLaMA-Factory's own tokenization (--template) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_tok(tiny_dir):
+    """The tiny tokenizer without a chat template: what LLaMA-Factory's `empty` template is used with."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(tiny_dir)
+    tok.chat_template = None
+    return tok
+
+
+@pytest.mark.parametrize("source,target,cutoff,expected", [
+    (10, 30, 24, (10, 14)),  # short prompt: only the response is cut, to cutoff - prompt
+    (30, 5, 24, (19, 5)),  # short response: the prompt is cut
+    (20, 30, 24, (10, 14)),  # both long: int(24 * 30 / 50) = 14 for the response, the rest for the prompt
+    (3, 4, 1024, (3, 4)),
+])
+def test_infer_seqlen_hand_worked(source, target, cutoff, expected):
+    from dpo_doctor.data.llamafactory import infer_seqlen
+
+    assert infer_seqlen(source, target, cutoff) == expected
+
+
+def test_template_ids_hand_worked(plain_tok):
+    """Each slot encoded alone, no special tokens added; `empty` adds no EOS, `default` adds EOS and a newline."""
+    from dpo_doctor.data.llamafactory import pair_ids
+
+    enc = lambda s: plain_tok.encode(s, add_special_tokens=False)  # noqa: E731
+    eos = plain_tok.eos_token_id
+    prompt = [{"role": "user", "content": "why is it red?\nsay it"}]
+    assert pair_ids(plain_tok, "empty", prompt, " it is red.", " no.") == (enc("why is it red?\nsay it"),
+                                                                         enc(" it is red."), enc(" no."))
+    p, c, r = pair_ids(plain_tok, "default", prompt, " it is red.", " no.", system="be kind")
+    assert p == enc("System: be kind") + [eos] + enc("\n") + enc("Human: why is it red?\nsay it") + [eos] + enc(
+        "\nAssistant:")
+    assert c == enc(" it is red.") + [eos] + enc("\n") and r == enc(" no.") + [eos] + enc("\n")
+
+
+def test_template_empty_differs_from_trl_by_the_eos_only(tmp_path, plain_tok):
+    """The measured gap at a cutoff that cuts nothing (README): TRL appends EOS to the responses, LLaMA-Factory's
+    `empty` template does not; prompts agree. A short cutoff cuts the prompt too (TRL never does)."""
+    _, rows, _ = LAYOUTS["llamafactory-alpaca"]
+    path = write(tmp_path / "d.jsonl", rows)
+    trl = load_pairs(path, plain_tok)
+    lf = load_pairs(path, plain_tok, spec=DataSpec(template="empty"))
+    assert trl.format == lf.format == "standard_explicit"
+    for a, b in zip(lf.tokens, trl.tokens):
+        assert a.prompt_ids == b.prompt_ids
+        assert a.chosen_ids + (plain_tok.eos_token_id,) == b.chosen_ids
+        assert a.rejected_ids + (plain_tok.eos_token_id,) == b.rejected_ids
+    cut = load_pairs(path, plain_tok, max_length=8, spec=DataSpec(template="empty"))
+    assert len(cut.tokens) == len(rows)  # nothing dropped
+    assert all(len(t.prompt_ids) + max(len(t.chosen_ids), len(t.rejected_ids)) <= 8 for t in cut.tokens)
+    assert any(len(a.prompt_ids) < len(b.prompt_ids) for a, b in zip(cut.tokens, trl.tokens))
+
+
+def test_template_matches_llamafactory_code(plain_tok):
+    """Against LLaMA-Factory's own modules where they import (not in CI: it pins trl<=0.24; see
+    benchmarks/llamafactory_parity.py for how to run it beside this environment)."""
+    lf_template = pytest.importorskip("llamafactory.data.template")
+    from llamafactory.data.processor.processor_utils import infer_seqlen
+
+    from dpo_doctor.data.llamafactory import pair_ids
+
+    for name in ("empty", "default"):
+        for r in BASE:
+            prompt = [{"role": "user", "content": r["prompt"]}]
+            t = lf_template.TEMPLATES[name]
+            p, c = t.encode_oneturn(plain_tok, prompt + [{"role": "assistant", "content": r["chosen"]}], "be kind")
+            _, j = t.encode_oneturn(plain_tok, prompt + [{"role": "assistant", "content": r["rejected"]}], "be kind")
+            s, n = infer_seqlen(len(p), max(len(c), len(j)), 16)
+            assert pair_ids(plain_tok, name, prompt, r["chosen"], r["rejected"], "be kind", 16) == (p[:s], c[:n], j[:n])
+
+
+@pytest.mark.parametrize("flags,needles", [
+    (["--template", "qwen"], ["--template 'qwen'", "empty and default", "leave --template out"]),
+    (["--template", "empty", "--data-format", "ms-swift"], ["--template empty is LLaMA-Factory's"]),
+    (["--template", "empty"], ["--template empty", "read as trl", "--data-format llamafactory-alpaca"]),
+], ids=["unknown-template", "template-other-format", "template-on-trl-data"])
+def test_bad_template_is_one_line_exit_2(tiny_dir, tmp_path, flags, needles):
+    proc = run_cli("scan", tiny_dir, "--ref", tiny_dir, "--data", write(tmp_path / "d.jsonl", BASE), "--no-generate",
                    "--out", tmp_path / "out", *flags)
     assert_user_error(proc, *needles)

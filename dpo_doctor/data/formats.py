@@ -52,6 +52,7 @@ class DataSpec:
     data_format: str | None = None  # None: detect from the columns
     columns: str | None = None  # "prompt=COL,chosen=COL,rejected=COL[,system=COL]"
     input_template: str | None = None  # OpenRLHF's input_template, "{}" standing for the prompt
+    template: str | None = None  # LLaMA-Factory template to tokenize with (data.llamafactory); None: TRL's way
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,13 @@ def check_spec(spec: DataSpec) -> DataSpec:
     if "system" in parse_columns(spec.columns) and name not in (None, "trl", "columns"):
         raise UserError(f"--columns system=...: {name} has no system column (OpenRLHF puts everything in the prompt "
                         "or its messages); drop system= or use --data-format trl")
+    if spec.template is not None:
+        from dpo_doctor.data.llamafactory import check_template
+
+        check_template(spec.template)
+        if name not in (None, "llamafactory", "llamafactory-alpaca", "llamafactory-sharegpt"):
+            raise UserError(f"--template {spec.template} is LLaMA-Factory's; it does not apply to --data-format "
+                            f"{spec.data_format}")
     if spec.input_template is not None:
         if name not in (None, "openrlhf"):
             raise UserError(f"--input-template is OpenRLHF's; it does not apply to --data-format {spec.data_format}")
@@ -465,6 +473,9 @@ def to_trl(rows: list[Row], labels: list[str], path: Path, spec: DataSpec = Data
     if spec.input_template and "\\n" in spec.input_template:
         warnings.append(f"--input-template {spec.input_template!r} holds a backslash-n, not a newline (as OpenRLHF "
                         "warns); kept as written, which is what OpenRLHF trained on if you passed it the same way")
+    if spec.template is not None and not name.startswith("llamafactory"):
+        raise UserError(f"--template {spec.template} tokenizes as LLaMA-Factory does, but {path} was read as {name}; "
+                        "pass --data-format llamafactory-alpaca or llamafactory-sharegpt, or drop --template")
     if fmt.convert is not None:
         source = [fmt.convert(dict(row), f"{path}: {label}", spec, chat) for row, label in zip(source, labels)]
     return Converted(rows=source, data_format=name, detected=detected, warnings=tuple(warnings))

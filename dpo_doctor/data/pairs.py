@@ -23,6 +23,7 @@ from typing import Any
 from dpo_doctor.data.formats import DataSpec, to_trl
 from dpo_doctor.data.hub import is_dataset_source, read_dataset
 from dpo_doctor.data.jsonl import decode, describe, read_bytes, read_json, read_jsonl
+from dpo_doctor.data.llamafactory import tokenize_pair as lf_tokenize_pair
 from dpo_doctor.data.messages import EXPECTED, check_text, misspelled
 from dpo_doctor.data.tokens import PairTokens, tokenize_pair, truncate
 from dpo_doctor.errors import UserError, did_you_mean
@@ -324,13 +325,17 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
     path = Path(path)
     data = read_normalized(path, spec, chat=bool(getattr(tokenizer, "chat_template", None)))
     fmt, triples, labels = data.format, list(data.triples), list(data.labels)
-    check_chat_template(tokenizer, fmt, path)
+    if spec.template is None:
+        check_chat_template(tokenizer, fmt, path)
     keep = subset_indices(len(triples), max_pairs, seed)
     warnings = [*data.warnings, *pair_warnings([triples[i] for i in keep], [labels[i] for i in keep], path)]
     ids, raw, texts, tokens, identical, dropped = [], [], [], [], [], 0
     for i in keep:
         prompt, chosen, rejected = triples[i]
-        pair = truncate(tokenize_row(tokenizer, triples[i], f"{path}: {labels[i]}"), max_length)
+        if spec.template is not None:  # LLaMA-Factory's ids and cutoff_len split: nothing is dropped
+            pair = lf_tokenize_pair(tokenizer, spec.template, *triples[i], cutoff_len=max_length)
+        else:
+            pair = truncate(tokenize_row(tokenizer, triples[i], f"{path}: {labels[i]}"), max_length)
         if pair is None:
             dropped += 1
             continue

@@ -65,11 +65,15 @@ class ScanConfig:
     input_template: str | None = field(default=None, metadata={"help": (
         "OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies "
         "--data-format openrlhf). Default: none.")})
+    template: str | None = field(default=None, metadata={"help": (
+        "LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as "
+        "LLaMA-Factory does, --max-length acting as its cutoff_len. Default: TRL's tokenization.")})
 
 
 def data_spec(cfg: ScanConfig) -> DataSpec:
     """How to read --data's columns (data.formats)."""
-    return DataSpec(data_format=cfg.data_format, columns=cfg.columns, input_template=cfg.input_template)
+    return DataSpec(data_format=cfg.data_format, columns=cfg.columns, input_template=cfg.input_template,
+                    template=cfg.template)
 
 
 def run_name(run_dir: Path) -> str:

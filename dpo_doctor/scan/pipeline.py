@@ -233,7 +233,8 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
                 "max_pairs": cfg.max_pairs, "generate": gen is not None,
                 "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens,
                 "scored": scored, "from_cache": cached, "data_is_eval": cfg.data_is_eval,
-                "data_format": cfg.data_format, "columns": cfg.columns, "input_template": cfg.input_template}
+                "data_format": cfg.data_format, "columns": cfg.columns, "input_template": cfg.input_template,
+                "template": cfg.template}
     return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings, settings, gen)
 
 
