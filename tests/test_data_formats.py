@@ -193,6 +193,8 @@ def test_bad_layouts(tmp_path, rows, spec, match):
     (DataSpec(data_format="alpacca"), r"--data-format 'alpacca' is not a format; did you mean alpaca\?"),
     (DataSpec(data_format="ms-swift", columns="chosen=a,rejected=b"), r"ms-swift files use fixed column names"),
     (DataSpec(input_template="User: "), r"has no \{\}; OpenRLHF ignores such a template"),
+    (DataSpec(data_format="columns"), r"--data-format columns reads the columns that --columns names"),
+    (DataSpec(template="qwen"), r"--template 'qwen'.*empty and default"),
     (DataSpec(data_format="alpaca", input_template="{}"), r"--input-template is OpenRLHF's"),
 ])
 def test_bad_flags(spec, match):
@@ -249,6 +251,8 @@ def scan_margins(policy, ref, data, out, *flags):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     margins = pl.read_parquet(out / "pairs.parquet").sort("pair_id")["margin"].to_list()
+    layout = report["data"]["data_format"]
+    assert (f"read as {layout}" in " ".join(proc.stdout.split())) == (layout != "trl"), proc.stdout  # the summary says so
     return report, margins
 
 
@@ -392,3 +396,25 @@ def test_bad_template_is_one_line_exit_2(tiny_dir, tmp_path, flags, needles):
     proc = run_cli("scan", tiny_dir, "--ref", tiny_dir, "--data", write(tmp_path / "d.jsonl", BASE), "--no-generate",
                    "--out", tmp_path / "out", *flags)
     assert_user_error(proc, *needles)
+
+
+def test_llamafactory_run_gets_told_about_its_tokenization(policy, tiny_dir, tmp_path):
+    """A run with LLaMA-Factory's trainer_log.jsonl: the scan says its rewards follow TRL's tokenization unless
+    --template is given; with --template empty the warning goes and the ids are LLaMA-Factory's."""
+    import shutil
+
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
+
+    run = shutil.copytree(policy, tmp_path / "run")
+    (run / "trainer_log.jsonl").write_text(json.dumps({"current_steps": 5, "total_steps": 50, "loss": 0.69}) + "\n")
+    data = write(tmp_path / "d.jsonl", LAYOUTS["llamafactory-alpaca"][1])
+    reports = {}
+    for template in (None, "empty"):
+        out = scan(ScanConfig(run_dir=run, data=data, ref=tiny_dir, out=tmp_path / f"rep-{template}", template=template,
+                              cache_dir=tmp_path / "cache", generate=False, render=False))
+        reports[template] = json.loads((out / "report.json").read_text())
+    told = [[w for w in r["warnings"] if "LLaMA-Factory trained this run" in w] for r in reports.values()]
+    assert [len(t) for t in told] == [1, 0] and "--template empty|default" in told[0][0]
+    assert reports["empty"]["settings"]["template"] == "empty"
+    assert reports[None]["checkpoints"][-1]["metrics"]["rewards/margins"] != pytest.approx(
+        reports["empty"]["checkpoints"][-1]["metrics"]["rewards/margins"], abs=1e-9)  # other ids, other margins

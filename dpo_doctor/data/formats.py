@@ -325,6 +325,9 @@ def check_spec(spec: DataSpec) -> DataSpec:
     """Flag-level checks (no file read): names, --columns syntax, where --columns and --input-template apply."""
     name = format_name(spec.data_format)
     parse_columns(spec.columns)
+    if name == "columns" and not spec.columns:
+        raise UserError("--data-format columns reads the columns that --columns names; add --columns "
+                        "prompt=COL,chosen=COL,rejected=COL[,system=COL]")
     if spec.columns and name not in (None, "trl", "openrlhf", "columns"):
         raise UserError(f"--columns with --data-format {spec.data_format}: {name} files use fixed column names; "
                         "drop --columns, or rename the columns to that format's")
@@ -424,10 +427,11 @@ def _has_value(rows: list[Row], column: str) -> bool:
 
 
 def _redundant(rows: list[Row], column: str) -> bool:
-    """A column that only repeats the prompt, or the prompt + chosen conversation (UltraFeedback's `messages`)."""
+    """A column that only repeats the prompt, the chosen answer, or the prompt + chosen conversation (UltraFeedback's
+    `messages`)."""
     def same(row: Row) -> bool:
         value, prompt, chosen = row.get(column), row.get("prompt"), row.get("chosen")
-        if value in (None, "", []) or value == prompt:
+        if value in (None, "", []) or value == prompt or value == chosen:
             return True
         return isinstance(prompt, type(chosen)) and value == prompt + chosen
     return all(same(row) for row in rows)

@@ -252,10 +252,15 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
     warnings = warnings + list(log.warnings) + sanity_checks(long, records) + list(ctx.cache.notes)
     first = records[0].name if records else None
     stats = data_stats.compute(long.filter(pl.col("checkpoint") == first)) if first else {}
+    framework = detect_framework(train_log, run.path) if train_log is not None else "unknown"
+    if framework == "llama-factory" and cfg.template is None:
+        warnings.append("LLaMA-Factory trained this run; its tokenization differs from TRL's, used here (its `empty` "
+                        "template adds no EOS, cutoff_len cuts prompts too), so rewards can differ from its log: pass "
+                        "--template empty|default and --max-length CUTOFF_LEN for its own ids (README: Other "
+                        "trainers' data)")
     report = rep.build_report(
         run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source,
-                        loss_type=run.train_config.get("loss_type"),
-                        framework=detect_framework(train_log, run.path) if train_log is not None else "unknown"),
+                        loss_type=run.train_config.get("loss_type"), framework=framework),
         reference=rep.ReferenceInfo(path=str(run.reference.path), kind=run.reference.kind,
                                     base=str(run.reference.base) if run.reference.base else None,
                                     source=run.reference_source, metrics=gen.reference_metrics if gen else {}),

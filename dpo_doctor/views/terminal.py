@@ -17,6 +17,12 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _layout(report: dict) -> str:
+    """', read as llamafactory-alpaca' when the pairs came in another trainer's layout (data.formats), else ''."""
+    layout = (report.get("data") or {}).get("data_format", "trl")
+    return "" if layout == "trl" else f", read as {layout}"
+
+
 def print_summary(bundle: ReportBundle, console: Console) -> None:
     report, out = bundle.report, bundle.path
     keys = [k for k in SUMMARY_KEYS if any(k in c["metrics"] for c in report["checkpoints"])]
@@ -25,7 +31,7 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
     table = Table(caption="margin = rewards/margins, acc = rewards/accuracies, rank acc = pi(chosen) > pi(rejected), "
                   "drift/tok = chosen log-prob change per token, KL = sampled KL(pi||ref), len x = generated length "
                   "vs reference, EAD = per-prompt diversity", title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g}, "
-                        f"{(report.get('data') or {}).get('n_pairs', 0)} pairs)")
+                        f"{(report.get('data') or {}).get('n_pairs', 0)} pairs{_layout(report)})")
     table.add_column("checkpoint", no_wrap=True)
     for k in keys:
         table.add_column(SUMMARY_KEYS[k], justify="right")
