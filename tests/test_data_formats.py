@@ -213,6 +213,11 @@ def test_unused_prompt_like_columns_warn(tmp_path):
     conv = LAYOUTS["ms-swift-response"][2]
     rows = [{**r, "messages": r["prompt"] + r["chosen"], "input": ""} for r in conv]
     assert not to_trl(rows, ["line 1"] * len(rows), tmp_path / "d.jsonl").warnings
+    # with --columns the mapped roles decide what repeats what; an unmapped system-like column is named
+    spec, rows, _ = LAYOUTS["columns"]
+    rows = [{**r, "system_prompt": "be kind", "text": r["question"]} for r in rows]
+    out = to_trl(rows, ["line 1"] * len(rows), tmp_path / "d.jsonl", spec)
+    assert len(out.warnings) == 1 and "column(s) system_prompt" in out.warnings[0]
     # forcing TRL turns the implicit-prompt error into the same warning
     rows = [{"question": "q", "chosen": "q a", "rejected": "q b"}]
     forced = to_trl(rows, ["line 1"], tmp_path / "d.jsonl", DataSpec(data_format="trl"))

@@ -426,23 +426,24 @@ def _has_value(rows: list[Row], column: str) -> bool:
     return any(row.get(column) not in (None, "", [], {}) for row in rows)
 
 
-def _redundant(rows: list[Row], column: str) -> bool:
+def _redundant(rows: list[Row], mapped: list[Row], column: str) -> bool:
     """A column that only repeats the prompt, the chosen answer, or the prompt + chosen conversation (UltraFeedback's
-    `messages`)."""
-    def same(row: Row) -> bool:
-        value, prompt, chosen = row.get(column), row.get("prompt"), row.get("chosen")
+    `messages`); `mapped` holds the same rows with the prompt and answers under their roles."""
+    def same(row: Row, roles: Row) -> bool:
+        value, prompt, chosen = row.get(column), roles.get("prompt"), roles.get("chosen")
         if value in (None, "", []) or value == prompt or value == chosen:
             return True
-        return isinstance(prompt, type(chosen)) and value == prompt + chosen
-    return all(same(row) for row in rows)
+        both = (str, list)
+        return any(isinstance(prompt, t) and isinstance(chosen, t) for t in both) and value == prompt + chosen
+    return all(same(row, roles) for row, roles in zip(rows, mapped))
 
 
-def unused_columns(rows: list[Row], used: set[str], path: Path, name: str, detected: bool,
+def unused_columns(rows: list[Row], mapped: list[Row], used: set[str], path: Path, name: str, detected: bool,
                    implicit: bool) -> list[str]:
     """Warnings for prompt- or system-like columns the format does not read; an error when the prompt would be
     guessed (TRL's implicit prompt) while such a column holds text and the format was not forced."""
     unused = sorted(c for c in _columns(rows) - used
-                    if c.lower() in PROMPT_LIKE and _has_value(rows, c) and not _redundant(rows, c))
+                    if c.lower() in PROMPT_LIKE and _has_value(rows, c) and not _redundant(rows, mapped, c))
     if not unused:
         return []
     names = ", ".join(unused)
@@ -470,7 +471,7 @@ def to_trl(rows: list[Row], labels: list[str], path: Path, spec: DataSpec = Data
     else:
         used = set(fmt.reads) | ({"tools"} if name == "llamafactory-sharegpt" else set())
     implicit = name == "trl" and not any(r.get("prompt") is not None for r in source)
-    warnings += unused_columns(rows, used, path, name, detected, implicit)
+    warnings += unused_columns(rows, source, used, path, name, detected, implicit)
     if name == "llamafactory-sharegpt" and _has_value(rows, "tools"):
         warnings.append(f"{path}: the tools column is not applied (LLaMA-Factory puts tool descriptions in the "
                         "system message with its own template): pairs are scored without them")
