@@ -183,10 +183,16 @@ def recommend(points: list[Point], runs: list[dict], best: dict | None, signal: 
            "steps": best.get("step"), "from_run": best["run"]}
     notes = [f"the frontier peaks at {best['run']}/{best['checkpoint']} (beta {_fmt(top.get('beta'))} from "
              f"{top.get('beta_source')}, learning rate {_fmt(top.get('learning_rate'))} from {top.get('lr_source')})"]
+    if signal is None:
+        notes.append("no quality signal, so no fit across the sweep: the beta and learning rate of the heuristic "
+                     "pick (low confidence; measure quality with --probe-suite or --judge)")
     for key, label in (("beta", "beta"), ("learning_rate", "learning rate")):
         rows = [(r[key], peak[r["name"]]) for r in runs if r.get(key) and peak[r["name"]] is not None]
         values = sorted({v for v, _ in rows})
-        if len(values) < 2:
+        if len(values) < 2 or signal is None:
+            continue
+        if max(q for _, q in rows) - min(q for _, q in rows) < 1e-9:
+            notes.append(f"every {label} swept peaks at the same quality: the sweep does not tell them apart")
             continue
         fit = _peak_fit([v for v, _ in rows], [q for _, q in rows])
         swept = ", ".join(f"{_fmt(v)}: {_fmt(q)}" for v, q in sorted(rows))
