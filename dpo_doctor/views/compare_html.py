@@ -89,7 +89,8 @@ def per_run_plot(b: ReportBundle) -> Plot | None:
                                      line=dict(color=COLORS[i % len(COLORS)])), row=1, col=j)
     if not drawn:
         return None
-    style(fig, "Margins, accuracy and length per run (x: step)", height=340)
+    style(fig, "Margins, accuracy and length per run (x: step)", height=360)
+    fig.update_layout(margin=dict(l=55, r=20, t=80, b=40))
     return Plot("per-run", "per run", fig, ("rewards/accuracies", "rewards/margins", "gen/length_ratio"))
 
 
