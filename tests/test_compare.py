@@ -232,3 +232,22 @@ def test_tui_shows_hostile_names_literally(tmp_path):
             cell = app.query_one("#runs", DataTable).get_cell_at((0, 0))
             assert cell.plain.startswith(HOSTILE) and not cell.spans
     asyncio.run(check())
+
+
+def test_judge_marks_average_to_the_win_rate():
+    """judge_wins: per answer pair 1 / 0.5 / 0; their mean and Wilson interval are win_rate's on the same scores."""
+    import polars as pl
+
+    from dpo_doctor.metrics.judge_win import judge_wins, rate_of_wins, win_rate
+
+    class ByLength:
+        @staticmethod
+        def score(prompts, completions):
+            return [float(len(c)) for c in completions]
+
+    pol = pl.DataFrame({"prompt_id": [0, 0, 1, 1], "sample_idx": [0, 1, 0, 1], "prompt": ["p", "p", "q", "q"],
+                        "text": ["long answer", "ab", "xyz", "same"]})
+    ref = pol.with_columns(text=pl.Series(["short", "abc", "xy", "same"]))
+    wins = judge_wins(ByLength(), pol, ref)
+    assert wins["judge_win"].to_list() == [1.0, 0.0, 1.0, 0.5]
+    assert rate_of_wins(wins) == pytest.approx(win_rate([11, 2, 3, 4], [5, 3, 2, 4]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,37 @@ def test_runs_of_different_references_are_refused(sweep, tiny_dir, tmp_path):
     assert_user_error(run_cli("compare", mixed, "--data", data, "--no-generate"), "trained from", "one reference")
     assert_user_error(run_cli("compare", mixed / "a", mixed / "b", "--ref", sweep / "reference", "--data", data,
                               "--no-generate"), "trained from", str(tiny_dir))
+
+
+JUDGE = '''
+import re
+OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+
+def right(prompts, completions):
+    """1 when the answer's last number is within 9 of the question's result (the task's notion of right)."""
+    out = []
+    for p, c in zip(prompts, completions):
+        a, op, b = re.search(r"(-?\\d+) (plus|minus|times) (-?\\d+)", p).groups()
+        found = re.findall(r"-?\\d+", c)
+        out.append(float(bool(found) and abs(int(found[-1]) - OPS[op](int(a), int(b))) <= 9))
+    return out
+'''
+
+
+def test_a_judge_signal_is_compared_prompt_by_prompt(sweep, compared, tmp_path, monkeypatch):
+    """--judge (a module:function) outranks the suite; its per-answer marks (samples.parquet `judge_win`) average to
+    each checkpoint's judge/win_rate, and the pick comes from the paired bootstrap over them."""
+    (tmp_path / "sweep_judges.py").write_text(JUDGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = compare(CompareConfig(runs=(sweep / "runs",), scan=replace(scan_config(sweep), judge="sweep_judges:right"),
+                                out=tmp_path / "judged"))
+    r = load_report(out).report
+    assert r["quality"]["signal"] == "judge/win_rate" and r["best"]["signal"] == "judge/win_rate"
+    assert "paired difference" in r["best"]["reason"] and r["best"]["p_best"] > 0
+    for x in r["runs"]:
+        scan = load_report(out / x["report"])
+        for c in scan.checkpoints:
+            per = quality.per_prompt(scan.samples, c["name"], "judge/win_rate", None)
+            marks = scan.samples.filter(scan.samples["checkpoint"] == c["name"])["judge_win"]
+            assert marks.mean() == pytest.approx(c["metrics"]["judge/win_rate"], abs=1e-12)
+            assert len(per) == MAX_PROMPTS
