@@ -43,8 +43,8 @@ def check_compare(cfg: CompareConfig) -> list[Path]:
         raise UserError(f"--log {cfg.scan.log} names one run's log; compare reads each run's own log from its "
                         "folder (trainer_state.json, W&B, TensorBoard). Drop --log")
     runs = expand_runs(cfg.runs)
-    for run in runs:
-        check_config(replace(cfg.scan, run_dir=run, out=Path(cfg.out) / "runs" / "x"))
+    for run, name in zip(runs, run_names(runs)):
+        check_config(replace(cfg.scan, run_dir=run, out=Path(cfg.out) / "runs" / name))
     check_out(Path(cfg.out))
     return runs
 
