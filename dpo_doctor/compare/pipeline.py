@@ -101,7 +101,10 @@ def build_compare(cfg: CompareConfig, runs, names, bundles, reference: str) -> t
     answers = quality.suite_answers(s.probe_suite) if signal == "task/accuracy" else None
     points = [p for n, b in zip(names, bundles) for p in choose.points_of(n, b.report, signal)]
     ref_metrics = (bundles[0].report.get("reference") or {}).get("metrics") or {}
-    ref_y = ref_metrics.get(signal) if signal else 0.5  # implicit-reward accuracy of the reference is chance
+    # the reference against itself: a judge win rate of 0.5 by definition; implicit-reward accuracy at chance
+    ref_y = ref_metrics.get(signal, 0.5 if signal == "judge/win_rate" else None) if signal else 0.5
+    if signal == "judge/win_rate" and ref_y is None:
+        ref_y = 0.5
     best = None
     if signal:
         best = choose.choose_by_quality(points, _scores(bundles, names, signal, answers), label, ref_y, seed=s.seed)
