@@ -251,3 +251,11 @@ def test_judge_marks_average_to_the_win_rate():
     wins = judge_wins(ByLength(), pol, ref)
     assert wins["judge_win"].to_list() == [1.0, 0.0, 1.0, 0.5]
     assert rate_of_wins(wins) == pytest.approx(win_rate([11, 2, 3, 4], [5, 3, 2, 4]))
+
+
+@pytest.mark.parametrize("bad", ["javascript:alert(1)", "../../etc", "/abs/path", "runs/a b"])
+def test_a_tampered_run_report_path_is_not_linked(bad):
+    from dpo_doctor.views.compare_html import run_link
+
+    assert run_link({"name": "r", "report": bad}) == "r"
+    assert run_link({"name": "<b>", "report": "runs/beta-0.1"}) == "<a href='runs/beta-0.1/report.html'>&lt;b&gt;</a>"

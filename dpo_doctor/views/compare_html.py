@@ -8,6 +8,7 @@ the ReportBundle: nothing is recomputed (the frontier, the best and the recommen
 from __future__ import annotations
 
 import json
+import re
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -127,6 +128,18 @@ def _peak(run: dict, key: str | None) -> tuple[str | None, float | None]:
     return max(rows, key=lambda t: t[1]) if rows else (None, None)
 
 
+SAFE_LINK = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def run_link(run: dict) -> str:
+    """A link to the run's own report.html when `report` is a plain relative path inside the folder (a tampered
+    report cannot make it a javascript: or outside URL); else the name as text."""
+    rel = str(run.get("report") or "")
+    if SAFE_LINK.fullmatch(rel) and ".." not in rel.split("/"):
+        return f"<a href='{esc(rel)}/report.html'>{esc(run['name'])}</a>"
+    return esc(run["name"])
+
+
 def runs_table(r: dict) -> str:
     """Side by side: one column per run."""
     signal = r["quality"]["signal"] or "rewards/accuracies"
@@ -138,7 +151,7 @@ def runs_table(r: dict) -> str:
         return vals[-1] if vals else None
 
     rows = [
-        ("report", [f"<a href='{esc(x['report'])}/report.html'>{esc(x['name'])}</a>" for x in runs]),
+        ("report", [run_link(x) for x in runs]),
         ("beta", [f"{num(x.get('beta'))} <span class='unit'>({esc(x.get('beta_source'))})</span>" for x in runs]),
         ("learning rate", [f"{num(x.get('learning_rate'))} <span class='unit'>({esc(x.get('lr_source'))})</span>"
                            for x in runs]),
