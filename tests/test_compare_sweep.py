@@ -128,7 +128,7 @@ def right(prompts, completions):
 
 
 @SLOW
-def test_a_judge_signal_is_compared_prompt_by_prompt(sweep, compared, tmp_path, monkeypatch):
+def test_a_judge_signal_is_compared_prompt_by_prompt(sweep, tmp_path, monkeypatch):
     """--judge (a module:function) outranks the suite; its per-answer marks (samples.parquet `judge_win`) average to
     each checkpoint's judge/win_rate, and the pick comes from the paired bootstrap over them."""
     (tmp_path / "sweep_judges.py").write_text(JUDGE)
