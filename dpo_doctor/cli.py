@@ -1,4 +1,4 @@
-"""Command line: `dpo-doctor demo|scan|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
+"""Command line: `dpo-doctor demo|scan|compare|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
 
 Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one function.
 The CLI is where stages are composed: scan, then render, then the terminal summary (the pipeline never renders).
@@ -201,6 +201,59 @@ def scan(
 
 
 @app.command(no_args_is_help=True)
+@with_scan_flags
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run dirs (checkpoint-N/ sub-dirs) of one reference, or a sweep folder whose sub-folders are runs."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write report.json and tables only, no HTML/Markdown."),
+    **flags,
+) -> None:
+    """Compare several runs of one reference (a beta / learning-rate sweep): each scanned alike on the same pairs
+    and quality signal, their checkpoints on quality vs sqrt(KL) (the hump), the checkpoint to ship across all
+    runs, and the beta and learning rate for the next run. --out is the compare's folder (default
+    reports/compare-NAME); every run's own scan report goes to OUT/runs/RUN/. Scan flags apply to every run.
+
+    Example: dpo-doctor compare sweeps/beta --ref models/sft --data eval.jsonl --probe-suite arithmetic
+
+    Exit codes: 0 done, 2 bad input (one run, runs of different references, a missing dir), 130 interrupted.
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from dpo_doctor.compare.pipeline import CompareConfig, compare as run_compare
+    from dpo_doctor.compare.runs import expand_runs, run_names
+    from dpo_doctor.report import load_report
+    from dpo_doctor.views import render_all
+    from dpo_doctor.views.terminal import print_compare_summary
+
+    if flags["data"] is None:
+        raise UserError("compare needs --data PAIRS: every run is scored on the same held-out pairs")
+    if flags["log"] is not None:
+        raise UserError(f"--log {flags['log']} names one run's log; compare reads each run's own log from its folder "
+                        "(trainer_state.json, W&B, TensorBoard). Drop --log")
+    found = expand_runs(runs)
+    out = flags["out"] or Path("reports") / f"compare-{run_names([Path(runs[0]).resolve()])[0]}"
+    cfg = scan_config(found[0], {**flags, "out": out / "runs" / run_names(found)[0]}, render=not no_render)
+    console = Console(stderr=True)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        last = _PROGRESS.get("done", 0) if _PROGRESS.get("stage") == stage else -1
+        _PROGRESS.update(stage=stage, done=done, total=total)
+        step = max(1, total // 4)
+        if last < 0 or done // step > max(last, 0) // step or done == total:
+            console.print(f"dpo-doctor: {stage}: {done}/{total}", highlight=False, markup=False)
+
+    result = run_compare(CompareConfig(runs=tuple(found), scan=replace(cfg, out=None), out=out), progress=progress)
+    _PROGRESS.clear()
+    bundle = load_report(result)
+    if not no_render:
+        for run in bundle.report["runs"]:
+            render_all(result / run["report"])
+        render_all(result)
+    print_compare_summary(bundle, Console())
+
+
+@app.command(no_args_is_help=True)
 def report(
     report_dir: Path = typer.Argument(..., help="A scan's output dir (holds report.json)."),
     format: str = typer.Option("html", "--format", help="html (self-contained, offline), md (GitHub Markdown for a PR comment) or json."),
@@ -217,13 +270,15 @@ def report(
         raise UserError(f"--format {format!r}: use html, md or json")
     bundle = load_report(report_dir)
     if format == "html":
+        from dpo_doctor.views.compare_html import render_compare_html
         from dpo_doctor.views.html import render_html
 
-        text = render_html(bundle)
+        text = render_compare_html(bundle) if bundle.kind == "compare" else render_html(bundle)
     elif format == "md":
+        from dpo_doctor.views.compare_markdown import render_compare_markdown
         from dpo_doctor.views.markdown import render_markdown
 
-        text = render_markdown(bundle)
+        text = render_compare_markdown(bundle) if bundle.kind == "compare" else render_markdown(bundle)
     else:
         text = _json.dumps(bundle.report, indent=2)
     if (out is not None and str(out) == "-") or (format == "json" and out is None):  # never rewrite report.json
