@@ -39,8 +39,7 @@ class DataAudit:
 def compute(df: pl.DataFrame, max_length: int | None,
             progress: Callable[[str, int, int], None] | None = None) -> DataAudit:
     """Every no-model statistic of the pair table; `progress(step, done, total)` after each step."""
-    tick = (lambda i: progress("auditing pairs: " + STEPS[min(i, len(STEPS) - 1)], i, len(STEPS))) if progress \
-        else (lambda i: None)
+    tick = (lambda i: progress("auditing pairs (no model)", i, len(STEPS))) if progress else (lambda i: None)
     tick(0)
     fp = pair_prints(df)
     tick(1)
