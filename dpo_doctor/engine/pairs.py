@@ -98,12 +98,11 @@ def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.d
                 hidden: HiddenSums | None = None) -> PairScores:
     """Fill `out` with summed response log-probs for every pair whose entry is still NaN.
 
-    hidden: also fill these summed response hidden states, from the same forward pass (one pass per sequence,
-    nothing more); the bucketed path is used then."""
-
     prefix_sharing: encode each prompt once for both responses (`engine.prefix`); None = automatically, when the
     model family supports it and prompts are at least `prefix.PROMPT_SHARE_MIN` of the tokens to score. Pairs with
-    only one side left to score (a resumed run) or an empty prompt always take the bucketed path."""
+    only one side left to score (a resumed run) or an empty prompt always take the bucketed path.
+    hidden: also fill these summed response hidden states, from the same forward pass (one pass per sequence,
+    nothing more); the bucketed path is used then."""
     budget = token_budget or auto_token_budget(model, device)
     both = [i for i in range(len(pairs)) if math.isnan(out.logp_chosen[i]) and math.isnan(out.logp_rejected[i])
             and pairs[i].prompt_ids]  # an empty prompt has nothing to share (and no logits for the first token)
