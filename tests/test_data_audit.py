@@ -226,3 +226,21 @@ def test_hidden_sums_leave_logps_unchanged_on_both_head_paths(tiny_dir, monkeypa
     assert torch.allclose(lp, lp3, atol=1e-5)
     want = torch.stack([h[0, 1:5].sum(0), h[1, 1:3].sum(0)])  # positions predicting the response tokens
     assert torch.allclose(hs, want, atol=1e-6) and torch.allclose(hs3, want, atol=1e-6)
+
+
+def test_scan_data_section_is_the_audit(tmp_path, tiny_dir):
+    """The scan's data statistics come from the audit's function on the scan's pairs: same tokenizer, same
+    max_length, so every no-model statistic of `dpo-doctor data --tokenizer` agrees with the scan's."""
+    from dpo_doctor.scan.pipeline import ScanConfig, scan
+
+    rows = duplicated()
+    data = write(tmp_path / "pairs.jsonl", rows)
+    out = scan(ScanConfig(run_dir=tiny_dir, data=data, ref=tiny_dir, out=tmp_path / "scan", generate=False,
+                          cache_dir=tmp_path / "cache", max_length=128))
+    scan_stats = load_report(out).report["data"]["stats"]
+    audit_stats = audit(tmp_path, rows, "same", tokenizer=tiny_dir, max_length=128).report["data"]["stats"]
+    assert scan_stats["data/duplicate_frac"] == pytest.approx(1 / 3)
+    for key, value in scan_stats.items():
+        if key.startswith(("length/", "data/")) and not key.startswith(("data/over_max", "data/dropped",
+                                                                         "data/full_length")):
+            assert value == pytest.approx(audit_stats[key], nan_ok=True), key

@@ -67,7 +67,7 @@ def audit_plots(b: ReportBundle) -> list[Plot]:
                         "rejected)", "audit-length-ratio", ("length/median_ratio", "length/longer_wins_accuracy"),
                         0.0)]
     shown = p.head(MAX_POINTS)
-    fig = go.Figure(go.Scattergl(x=shown["len_rejected"].to_list(), y=shown["len_chosen"].to_list(), mode="markers",
+    fig = go.Figure(go.Scatter(x=shown["len_rejected"].to_list(), y=shown["len_chosen"].to_list(), mode="markers",
                                  marker=dict(size=4, opacity=0.5), name="pairs"))
     top = max(1, int(max(shown["len_chosen"].max() or 1, shown["len_rejected"].max() or 1)))
     fig.add_scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="#9e9e9e", dash="dot"), name="equal")
