@@ -44,7 +44,6 @@ class Loaded:
 def _tokenizer(cfg: AuditConfig, warnings: list[str]):
     """(tokenizer or None, the reference's ModelSpec or None): --tokenizer wins, else --ref's own tokenizer."""
     from dpo_doctor import discover as disc
-    from dpo_doctor.engine.loading import load_tokenizer
     from dpo_doctor.hub import resolve_model_path
 
     spec = None
@@ -54,7 +53,9 @@ def _tokenizer(cfg: AuditConfig, warnings: list[str]):
     if source is None and spec is not None:
         source = spec.path if disc.has_tokenizer(spec.path) or spec.base is None else Path(spec.base)
     if source is None:
-        return None, None
+        return None, None  # no model, no torch import: the no-model audit stays light
+    from dpo_doctor.engine.loading import load_tokenizer
+
     tok, notes = load_tokenizer(source, trust_remote_code=cfg.trust_remote_code)
     warnings += notes
     return tok, spec

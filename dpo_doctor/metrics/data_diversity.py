@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from dpo_doctor.metrics import MetricInfo
-from dpo_doctor.metrics.minhash import PairPrints, Words, clusters, mix
+from dpo_doctor.metrics.minhash import PairPrints, Words, clusters, distinct, mix
 
 NEAR = 0.8
 
@@ -42,7 +42,7 @@ def distinct_2(w: Words) -> float | None:
     doc = np.repeat(np.arange(len(w.lengths)), w.lengths)
     inside = np.concatenate([doc[1:] == doc[:-1], [False]])
     bigrams = mix(w.hashes[:-1] ^ mix(w.hashes[1:] ^ np.uint64(3)))[inside[:-1]]
-    return float(len(np.unique(bigrams)) / len(bigrams)) if len(bigrams) else None
+    return float(len(distinct(bigrams)) / len(bigrams)) if len(bigrams) else None
 
 
 def compute(fp: PairPrints) -> tuple[dict[str, float], dict[str, np.ndarray]]:

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from dpo_doctor.metrics import MetricInfo
-from dpo_doctor.metrics.minhash import PairPrints, clusters, mix
+from dpo_doctor.metrics.minhash import PairPrints, clusters, first_of, mix
 
 NEAR = 0.8  # estimated Jaccard of word 3-shingles at which two pairs count as near duplicates
 
@@ -30,25 +30,17 @@ INFO = {
 }
 
 
-def _first_of(labels: np.ndarray) -> np.ndarray:
-    """For each row, whether it is the first row with its label."""
-    _, first = np.unique(labels, return_index=True)
-    out = np.zeros(len(labels), bool)
-    out[first] = True
-    return out
-
-
 def compute(fp: PairPrints) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(stats, per-pair columns: exact_duplicate, near_duplicate, contradiction, duplicate_of)."""
     n = len(fp.prompt)
     key = mix(mix(fp.prompt ^ np.uint64(1)) ^ fp.chosen) ^ mix(fp.rejected ^ np.uint64(2))
-    exact = ~_first_of(key)
+    exact = ~first_of(key)
     first_row = pl.DataFrame({"k": key, "i": np.arange(n)}).group_by("k").agg(pl.col("i").min().alias("f"))
     dup_of = pl.DataFrame({"k": key}).join(first_row, on="k", how="left", maintain_order="left")["f"].to_numpy()
     labels = clusters(fp.pair_sig, NEAR)
-    near = ~_first_of(labels) & ~exact
+    near = ~first_of(labels) & ~exact
     reverse = mix(mix(fp.prompt ^ np.uint64(1)) ^ fp.rejected) ^ mix(fp.chosen ^ np.uint64(2))
-    contradiction = np.isin(reverse, key) & (fp.chosen != fp.rejected)
+    contradiction = pl.Series(reverse).is_in(pl.Series(key).implode()).to_numpy() & (fp.chosen != fp.rejected)
     stats = {"data/exact_duplicate_frac": float(exact.mean()) if n else None,
              "data/near_duplicate_frac": float(near.mean()) if n else None,
              "data/duplicate_frac": float((exact | near).mean()) if n else None,

@@ -90,6 +90,21 @@ def signatures(w: Words, n_perm: int = N_PERM, k: int = SHINGLE) -> np.ndarray:
     return sig
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort and a comparison: numpy's hash-based `unique` is slower on uint64 hashes)."""
+    v = np.sort(values)
+    return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
+
+
+def first_of(labels: np.ndarray) -> np.ndarray:
+    """For each row, whether it is the first row (in order) with its label."""
+    order = np.argsort(labels, kind="stable")
+    s = labels[order]
+    out = np.zeros(len(labels), bool)
+    out[order[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else order] = True
+    return out
+
+
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise Jaccard estimate of two signature arrays (share of agreeing minima)."""
     return (a == b).mean(axis=1)
@@ -120,7 +135,7 @@ def clusters(sig: np.ndarray, threshold: float = 0.8, bands: int = BANDS) -> np.
         dst.append(order[~new])
     src, dst = np.concatenate(src), np.concatenate(dst)
     if len(src):
-        pair = np.unique(src.astype(np.int64) * n_docs + dst)
+        pair = distinct(src.astype(np.int64) * n_docs + dst)
         src, dst = pair // n_docs, pair % n_docs
         ok = similarity(sig[src], sig[dst]) >= threshold
         src, dst = src[ok], dst[ok]
@@ -148,6 +163,8 @@ def pair_prints(df: pl.DataFrame) -> PairPrints:
                      normalize(pl.col("rejected")).alias("r"))
     cw, rw = words(norm["c"]), words(norm["r"])
     cs, rs = signatures(cw), signatures(rw)
-    pair_sig = np.minimum(np.minimum(signatures(words(norm["p"])), cs), rs)  # MinHash of a union: the minima's min
+    # MinHash of the union of the three shingle sets, each tagged with its side (the rejected minima through a
+    # bijective mix, as if hashed apart), so a pair and its swap (a contradiction) are not near duplicates
+    pair_sig = np.minimum(np.minimum(signatures(words(norm["p"])), cs), mix(rs ^ np.uint64(0x5DEECE66D)))
     return PairPrints(*(mix(norm[k].hash(seed=11).to_numpy().astype(np.uint64)) for k in ("p", "c", "r")),
                       cw, rw, cs, rs, pair_sig)
