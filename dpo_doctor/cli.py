@@ -1,4 +1,4 @@
-"""Command line: `dpo-doctor demo|scan|compare|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
+"""Command line: `dpo-doctor demo|scan|data|compare|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
 
 Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one function.
 The CLI is where stages are composed: scan, then render, then the terminal summary (the pipeline never renders).
@@ -198,6 +198,89 @@ def scan(
     code = scan_and_report(scan_config(run_dir, flags, render=not no_render), fail_on=fail_on)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("data", no_args_is_help=True)
+def data_audit(
+    pairs: Path = typer.Argument(..., help="Preference pairs: JSONL, JSON, Parquet, CSV, a datasets.save_to_disk folder or a Hub dataset id, in any format scan --data reads."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model (the model DPO will start from): adds its own preference on each pair, CHES displacement risk, and token lengths with its tokenizer and chat template. Default: no model."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="A tokenizer folder for token lengths and truncation without loading a model. Default: --ref's, else whitespace words."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (created if missing). Default: reports/data-<name>/."),
+    max_length: int = typer.Option(1024, "--max-length", help="The trainer's max_length (prompt + answer, keep_start as TRL; default 1024 tokens)."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Audit a deterministic (seeded) subset of N pairs. Default: all."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --max-pairs (default 0)."),
+    batch_size: str = typer.Option("auto", "--batch-size", help="With --ref: pairs per forward pass, or auto (a token budget, length-bucketed)."),
+    device: str = typer.Option("auto", "--device", help="With --ref: auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="With --ref: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+    select: Optional[str] = typer.Option(None, "--select", help="Only these rule codes or prefixes (comma-separated, e.g. DPO301,DPO304)."),
+    ignore: Optional[str] = typer.Option(None, "--ignore", help="Skip these rule codes or prefixes (comma-separated)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a rule threshold, e.g. --set DPO301.max_longer_wins_accuracy=0.8 (repeatable)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding of this severity or worse is found: warning or error."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write report.json, the tables and filter_ids.jsonl only, no HTML/Markdown."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model and tokenizer code from --ref / --tokenizer (never on by default)."),
+) -> None:
+    """Audit preference pairs before training: length bias, duplicates, contradictions, near-identical answers,
+    canned chosen answers, truncation; with --ref the reference's own preference and CHES displacement risk.
+
+    Example: dpo-doctor data data/prefs.jsonl --ref models/sft --max-length 2048
+
+    Writes report.json (+ HTML, Markdown), audit_pairs.parquet (one row per pair, every flag) and filter_ids.jsonl
+    (pair ids to drop, with reasons). Exit codes: 0 done, 1 --fail-on matched, 2 bad input.
+    """
+    from rich.console import Console
+
+    from dpo_doctor.audit.config import AuditConfig, check_audit_config
+    from dpo_doctor.audit.pipeline import run_audit
+    from dpo_doctor.report import load_report
+    from dpo_doctor.severity import SEVERITY_RANK
+    from dpo_doctor.views.terminal import print_summary
+
+    if fail_on not in (None, "warning", "error"):
+        raise UserError(f"--fail-on {fail_on!r}: use warning or error")
+    cfg = check_audit_config(AuditConfig(
+        data=pairs, ref=ref, tokenizer=tokenizer, out=out, max_length=max_length, max_pairs=max_pairs, seed=seed,
+        batch_size=batch_size, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+        select=_codes(select), ignore=_codes(ignore), rule_settings=tuple(set_ or ())))
+    console = Console(stderr=True)
+    _PROGRESS["on_interrupt"] = "dpo-doctor: interrupted; the data audit keeps nothing partial, rerun it to start over"
+    with _stage_progress(console) as progress:
+        report_dir = run_audit(cfg, progress=progress)
+    if not no_render:
+        from dpo_doctor.views import render_all
+
+        render_all(report_dir)
+    bundle = load_report(report_dir)
+    print_summary(bundle, Console())
+    worst = bundle.worst_severity()
+    if fail_on and worst and SEVERITY_RANK[worst] >= SEVERITY_RANK[fail_on]:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stage_progress(console):
+    """progress(stage, done, total): rich bars on a terminal, else a line per stage and every 10% (a log file)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True) if console.is_terminal else None
+    tasks: dict[str, int] = {}
+    last: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        _PROGRESS.update(stage=stage, done=done, total=total)
+        if bars is None:
+            step = max(1, total // 10)
+            if stage not in last or done // step > last[stage] // step or done == total:
+                print(f"dpo-doctor: {stage}: {done}/{total}", file=sys.stderr, flush=True)
+            last[stage] = done
+            return
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars or contextlib.nullcontext():
+        yield progress
+    _PROGRESS.clear()
 
 
 @app.command(no_args_is_help=True)

@@ -107,6 +107,17 @@ def build_report(run: RunInfo, reference: ReferenceInfo | None, data: DataInfo |
     })
 
 
+def build_data_audit_report(data: DataInfo, reference: ReferenceInfo | None, settings: dict, metric_info: dict,
+                            warnings: list[str], diagnosis: dict, audit: dict) -> dict:
+    """report.json of `dpo-doctor data` (kind "data_audit"): no run and no checkpoint, the data's statistics in
+    data.stats, the data rules' diagnoses, and `audit` (the filter file and its counts)."""
+    return clean({
+        **header(), "kind": "data_audit", "data": asdict(data),
+        "reference": asdict(reference) if reference else None, "settings": settings, "checkpoints": [],
+        "metric_info": metric_info, "warnings": list(warnings), **diagnosis, "audit": audit, "log_only": False,
+    })
+
+
 def clean(value: Any) -> Any:
     """JSON-safe: NaN/Inf become None (JSON has no NaN), numpy scalars become Python numbers."""
     if isinstance(value, dict):
@@ -153,6 +164,7 @@ REQUIRED_COLUMNS = {
     "samples": ("checkpoint", "prompt_id", "prompt", "text"),
     "train_log": ("step",),
     "points": ("run", "checkpoint", "step", "sqrt_kl"),  # compare reports: one row per run x checkpoint
+    "audit_pairs": ("pair_id", "len_chosen", "len_rejected", "length_ratio"),
 }
 
 
@@ -168,6 +180,8 @@ _DIAGNOSIS = {"code": str, "name": str, "kind": str, "severity": ("info", "warni
               "explanation?": STR_OR_NONE}
 SCHEMA = {
     "schema_version": int,
+    "kind?": ("scan", "data_audit"),  # absent: a scan
+    "audit?": (None, dict),
     "run": {"name": str, "path?": str, "beta": NUM, "beta_source?": STR_OR_NONE, "loss_type?": STR_OR_NONE,
             "framework?": STR_OR_NONE},
     "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE}}),
@@ -282,8 +296,10 @@ def validate(doc: Any, path: Path) -> dict:
         raise UserError(f"{path} has schema_version {doc['schema_version']!r}; this dpo-doctor reads version "
                         f"{SCHEMA_VERSION}. Re-run the scan with this version")
     schema = COMPARE_SCHEMA if doc.get("kind") == "compare" else SCHEMA
-    missing = [k for k in ("schema_version", "runs" if schema is COMPARE_SCHEMA else "run", "checkpoints")
-               if k not in doc]
+    audit = doc.get("kind") == "data_audit"  # a data audit has no run and no checkpoint, but data
+    required = (("schema_version", "runs", "checkpoints") if schema is COMPARE_SCHEMA
+                else ("schema_version", "data") if audit else ("schema_version", "run", "checkpoints"))
+    missing = [k for k in required if k not in doc]
     if missing:
         raise UserError(f"{path} is not a dpo-doctor report (it lacks {', '.join(missing)}); re-run the scan")
     try:
@@ -291,7 +307,7 @@ def validate(doc: Any, path: Path) -> dict:
             name = key.rstrip("?")
             if name in doc:
                 _check(doc[name], spec, name)
-            elif not key.endswith("?"):
+            elif not key.endswith("?") and name in required:
                 raise ValueError(f"{name} is missing")
     except ValueError as exc:
         raise UserError(f"{path}: {exc}; the file was edited or written by another tool. Re-run the scan") from None
@@ -312,8 +328,13 @@ class ReportBundle:
 
     @property
     def kind(self) -> str:
-        """"scan" (one run, `dpo-doctor scan`) or "compare" (a sweep, `dpo-doctor compare`)."""
-        return "compare" if self.report.get("kind") == "compare" else "scan"
+        """"scan" (one run, `dpo-doctor scan`), "compare" (a sweep, `dpo-doctor compare`) or "data_audit"."""
+        return self.report.get("kind") or "scan"
+    audit_pairs: pl.DataFrame | None = None  # a data audit's per-pair table
+
+    @property
+    def is_data_audit(self) -> bool:
+        return self.report.get("kind") == "data_audit"
 
     @property
     def checkpoints(self) -> list[dict]:
@@ -369,6 +390,7 @@ def read_report_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise UserError(f"{path} is not valid JSON ({str(exc)[:80]}); re-run the scan") from None
     doc = validate(doc, path)
+    doc["checkpoints"] = doc.get("checkpoints") or []
     for c in doc["checkpoints"]:
         c.setdefault("metrics", {})
     doc["diagnoses"] = doc.get("diagnoses") or []

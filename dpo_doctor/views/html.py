@@ -340,6 +340,11 @@ def render_html(b: ReportBundle) -> str:
     """The whole page as one string (plotly.js inline, figures drawn on load)."""
     from plotly.offline import get_plotlyjs
 
+    if b.is_data_audit:
+        from dpo_doctor.views.audit import render_audit_html
+
+        return render_audit_html(b)
+
     sections = all_plots(b)
     links = metric_links(sections)
     body = [header(b), cards(b.report, links)] + [plot_section(k, v) for k, v in sections.items()]

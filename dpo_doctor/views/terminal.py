@@ -24,6 +24,10 @@ def _layout(report: dict) -> str:
 
 
 def print_summary(bundle: ReportBundle, console: Console) -> None:
+    if bundle.is_data_audit:
+        from dpo_doctor.views.audit import print_audit_summary
+
+        return print_audit_summary(bundle, console)
     report, out = bundle.report, bundle.path
     keys = [k for k in SUMMARY_KEYS if any(k in c["metrics"] for c in report["checkpoints"])]
     if report.get("log_only"):
