@@ -93,12 +93,14 @@ def reference_pass(cfg: AuditConfig, spec, tokenizer, loaded: Loaded, progress: 
                    ) -> tuple[dict[str, float | None], pl.DataFrame]:
     """The reference's log-probs and CHES for every trained pair: one forward pass per answer (engine)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from dpo_doctor.engine.devices import pad_id, resolve_device, resolve_dtype
     from dpo_doctor.engine.loading import check_token_range, load_model
     from dpo_doctor.engine.pairs import HiddenSums, PairScores, score_pairs
     from dpo_doctor.metrics import data_reference
 
+    hf_logging.disable_progress_bar()  # our own progress instead of a tqdm bar per weight load
     rows = [i for i, t in enumerate(loaded.trained) if t is not None]
     tokens = [loaded.trained[i] for i in rows]
     device = resolve_device(cfg.device)
