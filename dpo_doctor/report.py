@@ -58,6 +58,7 @@ class DataInfo:
     n_dropped_too_long: int
     max_length: int | None
     stats: dict[str, float | None] = field(default_factory=dict)
+    data_format: str = "trl"  # the layout the file came in (trl, llamafactory-alpaca, ...); `format` is TRL's shape
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,8 @@ REQUIRED_COLUMNS = {
     "pair_texts": ("pair_id", "prompt", "chosen", "rejected"),
     "samples": ("checkpoint", "prompt_id", "prompt", "text"),
     "train_log": ("step",),
-    "audit_pairs": ("pair_id", "len_chosen", "len_rejected", "length_ratio"),
+    "audit_pairs": ("pair_id", "len_chosen", "len_rejected", "length_ratio"),  # data audits: one row per pair
+    "points": ("run", "checkpoint", "step", "sqrt_kl"),  # compare reports: one row per run x checkpoint
 }
 
 
@@ -183,7 +185,7 @@ SCHEMA = {
     "run": {"name": str, "path?": str, "beta": NUM, "beta_source?": STR_OR_NONE, "loss_type?": STR_OR_NONE,
             "framework?": STR_OR_NONE},
     "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE}}),
-    "data?": (None, {"path?": str, "format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
+    "data?": (None, {"path?": str, "format?": str, "data_format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
     "settings?": (dict, None),
     "checkpoints": [{"name": str, "step": int, "path?": str, "kind?": str, "metrics?": {"*": NUM_OR_NONE}}],
     "metric_info?": (dict, None),
@@ -194,6 +196,28 @@ SCHEMA = {
     "log_only?": bool,
     "best_checkpoint?": (None, {"name": str, "step?": int, "reason?": str, "signal?": STR_OR_NONE,
                                  "confidence?": STR_OR_NONE}),
+    "files?": (None, {"*": STR_OR_NONE}),
+}
+# A compare report (`dpo-doctor compare`): several runs of one reference judged together.
+_BEST = {"run": str, "checkpoint": str, "step?": INT_OR_NONE, "reason": str, "confidence?": STR_OR_NONE,
+         "signal?": STR_OR_NONE, "quality?": NUM_OR_NONE, "p_best?": NUM_OR_NONE}
+COMPARE_SCHEMA = {
+    "schema_version": int,
+    "kind": ("compare",),
+    "name": str,
+    "reference": {"path": str, "metrics?": {"*": NUM_OR_NONE}},
+    "data": {"path?": STR_OR_NONE, "n_pairs": int},
+    "quality": {"signal": STR_OR_NONE, "label": str, "source?": STR_OR_NONE, "reference?": NUM_OR_NONE},
+    "settings?": (dict, None),
+    "runs": [{"name": str, "path": str, "report": str, "beta": NUM_OR_NONE, "beta_source": str,
+              "learning_rate": NUM_OR_NONE, "lr_source": str, "verdict": ("healthy", "warning", "error"),
+              "diagnoses": [_DIAGNOSIS],
+              "checkpoints": [{"name": str, "step": int, "metrics": {"*": NUM_OR_NONE}}]}],
+    "frontier": [{"run": STR_OR_NONE, "checkpoint": str, "sqrt_kl": NUM, "y": NUM_OR_NONE}],
+    "best": (None, _BEST),
+    "recommendation": {"beta": NUM_OR_NONE, "learning_rate": NUM_OR_NONE, "text": str},
+    "warnings?": [str],
+    "checkpoints": [dict],
     "files?": (None, {"*": STR_OR_NONE}),
 }
 
@@ -271,13 +295,16 @@ def validate(doc: Any, path: Path) -> dict:
     if "schema_version" in doc and doc["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{path} has schema_version {doc['schema_version']!r}; this dpo-doctor reads version "
                         f"{SCHEMA_VERSION}. Re-run the scan with this version")
-    audit = doc.get("kind") == "data_audit"  # a data audit has no run and no checkpoint, but data
-    required = ("schema_version", "data") if audit else ("schema_version", "run", "checkpoints")
+    schema = COMPARE_SCHEMA if doc.get("kind") == "compare" else SCHEMA
+    if doc.get("kind") == "data_audit":  # a data audit has no run and no checkpoint, but data
+        required = ("schema_version", "data")
+    else:
+        required = ("schema_version", "runs" if schema is COMPARE_SCHEMA else "run", "checkpoints")
     missing = [k for k in required if k not in doc]
     if missing:
         raise UserError(f"{path} is not a dpo-doctor report (it lacks {', '.join(missing)}); re-run the scan")
     try:
-        for key, spec in SCHEMA.items():
+        for key, spec in schema.items():
             name = key.rstrip("?")
             if name in doc:
                 _check(doc[name], spec, name)
@@ -298,11 +325,19 @@ class ReportBundle:
     pair_texts: pl.DataFrame | None
     samples: pl.DataFrame | None
     train_log: pl.DataFrame | None
+    points: pl.DataFrame | None = None  # compare reports only
     audit_pairs: pl.DataFrame | None = None  # a data audit's per-pair table
 
     @property
+    def kind(self) -> str:
+        """"scan" (one run, `dpo-doctor scan`), "compare" (a sweep, `dpo-doctor compare`) or "data_audit"
+        (`dpo-doctor data`)."""
+        kind = self.report.get("kind")
+        return kind if kind in ("compare", "data_audit") else "scan"
+
+    @property
     def is_data_audit(self) -> bool:
-        return self.report.get("kind") == "data_audit"
+        return self.kind == "data_audit"
 
     @property
     def checkpoints(self) -> list[dict]:
