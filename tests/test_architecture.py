@@ -32,9 +32,9 @@ FORBIDDEN = {
     "dpo_doctor.rules": ("dpo_doctor.engine", "dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views",
                          "dpo_doctor.report", "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
     "dpo_doctor.scan": ("dpo_doctor.views", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
-    "dpo_doctor.compare": ("dpo_doctor.views", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
     # the data audit is a pipeline like scan (data -> metrics -> engine -> rules -> report); scan reuses its table
     "dpo_doctor.audit": ("dpo_doctor.views", "dpo_doctor.train", "dpo_doctor.scan") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.compare": ("dpo_doctor.views", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
     "dpo_doctor.report": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views", "dpo_doctor.data",
                           "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
     "dpo_doctor.views": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.data", "dpo_doctor.train", "torch",

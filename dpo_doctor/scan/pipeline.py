@@ -251,14 +251,14 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
     log = load_train_log(run.path, cfg.log)
     train_log = log.frame
     warnings = warnings + list(log.warnings) + sanity_checks(long, records) + list(ctx.cache.notes)
+    # the data section is the data audit's no-model part (`dpo-doctor data`), on the pairs as scored
+    stats = data_audit.compute(from_pairset(pairs), cfg.max_length).stats
     framework = detect_framework(train_log, run.path) if train_log is not None else "unknown"
     if framework == "llama-factory" and cfg.template is None:
         warnings.append("LLaMA-Factory trained this run; its tokenization differs from TRL's, used here (its `empty` "
                         "template adds no EOS, cutoff_len cuts prompts too), so rewards can differ from its log: pass "
                         "--template empty|default and --max-length CUTOFF_LEN for its own ids (README: Other "
                         "trainers' data)")
-    # the data section is the data audit's no-model part (`dpo-doctor data`), on the pairs as scored
-    stats = data_audit.compute(from_pairset(pairs), cfg.max_length).stats
     report = rep.build_report(
         run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source,
                         loss_type=run.train_config.get("loss_type"), framework=framework),
