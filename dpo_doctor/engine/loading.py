@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from dpo_doctor.discover import (
-    ModelSpec, _read_json, files_digest, has_tokenizer, read_adapter_config, read_safetensors_header, weight_files,
-)
+from dpo_doctor.discover import ModelSpec
 from dpo_doctor.engine.compat import quiet_peft
 from dpo_doctor.errors import UserError, did_you_mean
+from dpo_doctor.weights import (
+    files_digest, has_tokenizer, read_adapter_config, read_json, read_safetensors_header, weight_files,
+)
 
 _CONFIG_FILES = {"full": "config.json", "adapter": "adapter_config.json"}
 
@@ -66,7 +67,7 @@ def check_custom_code(folder: Path, trust_remote_code: bool) -> dict:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     path = Path(folder) / "config.json"
-    cfg = _read_json(path)
+    cfg = read_json(path)
     if trust_remote_code:
         return cfg
     auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
@@ -197,7 +198,7 @@ def embedding_rows(model_or_config) -> int | None:
 def model_config(spec: ModelSpec) -> dict:
     """config.json of what the spec computes with (an adapter's base), for check_token_range before loading."""
     folder = Path(spec.base) if spec.kind in ("adapter", "zero") else spec.path
-    return _read_json(Path(folder) / "config.json")
+    return read_json(Path(folder) / "config.json")
 
 
 @contextlib.contextmanager
@@ -355,7 +356,7 @@ def _check_tokenizer_code(path: Path, trust_remote_code: bool) -> None:
     config = path / "tokenizer_config.json"
     if trust_remote_code or not config.exists():
         return
-    auto_map = _read_json(config).get("auto_map")
+    auto_map = read_json(config).get("auto_map")
     if auto_map:
         target = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else auto_map
         raise UserError(f"{config} asks for custom tokenizer code (auto_map AutoTokenizer -> {target}), which "
@@ -377,7 +378,7 @@ def tokenizers_compatible(a, b) -> str | None:
 
 def weights_fingerprint(spec: ModelSpec) -> str:
     """Identity of what the model computes, for the score cache: the config file plus a digest of the weight files
-    (sizes, safetensors headers, samples of every tensor; see discover.file_digest), plus the base's fingerprint
+    (sizes, safetensors headers, samples of every tensor; see weights.file_digest), plus the base's fingerprint
     for an adapter. Independent of the folder's path and mtimes, so a copied run still hits the cache.
     """
     h = hashlib.sha256(spec.kind.encode())
