@@ -13,6 +13,8 @@ Where each trainer keeps them (looked up in order; the first file that names a b
   argparse namespace (`beta`, `ipo`, `label_smoothing`, `nll_loss_coef`).
 - TensorBoard: HF's TensorBoardCallback writes the arguments as JSON text under the tag `args`.
 
+TRL's ORPOConfig / CPOConfig (SimPO is CPO with loss_type simpo) mark the run reference-free.
+
 `read_train_config` returns a `TrainConfig`: the settings under TRL's names, the file they came from, and warnings.
 """
 
@@ -37,6 +39,7 @@ LLAMA_FACTORY_KEYS = {"pref_beta": "beta", "pref_loss": "loss_type", "dpo_label_
                       "pref_ftx": "rpo_alpha", "simpo_gamma": "simpo_gamma", "cutoff_len": "max_length",
                       "ld_alpha": "ld_alpha", "learning_rate": "learning_rate", "num_train_epochs": "num_train_epochs"}
 SWIFT_REF_FREE = {"orpo", "simpo", "cpo"}  # ms-swift rlhf_type values that train without a reference
+REF_FREE_CONFIGS = {"ORPOConfig": "orpo", "CPOConfig": "cpo"}  # TRL trainers with no reference model
 YAML_LIMIT = 4 << 20
 
 
@@ -131,6 +134,11 @@ def _training_args_bin(run_dir: Path, folders: list[Path]) -> TrainConfig | None
         what = f"{obj.module}.{obj.qualname}" if isinstance(obj, InertGlobal) else type(obj).__name__
         raise _Unreadable(f"{path} holds no training arguments (it pickles a {what[:80]!r}); pass --beta")
     values = _normalized({k: plain(v) for k, v in _pick(fields).items()})
+    trainer = REF_FREE_CONFIGS.get(obj.qualname) if isinstance(obj, InertGlobal) else None
+    if trainer is not None:  # TRL's ORPOTrainer / CPOTrainer (SimPO is CPO with loss_type simpo): no reference
+        values["reference_free"] = True
+        values["loss_type"] = trainer if trainer == "orpo" or values.get("loss_type") in (None, "sigmoid") \
+            else values["loss_type"]
     return TrainConfig(values, "training_args.bin (read without unpickling)", path) if values else None
 
 

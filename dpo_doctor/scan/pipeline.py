@@ -165,6 +165,7 @@ def _discover(cfg: ScanConfig):
     from dpo_doctor import discover as disc
 
     run = disc.discover(Path(cfg.run_dir), ref=cfg.ref, base=cfg.base, trust_pickles=cfg.trust_pickles)
+    refuse_reference_free(run.path, run.train_config, run.train_config_source)
     if run.reference is None:
         raise UserError(f"cannot tell the reference model of {run.path}: pass --ref PATH (the model DPO started from)")
     if cfg.checkpoint_filter or cfg.skip_checkpoints:
@@ -191,6 +192,7 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     run = _discover(cfg)
     warnings = list(run.warnings)
     beta, beta_source = resolve_beta(cfg, run.train_config, run.train_config_source)
+    warnings += loss_notes(run.train_config)
     ctx = _context(cfg, run, warnings)
     scored, cached = [], []
 
@@ -285,6 +287,9 @@ def scan_log_only(cfg: ScanConfig) -> Path:
                         "REF) to score the checkpoints, or --log PATH to name the log")
     settings = run_train_config(run_dir)
     train_config, warnings = settings.values, list(log.warnings) + list(settings.warnings)
+    if settings.values.get("reference_free") is True or str(train_config.get("loss_type")) in REFERENCE_FREE:
+        warnings.append(f"reference-free run ({train_config.get('loss_type') or 'reference_free=True'}): its loss "
+                        "has no fixed value at zero margin, so DPO201 judges it by the logged margins alone")
     beta, beta_source = resolve_beta(cfg, train_config, settings.source)
     facts_report = {"run": {"beta": beta, "loss_type": train_config.get("loss_type")}, "checkpoints": [],
                     "log_only": True}
@@ -300,6 +305,34 @@ def scan_log_only(cfg: ScanConfig) -> Path:
     out = out_dir(cfg)
     rep.write_report(out, report, {"pairs": None, "pair_texts": None, "samples": None, "train_log": train_log})
     return out
+
+
+def loss_notes(train_config: dict) -> list[str]:
+    """Where the run's loss makes TRL's logged numbers differ from the rewards scored here (beta x summed log-ratio,
+    which TRL logs for every loss_type)."""
+    notes = []
+    if isinstance(train_config.get("ld_alpha"), (int, float)) and not isinstance(train_config["ld_alpha"], bool):
+        notes.append(f"the run used ld_alpha={train_config['ld_alpha']:g} (LD-DPO): TRL's logged rewards and logps "
+                     "down-weight tokens past the shorter response; the rewards here sum every token, so they differ "
+                     "from the trainer's log")
+    return notes
+
+
+REFERENCE_FREE = {"simpo": "SimPO", "orpo": "ORPO", "cpo": "CPO"}
+
+
+def refuse_reference_free(run_dir: Path, train_config: dict, source: str | None) -> None:
+    """SimPO, ORPO, CPO (or reference_free=True) train without a reference: a reward of beta x log(pi / pi_ref) is
+    not what they optimised, so a scored scan would measure the wrong thing. One line, exit 2."""
+    loss = str(train_config.get("loss_type") or "")
+    named = [REFERENCE_FREE[p] for p in loss.split("+") if p in REFERENCE_FREE]
+    if not named and train_config.get("reference_free") is not True:
+        return
+    what = named[0] if named else "reference_free=True"
+    raise UserError(f"{run_dir} was trained with {what} (from {source or 'the run config'}), which has no reference "
+                    "model: its rewards are not beta x log(pi/pi_ref), so scoring checkpoints against a reference "
+                    "would measure something it never optimised; run `dpo-doctor scan` without --data for a "
+                    "diagnosis from the training log alone")
 
 
 def tokenizer_dir(spec) -> Path:
