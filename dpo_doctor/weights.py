@@ -183,6 +183,9 @@ def read_json(path: Path) -> dict:
                         f"{exc.pos}{cut}); re-copy it") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); re-copy it") from None
+    except RecursionError:
+        raise UserError(f"{path} is not a usable config: its JSON is nested too deeply to read; re-copy it or "
+                        "re-save it with save_pretrained") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} should hold a JSON object; re-copy it")
     return data

@@ -134,7 +134,9 @@ def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
     from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine import distributed
     from dpo_doctor.engine.devices import resolve_device, resolve_dtype
-    from dpo_doctor.engine.loading import check_token_range, load_tokenizer, model_config, tokenizers_compatible
+    from dpo_doctor.engine.loading import (
+        check_same_rows, check_token_range, load_tokenizer, model_config, native_auto_map, tokenizers_compatible,
+    )
     from dpo_doctor.weights import has_tokenizer
 
     trust = cfg.trust_remote_code
@@ -151,8 +153,14 @@ def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
     pairs = load_pairs(Path(cfg.data), tokenizer, max_length=cfg.max_length, max_pairs=cfg.max_pairs, seed=cfg.seed)
     warnings += pairs.warnings
     top = max((max((*t.prompt_ids, *t.chosen_ids, *t.rejected_ids), default=0) for t in pairs.tokens), default=0)
+    ref_config = model_config(run.reference)
     for spec in (run.reference, *(c.spec for c in run.checkpoints)):  # an id past the embedding: caught before a forward
         check_token_range(model_config(spec), tokenizer, top, str(spec.path))
+        if cfg.generate:
+            check_same_rows(model_config(spec), ref_config, str(spec.path), str(run.reference.path))
+        note = native_auto_map(Path(spec.base) if spec.kind in ("adapter", "zero") and spec.base else spec.path)
+        if note and not cfg.trust_remote_code and note not in warnings:
+            warnings.append(note)
     d = distributed.init()
     device = resolve_device(cfg.device if not (d.active and cfg.device == "auto" and torch.cuda.is_available())
                             else f"cuda:{d.local_rank}")
