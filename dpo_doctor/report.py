@@ -58,6 +58,7 @@ class DataInfo:
     n_dropped_too_long: int
     max_length: int | None
     stats: dict[str, float | None] = field(default_factory=dict)
+    data_format: str = "trl"  # the layout the file came in (trl, llamafactory-alpaca, ...); `format` is TRL's shape
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ REQUIRED_COLUMNS = {
     "pair_texts": ("pair_id", "prompt", "chosen", "rejected"),
     "samples": ("checkpoint", "prompt_id", "prompt", "text"),
     "train_log": ("step",),
+    "points": ("run", "checkpoint", "step", "sqrt_kl"),  # compare reports: one row per run x checkpoint
 }
 
 
@@ -169,7 +171,7 @@ SCHEMA = {
     "run": {"name": str, "path?": str, "beta": NUM, "beta_source?": STR_OR_NONE, "loss_type?": STR_OR_NONE,
             "framework?": STR_OR_NONE},
     "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE}}),
-    "data?": (None, {"path?": str, "format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
+    "data?": (None, {"path?": str, "format?": str, "data_format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
     "settings?": (dict, None),
     "checkpoints": [{"name": str, "step": int, "path?": str, "kind?": str, "metrics?": {"*": NUM_OR_NONE}}],
     "metric_info?": (dict, None),
@@ -180,6 +182,28 @@ SCHEMA = {
     "log_only?": bool,
     "best_checkpoint?": (None, {"name": str, "step?": int, "reason?": str, "signal?": STR_OR_NONE,
                                  "confidence?": STR_OR_NONE}),
+    "files?": (None, {"*": STR_OR_NONE}),
+}
+# A compare report (`dpo-doctor compare`): several runs of one reference judged together.
+_BEST = {"run": str, "checkpoint": str, "step?": INT_OR_NONE, "reason": str, "confidence?": STR_OR_NONE,
+         "signal?": STR_OR_NONE, "quality?": NUM_OR_NONE, "p_best?": NUM_OR_NONE}
+COMPARE_SCHEMA = {
+    "schema_version": int,
+    "kind": ("compare",),
+    "name": str,
+    "reference": {"path": str, "metrics?": {"*": NUM_OR_NONE}},
+    "data": {"path?": STR_OR_NONE, "n_pairs": int},
+    "quality": {"signal": STR_OR_NONE, "label": str, "source?": STR_OR_NONE, "reference?": NUM_OR_NONE},
+    "settings?": (dict, None),
+    "runs": [{"name": str, "path": str, "report": str, "beta": NUM_OR_NONE, "beta_source": str,
+              "learning_rate": NUM_OR_NONE, "lr_source": str, "verdict": ("healthy", "warning", "error"),
+              "diagnoses": [_DIAGNOSIS],
+              "checkpoints": [{"name": str, "step": int, "metrics": {"*": NUM_OR_NONE}}]}],
+    "frontier": [{"run": STR_OR_NONE, "checkpoint": str, "sqrt_kl": NUM, "y": NUM_OR_NONE}],
+    "best": (None, _BEST),
+    "recommendation": {"beta": NUM_OR_NONE, "learning_rate": NUM_OR_NONE, "text": str},
+    "warnings?": [str],
+    "checkpoints": [dict],
     "files?": (None, {"*": STR_OR_NONE}),
 }
 
@@ -257,11 +281,13 @@ def validate(doc: Any, path: Path) -> dict:
     if "schema_version" in doc and doc["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{path} has schema_version {doc['schema_version']!r}; this dpo-doctor reads version "
                         f"{SCHEMA_VERSION}. Re-run the scan with this version")
-    missing = [k for k in ("schema_version", "run", "checkpoints") if k not in doc]
+    schema = COMPARE_SCHEMA if doc.get("kind") == "compare" else SCHEMA
+    missing = [k for k in ("schema_version", "runs" if schema is COMPARE_SCHEMA else "run", "checkpoints")
+               if k not in doc]
     if missing:
         raise UserError(f"{path} is not a dpo-doctor report (it lacks {', '.join(missing)}); re-run the scan")
     try:
-        for key, spec in SCHEMA.items():
+        for key, spec in schema.items():
             name = key.rstrip("?")
             if name in doc:
                 _check(doc[name], spec, name)
@@ -282,6 +308,12 @@ class ReportBundle:
     pair_texts: pl.DataFrame | None
     samples: pl.DataFrame | None
     train_log: pl.DataFrame | None
+    points: pl.DataFrame | None = None  # compare reports only
+
+    @property
+    def kind(self) -> str:
+        """"scan" (one run, `dpo-doctor scan`) or "compare" (a sweep, `dpo-doctor compare`)."""
+        return "compare" if self.report.get("kind") == "compare" else "scan"
 
     @property
     def checkpoints(self) -> list[dict]:

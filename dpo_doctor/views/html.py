@@ -78,7 +78,7 @@ def facts_table(b: ReportBundle) -> str:
              ("reference", f"{ref.get('path', '–')} ({ref.get('kind', '–')})"),
              ("beta", f"{run.get('beta')} (from {run.get('beta_source', '?')}) · loss "
                       f"{run.get('loss_type') or 'unknown'}"),
-             ("data", f"{data.get('path', '–')} · {data.get('format', '–')}"),
+             ("data", f"{data.get('path', '–')} · {data.get('data_format', 'trl')} layout · {data.get('format', '–')}"),
              ("pairs", f"{data.get('n_pairs', 0)}{excluded}"),
              ("samples", f"{n_samples} policy samples" if n_samples else "none (generation probes not run)"),
              ("checkpoints", ", ".join(c["name"] for c in r["checkpoints"]) or "none scored"),
