@@ -44,7 +44,7 @@ SCAN_FLAGS = [
     _flag("data", Optional[Path], None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats or LLaMA-Factory, OpenRLHF and ms-swift layouts (see --data-format). Without it: a log-only diagnosis from the training log."),
     _flag("ref", Optional[Path], None, "--ref", help="Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base."),
     _flag("base", Optional[Path], None, "--base", help="Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO checkpoints."),
-    _flag("beta", Optional[float], None, "--beta", help="DPO beta for implicit rewards. Default: the run's own config if found, else 0.1 (TRL's default)."),
+    _flag("beta", Optional[float], None, "--beta", help="DPO beta for implicit rewards. Default: the run's own (training_args.bin read without unpickling, W&B/TensorBoard args, LLaMA-Factory/ms-swift configs), else 0.1 (TRL's default)."),
     _flag("out", Optional[Path], None, "--out", help="Report folder (created if missing). Default: reports/<run-name>/."),
     _flag("checkpoints", Optional[str], None, "--checkpoints", help="Only these checkpoints: comma-separated names or globs, e.g. 'checkpoint-1*'. Default: all."),
     _flag("skip_checkpoint", Optional[list[str]], None, "--skip-checkpoint", help="Leave out a checkpoint (name or glob; repeatable), e.g. one with NaN weights."),
@@ -72,7 +72,7 @@ SCAN_FLAGS = [
     _flag("input_template", Optional[str], None, "--input-template", help="OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies --data-format openrlhf)."),
     _flag("template", Optional[str], None, "--template", help="LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as LLaMA-Factory does (--max-length = its cutoff_len). Default: TRL's tokenization."),
     _flag("log", Optional[Path], None, "--log", help="Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir."),
-    _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading training_args.bin, .bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True))."),
+    _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading pytorch_model.bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True)). Not needed for beta."),
     _flag("trust_remote_code", bool, False, "--trust-remote-code", help="Allow model and tokenizer code from the checkpoint dirs (never on by default)."),
 ]
 

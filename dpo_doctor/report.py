@@ -34,7 +34,7 @@ class RunInfo:
     name: str
     path: str
     beta: float
-    beta_source: str  # "cli", "run_config" or "default"
+    beta_source: str  # "--beta", the run's file (e.g. "training_args.bin (read without unpickling)"), "default 0.1"
     loss_type: str | None
     framework: str
 
