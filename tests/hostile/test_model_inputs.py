@@ -183,7 +183,7 @@ def test_trust_pickles_loads_plain_state_dict(run, tiny_dir, pairs_jsonl, tmp_pa
 # ---- custom code and architecture -------------------------------------------------------------------------------
 
 def test_auto_map_needs_trust_remote_code(run, tiny_dir, pairs_jsonl, tmp_path):
-    edit_json(run / "checkpoint-1" / "config.json",
+    edit_json(run / "checkpoint-1" / "config.json", model_type="evil_arch",  # not a type transformers builds
               auto_map={"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"})
     assert_user_error(scan(run, tiny_dir, pairs_jsonl, tmp_path), "auto_map", "--trust-remote-code",
                       "only if you trust")
