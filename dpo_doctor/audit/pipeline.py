@@ -45,13 +45,14 @@ def _tokenizer(cfg: AuditConfig, warnings: list[str]):
     """(tokenizer or None, the reference's ModelSpec or None): --tokenizer wins, else --ref's own tokenizer."""
     from dpo_doctor import discover as disc
     from dpo_doctor.hub import resolve_model_path
+    from dpo_doctor.weights import has_tokenizer
 
     spec = None
     if cfg.ref is not None:
         spec = disc.model_spec(resolve_model_path(cfg.ref, "--ref"), None, None)
     source = resolve_model_path(cfg.tokenizer, "--tokenizer") if cfg.tokenizer is not None else None
     if source is None and spec is not None:
-        source = spec.path if disc.has_tokenizer(spec.path) or spec.base is None else Path(spec.base)
+        source = spec.path if has_tokenizer(spec.path) or spec.base is None else Path(spec.base)
     if source is None:
         return None, None  # no model, no torch import: the no-model audit stays light
     from dpo_doctor.engine.loading import load_tokenizer
