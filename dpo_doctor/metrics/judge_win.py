@@ -63,3 +63,22 @@ def judge_win_rate(judge, prompts: Sequence[str], policy_texts: Sequence[str],
     policy = judge.score(list(prompts), list(policy_texts))
     reference = judge.score(list(prompts), list(reference_texts))
     return win_rate(policy, reference)
+
+
+def judge_per_prompt(judge, samples: pl.DataFrame, ref_samples: pl.DataFrame, n_prompts: int
+                     ) -> tuple[tuple[float, float, float, int], list[float | None]]:
+    """(win rate as `judge_win_rate`, per-prompt win share indexed by prompt id): the per-prompt shares are what a
+    paired comparison between two checkpoints reads (both are judged against the same reference answers)."""
+    both = samples.select("prompt_id", "sample_idx", "prompt", "text").join(
+        ref_samples.select("prompt_id", "sample_idx", pl.col("text").alias("ref_text")),
+        on=["prompt_id", "sample_idx"]).sort("prompt_id", "sample_idx")
+    prompts, texts, refs = both["prompt"].to_list(), both["text"].to_list(), both["ref_text"].to_list()
+    policy, reference = judge.score(list(prompts), list(texts)), judge.score(list(prompts), list(refs))
+    by_prompt: dict[int, list[float]] = {}
+    for pid, p, r in zip(both["prompt_id"].to_list(), policy, reference):
+        by_prompt.setdefault(int(pid), []).append(1.0 if p - r > TIE else 0.5 if abs(p - r) <= TIE else 0.0)
+    wins: list[float | None] = [None] * n_prompts
+    for pid, w in by_prompt.items():
+        if 0 <= pid < n_prompts:
+            wins[pid] = sum(w) / len(w)
+    return win_rate(policy, reference), wins

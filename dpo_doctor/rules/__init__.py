@@ -26,7 +26,7 @@ from dpo_doctor.rules import (dpo001_numerical_instability, dpo002_no_learning, 
                               dpo104_mode_collapse, dpo105_label_noise, dpo106_likelihood_displacement,
                               dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
                               dpo202_log_early_saturation, dpo203_log_chosen_falling)
-from dpo_doctor.rules import dpo109_degeneration, dpo110_capability_regression
+from dpo_doctor.rules import dpo109_degeneration, dpo110_capability_regression, dpo111_quality_fall_after_peak
 from dpo_doctor.rules.records import (CheckpointFacts, Diagnosis, Evidence, Example, Finding, Recommendation, Rule,
                                       RunFacts, SEVERITY_RANK, make_facts)
 
@@ -35,7 +35,7 @@ _MODULES = (dpo001_numerical_instability, dpo002_no_learning, dpo003_reference_m
             dpo102_over_optimization, dpo103_overfitting, dpo104_mode_collapse, dpo105_label_noise,
             dpo106_likelihood_displacement, dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
             dpo202_log_early_saturation, dpo203_log_chosen_falling, dpo109_degeneration,
-            dpo110_capability_regression)
+            dpo110_capability_regression, dpo111_quality_fall_after_peak)
 RULES: dict[str, Rule] = {m.RULE.code: m.RULE for m in _MODULES}
 
 __all__ = ["RULES", "CheckpointFacts", "Diagnosis", "Evidence", "Example", "Finding", "Recommendation", "Rule",

@@ -8,7 +8,7 @@ first; the CLI calls it before printing anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpo_doctor.data.hub import resolve_data_path
@@ -55,6 +55,10 @@ class ScanConfig:
     data_is_eval: bool = False  # --data is the trainer's own eval set: compare its eval_* log with our numbers
     log: Path | None = None  # --log: a training log to read instead of auto-detecting one in the run dir
     judge: str | None = None  # --judge: a reward-model folder or module:function scoring the probes' answers
+    quality: bool = field(default=True, metadata={"help": "Grade answers on the shipped default verifiable suite "
+                          "(probes/default: format constraints, arithmetic, multiple choice) next to the run's own "
+                          "prompts, unless --probe-suite or --judge gives a quality signal; --no-quality skips it "
+                          "(default on)"})
 
 
 def run_name(run_dir: Path) -> str:
@@ -90,8 +94,6 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
     _existing(cfg.base, "--base", "the adapters' base model folder", resolve_model_path)
     _existing(cfg.prompts, "--prompts", "a JSONL file of prompts or a dataset", resolve_data_path)
     _existing(cfg.log, "--log", "a training log file or folder")
-    if cfg.prompts is not None and cfg.probe_suite is not None:
-        raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both given; pass one of them")
     if cfg.beta is not None and not cfg.beta > 0:
         raise UserError(f"--beta {cfg.beta}: beta must be > 0 (TRL's default is 0.1)")
     _positive(cfg.max_pairs, "--max-pairs", "pairs to score", allow_none=True)
@@ -111,7 +113,11 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
     if cfg.probe_suite is not None:
         from dpo_doctor.data.suites import load_suite
 
-        load_suite(cfg.probe_suite)  # unknown name or a bad user suite -> UserError, row by row
+        suite = load_suite(cfg.probe_suite)  # unknown name or a bad user suite -> UserError, row by row
+        if cfg.prompts is not None and not suite.verifiable:
+            raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both name the prompts to "
+                            f"sample, and {cfg.probe_suite} has no answers to grade; pass one of them (a suite with "
+                            f"answers combines with --prompts: its answers are graded, your prompts probe the run)")
     if cfg.judge is not None and not cfg.generate:
         raise UserError(f"--judge {cfg.judge} scores the probes' answers, but --no-generate turns the probes off; "
                         "drop one of them")
