@@ -120,7 +120,7 @@ def report_summary(report_dir: Path) -> dict:
     """The picker's row for one report dir; unreadable files show as such instead of failing the list."""
     try:
         doc = read_report_json(report_dir / "report.json")
-        return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict", "?")),
+        return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict") or "no-failure-found"),
                 "checkpoints": len(doc.get("checkpoints") or []), "diagnoses": len(doc.get("diagnoses") or []),
                 "created": str(doc.get("created", ""))[:16]}
     except UserError:
