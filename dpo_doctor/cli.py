@@ -57,8 +57,9 @@ SCAN_FLAGS = [
     _flag("cache_dir", Optional[Path], None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
     _flag("seed", int, 0, "--seed", help="Seed for --max-pairs subsets and sampling (default 0)."),
     _flag("no_generate", bool, False, "--no-generate", help="Skip generation probes (length, KL, diversity): a quick pairs-only scan."),
-    _flag("prompts", Optional[Path], None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts."),
-    _flag("probe_suite", Optional[str], None, "--probe-suite", help="A probe suite: a shipped name (arithmetic, format, multiple_choice: verifiable, adds task/accuracy; open_ended, short_answer) or your own folder with manifest.json / JSONL of {prompt, answer, check}."),
+    _flag("prompts", Optional[Path], None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts. Combines with a --probe-suite that has answers."),
+    _flag("probe_suite", Optional[str], None, "--probe-suite", help="A probe suite: a shipped name (default, arithmetic, format, multiple_choice: verifiable, graded as task/accuracy next to the run's own prompts; open_ended, short_answer: prompts only) or your own folder with manifest.json / JSONL of {prompt, answer, check} (make one with: dpo-doctor suite make)."),
+    _flag("no_quality", bool, False, "--no-quality", help="Do not grade answers on the default quality suite (probes/default, 32 prompts; on by default unless --probe-suite or --judge gives a quality signal). Without a quality signal the verdict says answer quality was not measured."),
     _flag("judge", Optional[str], None, "--judge", help="Score each checkpoint's answers against the reference's with a reward-model folder (safetensors) or module:function (prompts, completions) -> floats: judge/win_rate."),
     _flag("max_prompts", int, 32, "--max-prompts", help="Prompts used by generation probes (default 32)."),
     _flag("samples_per_prompt", int, 4, "--samples-per-prompt", help="Samples per prompt at temperature 1, for KL and diversity (default 4)."),
@@ -100,7 +101,7 @@ def scan_config(run_dir: Path, flags: dict, render: bool = True):
         samples_per_prompt=flags["samples_per_prompt"], max_new_tokens=flags["max_new_tokens"],
         select=_codes(flags["select"]), ignore=_codes(flags["ignore"]), rule_settings=tuple(flags["set_"] or ()),
         render=render, checkpoint_filter=names, skip_checkpoints=tuple(flags["skip_checkpoint"] or ()),
-        data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"])
+        data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"], quality=not flags["no_quality"])
     return check_config(cfg)
 
 
