@@ -385,6 +385,32 @@ def repro(
     Console().print(f"diagnoses after the fix: {', '.join(result['after_diagnoses']) or 'none'}; report: {result['report']}")
 
 
+@app.command("suite", no_args_is_help=True)
+def suite(
+    action: str = typer.Argument(..., help="make: write a verifiable probe suite from a data set with answers."),
+    data: str = typer.Argument(..., help="The data set: JSONL, JSON, Parquet, CSV, a saved dataset folder or a Hub dataset id."),
+    prompt_col: str = typer.Option("prompt", "--prompt-col", help="Column with the question (default prompt)."),
+    answer_col: str = typer.Option("answer", "--answer-col", help="Column with the reference answer (default answer)."),
+    check: str = typer.Option("exact", "--check", help="How an answer is graded: exact (whole answer, case/punctuation-insensitive), contains (the answer's words appear), numeric (last number), choice (option letter), regex, json_key (default exact)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (manifest.json + prompts.jsonl); pass it to scan --probe-suite."),
+    name: Optional[str] = typer.Option(None, "--name", help="Suite name (default: the folder's name)."),
+    max_rows: Optional[int] = typer.Option(None, "--max-rows", help="Use the first N rows only (default all)."),
+) -> None:
+    """Turn a task's questions with reference answers into a suite every checkpoint is graded on.
+
+    Example: dpo-doctor suite make heldout.jsonl --prompt-col question --answer-col answer --check numeric --out my_suite
+    then: dpo-doctor scan runs/exp1 --ref models/sft --data pairs.jsonl --probe-suite my_suite
+    """
+    if action != "make":
+        raise UserError(f"unknown suite action {action!r}; use: dpo-doctor suite make DATA --out DIR")
+    from rich.console import Console
+
+    from dpo_doctor.data.suite_make import make_suite
+
+    folder, n = make_suite(data, prompt_col, answer_col, check, out, name=name, max_rows=max_rows)
+    Console().print(f"wrote {n} prompts to {folder} (check {check}); scan with: --probe-suite {folder}")
+
+
 @app.command("zoo", no_args_is_help=False)
 def zoo(
     action: str = typer.Argument("build", help="build: train every scenario's run (cached reference; idempotent). "

@@ -66,6 +66,12 @@ def check_exact(text: str, answer: str) -> bool:
     return _norm(text) == _norm(answer)
 
 
+def check_contains(text: str, answer: str) -> bool:
+    """The expected text appears as whole words in the answer, ignoring case, punctuation and spacing."""
+    want = _norm(answer)
+    return bool(want) and f" {want} " in f" {_norm(text)} "
+
+
 def check_numeric(text: str, answer: str, tolerance: float = 0.0) -> bool:
     """The last number in the answer (thousands commas allowed) equals the expected number (rel. 1e-6), or is
     within `tolerance` of it."""
@@ -107,7 +113,7 @@ def check_json_key(text: str, answer: str) -> bool:
 
 
 CHECKERS: dict[str, Callable[[str, str], bool]] = {
-    "exact": check_exact, "numeric": check_numeric, "choice": check_choice, "regex": check_regex,
+    "exact": check_exact, "contains": check_contains, "numeric": check_numeric, "choice": check_choice, "regex": check_regex,
     "json_key": check_json_key,
 }
 

@@ -20,7 +20,7 @@ KL_FACTOR = 4.0  # "before KL grows by a large factor": at most 4x the KL of the
 def signal(facts: RunFacts) -> tuple[str, str] | None:
     """(metric, label) of the answer-quality signal measured on trained checkpoints (judge first), or None."""
     for key, label in QUALITY:
-        if any(c.get(key) is not None for c in facts.trained):
+        if any(c.get(key) is not None for c in facts.checkpoints):
             return key, label
     return None
 
