@@ -215,6 +215,12 @@ EXAMPLES = (
             make_facts({**_ck(42.1, 0.812), "task/accuracy": 0.0}, {**_ck(40.1, 0.75), "task/accuracy": 0.0},
                        reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16},
                        beta=0.01, n_pairs=16), True, beta=0.01084),
+    Example("the same with per-prompt scores: past the budget no checkpoint is significantly above the reference's "
+            "3 of 16 prompts right (paired sign test: 0 ahead, 3 behind)",
+            make_facts({**_ck(42.1, 0.812), "task/accuracy": 0.0}, {**_ck(40.1, 0.75), "task/accuracy": 0.0},
+                       reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16},
+                       beta=0.01, n_pairs=16, per_prompt=[{"task/accuracy": [0.0] * 16}] * 2,
+                       reference_per_prompt={"task/accuracy": [1.0] * 3 + [0.0] * 13}), True, beta=0.01084),
     Example("SmolLM2 zoo healthy: 0.19 and 0.80 nats over 18.5-token answers (0.04 nats/token), task 0.19 -> 0.31",
             make_facts({**_ck(0.187, 0.812), "task/accuracy": 0.2}, {**_ck(0.797, 0.875), "task/accuracy": 0.312},
                        reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16}), False),

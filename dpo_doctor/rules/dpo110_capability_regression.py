@@ -85,7 +85,8 @@ def check(facts: RunFacts, *, min_drop: float = 0.05, min_prompts: float = 10) -
         f"in SFT data for the lost skill, and lower the learning rate or raise beta.",
         variant="rpo", params={"rpo_alpha": 1.0, "last_ok_step": ok.step if ok else None,
                                "first_regressed_step": first.step})
-    return Finding(message, evidence, fix, first.name)
+    # a fall DPO111 or DPO102/DPO106 explain (over-optimization, displacement) is their symptom: listed after them
+    return Finding(message, evidence, fix, first.name, explained_by=("over_optimization", "likelihood_displacement"))
 
 
 def _ck(acc, diff, high, n=40, p=None):
