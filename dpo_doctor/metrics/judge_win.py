@@ -65,20 +65,24 @@ def judge_win_rate(judge, prompts: Sequence[str], policy_texts: Sequence[str],
     return win_rate(policy, reference)
 
 
-def judge_per_prompt(judge, samples: pl.DataFrame, ref_samples: pl.DataFrame, n_prompts: int
-                     ) -> tuple[tuple[float, float, float, int], list[float | None]]:
-    """(win rate as `judge_win_rate`, per-prompt win share indexed by prompt id): the per-prompt shares are what a
-    paired comparison between two checkpoints reads (both are judged against the same reference answers)."""
+def judge_wins(judge, samples: pl.DataFrame, ref_samples: pl.DataFrame) -> pl.DataFrame:
+    """Per answer pair (`prompt_id`, `sample_idx`): `judge_win` 1 / 0.5 (tie) / 0 for the checkpoint's answer over
+    the reference's, the marks `win_rate` averages. Kept in samples.parquet so runs can be compared prompt by
+    prompt (`dpo-doctor compare`: a paired comparison across checkpoints on the same prompts)."""
     both = samples.select("prompt_id", "sample_idx", "prompt", "text").join(
         ref_samples.select("prompt_id", "sample_idx", pl.col("text").alias("ref_text")),
         on=["prompt_id", "sample_idx"]).sort("prompt_id", "sample_idx")
-    prompts, texts, refs = both["prompt"].to_list(), both["text"].to_list(), both["ref_text"].to_list()
-    policy, reference = judge.score(list(prompts), list(texts)), judge.score(list(prompts), list(refs))
-    by_prompt: dict[int, list[float]] = {}
-    for pid, p, r in zip(both["prompt_id"].to_list(), policy, reference):
-        by_prompt.setdefault(int(pid), []).append(1.0 if p - r > TIE else 0.5 if abs(p - r) <= TIE else 0.0)
-    wins: list[float | None] = [None] * n_prompts
-    for pid, w in by_prompt.items():
-        if 0 <= pid < n_prompts:
-            wins[pid] = sum(w) / len(w)
-    return win_rate(policy, reference), wins
+    prompts = both["prompt"].to_list()
+    policy, reference = judge.score(prompts, both["text"].to_list()), judge.score(prompts, both["ref_text"].to_list())
+    marks = [1.0 if p - r > TIE else 0.5 if abs(p - r) <= TIE else 0.0 for p, r in zip(policy, reference)]
+    return both.select("prompt_id", "sample_idx").with_columns(judge_win=pl.Series(marks, dtype=pl.Float64))
+
+
+def rate_of_wins(wins: pl.DataFrame) -> tuple[float, float, float, int]:
+    """`win_rate`'s (rate, Wilson low, high, n) from `judge_wins` marks."""
+    n = wins.height
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    total = float(wins["judge_win"].sum())
+    low, high = wilson(total, n)
+    return total / n, low, high, n

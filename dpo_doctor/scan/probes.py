@@ -274,7 +274,7 @@ class GenerationStage:
                         for f in self.suite_frames.values()]
         samples = pl.concat([f.with_columns(probe_set=pl.lit("run")) for f in run_frames]
                             + [f.with_columns(probe_set=pl.lit("suite")) for f in suite_frames],
-                            how="vertical_relaxed")
+                            how="diagonal_relaxed")  # judge_win: policy only
         return ProbeResult(metrics=metrics, reference_metrics=ref_metrics, samples=samples, info=dict(METRIC_INFO),
                            per_prompt=per_prompt, quality=self._quality(ref_metrics))
 
@@ -308,9 +308,14 @@ class GenerationStage:
         if self.ctx.cfg.judge is None:
             return {}, {}
         from dpo_doctor.engine.judge import load_judge
-        from dpo_doctor.metrics.judge_win import judge_metrics, judge_per_prompt
+        from dpo_doctor.metrics.judge_win import judge_metrics, judge_wins, rate_of_wins
 
         if self.judge is None:
             self.judge = load_judge(self.ctx.cfg.judge, self.ctx.device, trust_remote_code=self.ctx.cfg.trust_remote_code)
-        rate, wins = judge_per_prompt(self.judge, self.frames[name], ref, len(self.run_set.prompts))
-        return judge_metrics(rate), {"judge/win_rate": wins}
+        wins = judge_wins(self.judge, self.frames[name], ref)  # per answer: kept for paired comparisons (compare)
+        self.frames[name] = self.frames[name].join(wins, on=["prompt_id", "sample_idx"], how="left")
+        shares: list[float | None] = [None] * len(self.run_set.prompts)
+        for pid, share in wins.group_by("prompt_id").agg(pl.col("judge_win").mean()).iter_rows():
+            if 0 <= pid < len(shares):
+                shares[int(pid)] = float(share)
+        return judge_metrics(rate_of_wins(wins)), {"judge/win_rate": shares}
