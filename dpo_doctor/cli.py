@@ -57,8 +57,9 @@ SCAN_FLAGS = [
     _flag("cache_dir", Optional[Path], None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
     _flag("seed", int, 0, "--seed", help="Seed for --max-pairs subsets and sampling (default 0)."),
     _flag("no_generate", bool, False, "--no-generate", help="Skip generation probes (length, KL, diversity): a quick pairs-only scan."),
-    _flag("prompts", Optional[Path], None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts."),
-    _flag("probe_suite", Optional[str], None, "--probe-suite", help="A probe suite: a shipped name (arithmetic, format, multiple_choice: verifiable, adds task/accuracy; open_ended, short_answer) or your own folder with manifest.json / JSONL of {prompt, answer, check}."),
+    _flag("prompts", Optional[Path], None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts. Combines with a --probe-suite that has answers."),
+    _flag("probe_suite", Optional[str], None, "--probe-suite", help="A probe suite: a shipped name (default, arithmetic, format, multiple_choice: verifiable, graded as task/accuracy next to the run's own prompts; open_ended, short_answer: prompts only) or your own folder with manifest.json / JSONL of {prompt, answer, check} (make one with: dpo-doctor suite make)."),
+    _flag("no_quality", bool, False, "--no-quality", help="Do not grade answers on the default quality suite (probes/default, 32 prompts; on by default unless --probe-suite or --judge gives a quality signal). Without a quality signal the verdict says answer quality was not measured."),
     _flag("judge", Optional[str], None, "--judge", help="Score each checkpoint's answers against the reference's with a reward-model folder (safetensors) or module:function (prompts, completions) -> floats: judge/win_rate."),
     _flag("max_prompts", int, 32, "--max-prompts", help="Prompts used by generation probes (default 32)."),
     _flag("samples_per_prompt", int, 4, "--samples-per-prompt", help="Samples per prompt at temperature 1, for KL and diversity (default 4)."),
@@ -106,7 +107,7 @@ def scan_config(run_dir: Path, flags: dict, render: bool = True):
         render=render, checkpoint_filter=names, skip_checkpoints=tuple(flags["skip_checkpoint"] or ()),
         data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"],
         data_format=flags["data_format"], columns=flags["columns"], input_template=flags["input_template"],
-        template=flags["template"])
+        template=flags["template"], quality=not flags["no_quality"])
     return check_config(cfg)
 
 
@@ -526,6 +527,32 @@ def repro(
         table.add_row(k, fmt(result["before"][k]), fmt(result["after"][k]))
     Console().print(table)
     Console().print(f"diagnoses after the fix: {', '.join(result['after_diagnoses']) or 'none'}; report: {result['report']}")
+
+
+@app.command("suite", no_args_is_help=True)
+def suite(
+    action: str = typer.Argument(..., help="make: write a verifiable probe suite from a data set with answers."),
+    data: str = typer.Argument(..., help="The data set: JSONL, JSON, Parquet, CSV, a saved dataset folder or a Hub dataset id."),
+    prompt_col: str = typer.Option("prompt", "--prompt-col", help="Column with the question (default prompt)."),
+    answer_col: str = typer.Option("answer", "--answer-col", help="Column with the reference answer (default answer)."),
+    check: str = typer.Option("exact", "--check", help="How an answer is graded: exact (whole answer, case/punctuation-insensitive), contains (the answer's words appear), numeric (last number), choice (option letter), regex, json_key (default exact)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (manifest.json + prompts.jsonl); pass it to scan --probe-suite."),
+    name: Optional[str] = typer.Option(None, "--name", help="Suite name (default: the folder's name)."),
+    max_rows: Optional[int] = typer.Option(None, "--max-rows", help="Use the first N rows only (default all)."),
+) -> None:
+    """Turn a task's questions with reference answers into a suite every checkpoint is graded on.
+
+    Example: dpo-doctor suite make heldout.jsonl --prompt-col question --answer-col answer --check numeric --out my_suite
+    then: dpo-doctor scan runs/exp1 --ref models/sft --data pairs.jsonl --probe-suite my_suite
+    """
+    if action != "make":
+        raise UserError(f"unknown suite action {action!r}; use: dpo-doctor suite make DATA --out DIR")
+    from rich.console import Console
+
+    from dpo_doctor.data.suite_make import make_suite
+
+    folder, n = make_suite(data, prompt_col, answer_col, check, out, name=name, max_rows=max_rows)
+    Console().print(f"wrote {n} prompts to {folder} (check {check}); scan with: --probe-suite {folder}")
 
 
 @app.command("zoo", no_args_is_help=False)

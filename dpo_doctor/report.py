@@ -46,6 +46,7 @@ class ReferenceInfo:
     base: str | None
     source: str
     metrics: dict[str, float | None] = field(default_factory=dict)
+    per_prompt: dict[str, list[float | None]] = field(default_factory=dict)  # see CheckpointRecord.per_prompt
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class CheckpointRecord:
     path: str
     kind: str
     metrics: dict[str, float | None]
+    # quality signal -> score per probe prompt id ("task/accuracy": share of its answers that pass; "judge/win_rate":
+    # share of its answers the judge prefers): what paired comparisons between checkpoints read
+    per_prompt: dict[str, list[float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,14 +188,17 @@ SCHEMA = {
     "audit?": (None, dict),
     "run": {"name": str, "path?": str, "beta": NUM, "beta_source?": STR_OR_NONE, "loss_type?": STR_OR_NONE,
             "framework?": STR_OR_NONE},
-    "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE}}),
+    "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE},
+                          "per_prompt?": {"*": [NUM_OR_NONE]}}),
     "data?": (None, {"path?": str, "format?": str, "data_format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
     "settings?": (dict, None),
-    "checkpoints": [{"name": str, "step": int, "path?": str, "kind?": str, "metrics?": {"*": NUM_OR_NONE}}],
+    "checkpoints": [{"name": str, "step": int, "path?": str, "kind?": str, "metrics?": {"*": NUM_OR_NONE},
+                     "per_prompt?": {"*": [NUM_OR_NONE]}}],
     "metric_info?": (dict, None),
     "warnings?": [str],
     "diagnoses?": [_DIAGNOSIS],
-    "verdict?": ("healthy", "warning", "error"),
+    "verdict?": ("healthy", "no-failure-found", "warning", "error"),
+    "verdict_record?": (None, {"verdict": str, "quality_measured": bool, "signal?": STR_OR_NONE, "text?": str}),
     "summary?": STR_OR_NONE,
     "log_only?": bool,
     "best_checkpoint?": (None, {"name": str, "step?": int, "reason?": str, "signal?": STR_OR_NONE,

@@ -115,6 +115,37 @@ def multiple_choice() -> list[dict]:
     return rows
 
 
+WORDS = r"\w+(?:['-]\w+)*"
+INSTRUCTIONS = [  # IFEval-style constraints on the form of the answer (Zhou et al. 2023, arXiv:2311.07911)
+    ("Write one sentence about the moon in lowercase letters only, with no capital letters.",
+     r"^[^A-Z]*[a-z][^A-Z]*$", "regex"),
+    ("Name a fruit, then end your answer with the word DONE.", r"\bDONE\W*$", "regex"),
+    ('Reply with a JSON object that has the key "city", naming a city in Italy.', "city", "json_key"),
+    ("Describe rain in exactly four words.", rf"^\W*{WORDS}\W+{WORDS}\W+{WORDS}\W+{WORDS}\W*$", "regex"),
+    ("Write a greeting that starts with the word Hello.", r"^\W*Hello\b", "regex"),
+    ("In capital letters only: what colour is grass?", r"^[^a-z]*[A-Z][^a-z]*$", "regex"),
+    ("List three animals separated by commas, and nothing else.",
+     rf"^\W*{WORDS}(?: {WORDS})*\s*,\s*{WORDS}(?: {WORDS})*\s*,\s*{WORDS}(?: {WORDS})*\W*$", "regex"),
+    ('Give a JSON object with the keys "name" and "age" describing a person.', "age", "json_key"),
+    ("Write one sentence about bread that ends with an exclamation mark.", r"!\s*$", "regex"),
+    ('Name a month, and put your whole answer in double quotes.', r'^\s*"[^"\n]+"\s*$', "regex"),
+    ("Answer with yes or no only: is ice cold?", r"(?i)^\W*(?:yes|no)\W*$", "regex"),
+    ("Answer in one word only: what animal says moo?", rf"^\W*{WORDS}\W*$", "regex"),
+]
+
+
+def default() -> list[dict]:
+    """The suite every scan runs unless told otherwise (`--no-quality`): 12 IFEval-style format instructions,
+    10 arithmetic problems (every 4th of `arithmetic`) and 10 multiple-choice facts (every 3rd of
+    `multiple_choice`), interleaved so a truncated run still covers all three kinds."""
+    fmt = [{"prompt": p, "answer": a, "check": c} for p, a, c in INSTRUCTIONS]
+    arith, choice = arithmetic()[::4], multiple_choice()[::3]
+    rows = []
+    for i in range(12):
+        rows += [fmt[i]] + ([arith[i]] if i < len(arith) else []) + ([choice[i]] if i < len(choice) else [])
+    return rows
+
+
 def write(name: str, rows: list[dict]) -> None:
     folder = HERE / name
     folder.mkdir(exist_ok=True)
@@ -123,5 +154,6 @@ def write(name: str, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    for name, build in (("arithmetic", arithmetic), ("format", format_following), ("multiple_choice", multiple_choice)):
+    for name, build in (("arithmetic", arithmetic), ("format", format_following), ("multiple_choice", multiple_choice),
+                        ("default", default)):
         write(name, build())

@@ -24,7 +24,19 @@ def test_probe_metrics_samples_and_damaged_cache(tmp_path, tiny_dir, pairs_jsonl
     assert "gen/kl_mean" in report["reference"]["metrics"] and "gen/kl_mean" in report["metric_info"]
     samples = pl.read_parquet(tmp_path / "rep" / "samples.parquet")
     assert set(samples["checkpoint"]) == {"reference", ckpt["name"]}
-    assert samples.filter(pl.col("checkpoint") == "reference").height == 3 * (2 + 1)  # + one greedy per prompt
+    run = samples.filter(pl.col("probe_set") == "run")
+    assert run.filter(pl.col("checkpoint") == "reference").height == 3 * (2 + 1)  # + one greedy per prompt
+    # the default quality suite (32 prompts) is sampled on the reference first; a tiny random model does not score
+    # above chance on it, so the checkpoints skip it and the verdict says quality was not measured, and why
+    suite = samples.filter(pl.col("probe_set") == "suite")
+    assert set(suite["checkpoint"]) == {"reference"} and suite.height == 32 * (2 + 1)
+    assert suite["prompt_id"].min() == 3  # after the run's own prompts: ids stay unique in the table
+    quality = report["settings"]["quality"]
+    assert quality["suite"] == "default" and quality["default_suite"] and quality["informative"] is False
+    assert quality["signal"] is None and "task/accuracy" not in ckpt["metrics"]
+    assert report["reference"]["metrics"]["task/informative"] == 0.0
+    assert report["verdict_record"]["quality_measured"] is False
+    assert "default quality suite not informative for this model: reference scored" in report["summary"]
 
     entries = sorted((tmp_path / "cache" / "samples").glob("*.parquet"))
     assert entries, "samples were not cached"

@@ -56,7 +56,7 @@ def test_build_write_load_round_trip(tmp_path):
     (("checkpoints", 0, "step"), True, "checkpoints[0].step is a boolean"),
     (("diagnoses", 0, "recommendation", "text"), None, "diagnoses[0].recommendation.text is null"),
     (("diagnoses", 0, "evidence", "gen/length_ratio", "value"), "big", 'evidence["gen/length_ratio"].value'),
-    (("verdict",), "fine", "verdict is a string ('fine'), expected 'healthy' or 'warning' or 'error'"),
+    (("verdict",), "fine", "verdict is a string ('fine'), expected 'healthy' or 'no-failure-found' or 'warning' or 'error'"),
 ])
 def test_wrong_types_are_named(tmp_path, path, value, message):
     run, ref, data, ckpts, diagnosis = _records()

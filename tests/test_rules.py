@@ -177,8 +177,12 @@ def test_displacement_is_listed_before_the_kl_blow_up_it_explains():
     assert [d.code for d in over][:2] == ["DPO102", "DPO106"]
 
 
-def test_verdict_healthy_says_so():
-    assert R.verdict_of([]) == ("healthy", "No known DPO failure found.")
+def test_verdict_healthy_only_when_quality_was_measured():
+    assert R.verdict_of([], quality_measured=True) == ("healthy", "No known DPO failure found, and answer quality held.")
+    verdict, summary = R.verdict_of([])
+    assert verdict == "no-failure-found" and "healthy" not in summary.lower()
+    assert summary == ("No failure found in implicit rewards, drift, KL, length and diversity; answer quality not "
+                       "measured: add --probe-suite or --judge.")
     verdict, summary = R.verdict_of(R.run_rules(DISPLACED))
     assert verdict == "warning" and "likelihood displacement" in summary
 

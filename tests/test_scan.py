@@ -173,7 +173,8 @@ def test_distributed_two_ranks_match_one(tmp_path, tiny_dir, pairs_jsonl, genera
             assert cb["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
     if generate:
         sa, sb = (pl.read_parquet(p / "samples.parquet") for p in (single, tmp_path / "dist"))
-        assert sa.height == sb.height == 3 * 5 * 3  # reference + 2 checkpoints, 5 prompts x (2 sampled + greedy)
+        run_rows = sa.filter(pl.col("probe_set") == "run").height  # reference + 2 checkpoints, 5 x (2 + greedy)
+        assert run_rows == 3 * 5 * 3 and sa.height == sb.height == run_rows + 32 * 3  # + the default suite (ref)
         assert sa["text"].to_list() == sb["text"].to_list()
         assert sa["kl"].to_list() == pytest.approx(sb["kl"].to_list(), rel=1e-5, abs=1e-6)
 

@@ -46,7 +46,10 @@ def _loud(report):
 def test_healthy_run_is_clean(zoo_reports):
     report = zoo_reports["healthy"]
     assert not _loud(report), [d["message"] for d in _loud(report)]
-    assert report["verdict"] == "healthy"
+    # issue 20: "healthy" only when answer quality was measured; the tiny models do not clear the default suite's
+    # chance level, so the clean run reads "no-failure-found" and says why
+    measured = report["verdict_record"]["quality_measured"]
+    assert report["verdict"] == ("healthy" if measured else "no-failure-found")
     assert report["best_checkpoint"] is not None
 
 

@@ -149,7 +149,7 @@ def diagnose(stats: dict, n_pairs: int, cfg: AuditConfig) -> dict:
     facts = RunFacts(checkpoints=(), data_stats=MappingProxyType(dict(stats)), n_pairs=n_pairs, data_audit=True)
     found = run_rules(facts, select=set(cfg.select) or None, ignore=set(cfg.ignore) or None,
                       overrides=parse_settings(cfg.rule_settings))
-    verdict, summary = verdict_of(found)
+    verdict, summary = verdict_of(found, quality_measured=True)  # data, not answers: nothing to grade
     if verdict == "healthy" and not found:
         summary = "No known risk found in the preference data."
     return {"diagnoses": [d.to_dict() for d in found], "verdict": verdict, "summary": summary}

@@ -28,7 +28,7 @@ import numpy as np
 
 from dpo_doctor.metrics.paired_bootstrap import paired_choice
 
-VERDICT_RANK = {"healthy": 0, "warning": 1, "error": 2}
+VERDICT_RANK = {"healthy": 0, "no-failure-found": 0, "warning": 1, "error": 2}
 
 
 @dataclass(frozen=True)

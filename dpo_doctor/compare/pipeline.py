@@ -74,7 +74,7 @@ def _run_record(name: str, run: Path, bundle, out: Path, trust_pickles: bool) ->
     return {"name": name, "path": str(run), "report": str(bundle.path.relative_to(out)),
             "beta": hp.beta, "beta_source": hp.beta_source, "learning_rate": hp.learning_rate,
             "lr_source": hp.lr_source, "loss_type": r["run"].get("loss_type"),
-            "framework": r["run"].get("framework"), "verdict": r.get("verdict") or "healthy",
+            "framework": r["run"].get("framework"), "verdict": r.get("verdict") or "no-failure-found",
             "summary": r.get("summary"), "diagnoses": r["diagnoses"], "best_checkpoint": r.get("best_checkpoint"),
             "train_log": (r.get("train_log") or {}).get("source") if log is not None else None,
             "checkpoints": [{"name": c["name"], "step": c["step"],

@@ -5,6 +5,7 @@ JSONL file of rows. A row is `{"prompt": str}`, or, in a verifiable suite,
 `{"prompt": str, "answer": str, "check": "exact|numeric|choice|regex|json_key"}` (`check` defaults to the
 manifest's `checker`). What each check accepts (dpo_doctor/metrics/task_accuracy.py scores them):
 * exact: the answer text, compared case- and punctuation-insensitively with the whole completion;
+* contains: the answer text, found as whole words anywhere in the completion (case- and punctuation-insensitive);
 * numeric: a number, compared with the last number in the completion (an optional `"tolerance": T` row field
   accepts any number within T of it: a task whose notion of right is "close enough");
 * choice: one capital letter (the option the prompt lists), compared with the letter the completion picks;
@@ -26,7 +27,7 @@ from typing import Any
 from dpo_doctor.data.jsonl import describe, read_json, read_jsonl
 from dpo_doctor.errors import UserError, did_you_mean
 
-CHECKS = ("exact", "numeric", "choice", "regex", "json_key")
+CHECKS = ("exact", "contains", "numeric", "choice", "regex", "json_key")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 

@@ -22,6 +22,7 @@ import polars as pl
 from scipy import stats
 
 from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.paired import paired
 from dpo_doctor.metrics.proportions import wilson
 
 INFO = {
@@ -37,8 +38,18 @@ INFO = {
     "task/accuracy_vs_ref_low": MetricInfo("fraction", "low", "lower end of the Student-t 95% interval of "
                                                               "task/accuracy_vs_ref"),
     "task/accuracy_vs_ref_high": MetricInfo("fraction", "low", "upper end of the Student-t 95% interval of "
-                                                               "task/accuracy_vs_ref (below 0: a significant drop)"),
+                                                               "task/accuracy_vs_ref"),
+    "task/accuracy_vs_ref_p": MetricInfo("p-value", None, "exact two-sided sign test over prompts of this checkpoint "
+                                                          "against the reference (metrics/paired.py; < 0.05: a "
+                                                          "significant difference)"),
+    "task/chance": MetricInfo("fraction", None, "the accuracy an answer that ignores its prompt gets: each prompt's "
+                                                "check applied to the reference's answers to the OTHER prompts, mean "
+                                                "over prompts (reference only)"),
+    "task/informative": MetricInfo("flag", None, "1 when the reference scores significantly (sign test) and at least "
+                                                 "10 points above task/chance, so a fall can be measured; 0 when not "
+                                                 "(reference only)"),
 }
+INFORMATIVE_MARGIN = 0.10  # the reference must clear chance by this much for the suite to measure a fall
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _CHOICE = (re.compile(r"(?i:answer|option)\s*(?:is|:)?\s*\(?([A-Z])\b"),  # "The answer is B", "Answer: (C)"
@@ -53,6 +64,12 @@ def _norm(text: str) -> str:
 def check_exact(text: str, answer: str) -> bool:
     """The whole answer equals the expected text, ignoring case, punctuation and spacing."""
     return _norm(text) == _norm(answer)
+
+
+def check_contains(text: str, answer: str) -> bool:
+    """The expected text appears as whole words in the answer, ignoring case, punctuation and spacing."""
+    want = _norm(answer)
+    return bool(want) and f" {want} " in f" {_norm(text)} "
 
 
 def check_numeric(text: str, answer: str, tolerance: float = 0.0) -> bool:
@@ -96,7 +113,7 @@ def check_json_key(text: str, answer: str) -> bool:
 
 
 CHECKERS: dict[str, Callable[[str, str], bool]] = {
-    "exact": check_exact, "numeric": check_numeric, "choice": check_choice, "regex": check_regex,
+    "exact": check_exact, "contains": check_contains, "numeric": check_numeric, "choice": check_choice, "regex": check_regex,
     "json_key": check_json_key,
 }
 
@@ -143,9 +160,48 @@ def task_metrics(samples: pl.DataFrame, ref_samples: pl.DataFrame, answers: Sequ
     ref_per = per if ref_samples is samples else _per_prompt(scored(ref_samples, answers))
     both = per.join(ref_per, on="prompt_id", suffix="_ref")
     diff, diff_low, diff_high = _paired((both["acc"] - both["acc_ref"]).to_numpy())
+    test = paired(both["acc"].to_list(), both["acc_ref"].to_list())
     return {
         "task/accuracy": acc, "task/accuracy_low": low, "task/accuracy_high": high,
         "task/greedy_accuracy": None if greedy.is_empty() else float(greedy["correct"].cast(pl.Float64).mean()),
         "task/n_prompts": float(n),
         "task/accuracy_vs_ref": diff, "task/accuracy_vs_ref_low": diff_low, "task/accuracy_vs_ref_high": diff_high,
+        "task/accuracy_vs_ref_p": test.p_value if test is not None and ref_samples is not samples else None,
     }
+
+
+def per_prompt(samples: pl.DataFrame, answers: Sequence[tuple]) -> list[float | None]:
+    """Each prompt's score (share of its answers that pass), indexed by prompt id; None where it has no sample.
+    What the paired comparisons between checkpoints read (report.json `per_prompt["task/accuracy"]`)."""
+    out: list[float | None] = [None] * len(answers)
+    for pid, acc in _per_prompt(scored(samples, answers)).iter_rows():
+        out[int(pid)] = float(acc)
+    return out
+
+
+def chance_per_prompt(samples: pl.DataFrame, answers: Sequence[tuple]) -> list[float | None]:
+    """Per prompt i, the share of the model's answers to the OTHER prompts that pass prompt i's check: the score
+    of an answer that ignores its prompt (a model that always answers "B" gets the suite's share of B answers on a
+    multiple-choice suite; an arithmetic answer matches another question's number only by accident; a format
+    constraint the model meets anyway counts as met by chance)."""
+    by_prompt: dict[int, list[str]] = {}
+    for pid, text in samples.select("prompt_id", "text").iter_rows():
+        by_prompt.setdefault(int(pid), []).append(text)
+    out: list[float | None] = [None] * len(answers)
+    for i, spec in enumerate(answers):
+        others = [t for j, texts in by_prompt.items() if j != i for t in texts]
+        if others and i in by_prompt:
+            out[i] = sum(_check(t, *spec) for t in others) / len(others)
+    return out
+
+
+def informativeness(samples: pl.DataFrame, answers: Sequence[tuple],
+                    margin: float = INFORMATIVE_MARGIN) -> dict[str, float | None]:
+    """task/chance and task/informative of the reference's own samples: is the suite above chance for this model
+    (sign test over prompts, p < 0.05, and at least `margin` above), so that a fall could be measured?"""
+    acc, chance = per_prompt(samples, answers), chance_per_prompt(samples, answers)
+    test = paired(acc, chance)
+    known = [c for c in chance if c is not None]
+    mean_chance = sum(known) / len(known) if known else None
+    ok = test is not None and test.significant and test.diff > 0 and test.diff >= margin
+    return {"task/chance": mean_chance, "task/informative": 1.0 if ok else 0.0}

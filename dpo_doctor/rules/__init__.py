@@ -28,26 +28,27 @@ from dpo_doctor.rules import (dpo001_numerical_instability, dpo002_no_learning, 
                               dpo104_mode_collapse, dpo105_label_noise, dpo106_likelihood_displacement,
                               dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
                               dpo202_log_early_saturation, dpo203_log_chosen_falling)
-from dpo_doctor.rules import dpo109_degeneration, dpo110_capability_regression
+from dpo_doctor.rules import dpo109_degeneration, dpo110_capability_regression, dpo111_quality_fall_after_peak
 from dpo_doctor.rules import (dpo301_length_bias, dpo302_likelihood_displacement_risk, dpo303_mode_collapse_risk,
                               dpo304_duplicate_pairs, dpo305_contradictory_pairs, dpo306_truncated_pairs,
                               dpo307_reference_disfavours, dpo308_degenerate_pairs)
 from dpo_doctor.rules.records import (CheckpointFacts, Diagnosis, Evidence, Example, Finding, Recommendation, Rule,
-                                      RunFacts, SEVERITY_RANK, make_facts)
+                                      RunFacts, SEVERITY_RANK, fmt, make_facts)
 
 _MODULES = (dpo001_numerical_instability, dpo002_no_learning, dpo003_reference_mismatch,
             dpo004_trainer_metrics_mismatch, dpo101_length_exploitation,
             dpo102_over_optimization, dpo103_overfitting, dpo104_mode_collapse, dpo105_label_noise,
             dpo106_likelihood_displacement, dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
             dpo202_log_early_saturation, dpo203_log_chosen_falling, dpo109_degeneration,
-            dpo110_capability_regression, dpo301_length_bias, dpo302_likelihood_displacement_risk,
+            dpo110_capability_regression, dpo111_quality_fall_after_peak, dpo301_length_bias,
+            dpo302_likelihood_displacement_risk,
             dpo303_mode_collapse_risk, dpo304_duplicate_pairs, dpo305_contradictory_pairs, dpo306_truncated_pairs,
             dpo307_reference_disfavours, dpo308_degenerate_pairs)
 RULES: dict[str, Rule] = {m.RULE.code: m.RULE for m in _MODULES}
 
 __all__ = ["RULES", "CheckpointFacts", "Diagnosis", "Evidence", "Example", "Finding", "Recommendation", "Rule",
            "RunFacts", "facts_from_report", "get_rule", "make_facts", "order", "parse_set_option", "run_rules",
-           "verdict_of"]
+           "verdict_of", "verdict_record"]
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -150,25 +151,60 @@ def check_selection(select: Iterable[str], ignore: Iterable[str], settings: Iter
     parse_settings(settings)
 
 
-def verdict_of(diagnoses: list[Diagnosis]) -> tuple[str, str]:
-    """("healthy"|"warning"|"error", one sentence). Info-level findings alone leave a run healthy."""
-    if not diagnoses:
-        return "healthy", "No known DPO failure found."
-    worst = max(diagnoses, key=lambda d: SEVERITY_RANK[d.severity])
-    verdict = "healthy" if worst.severity == "info" else worst.severity
+NO_FAILURE = "no-failure-found"  # the verdict when no rule fired but answer quality was not measured
+
+
+def verdict_of(diagnoses: list[Diagnosis], quality_measured: bool = False,
+               measured: str = "implicit rewards, drift, KL, length and diversity", why: str = "") -> tuple[str, str]:
+    """("healthy"|"no-failure-found"|"warning"|"error", one sentence). "healthy" only when answer quality was
+    measured (a judge or a verifiable suite on the checkpoints) and no warning or error fired; without a quality
+    signal the same clean run reads as what it is: no failure found in what was measured. Info-level findings alone
+    leave the verdict as if nothing fired. `why` says why quality was not measured (e.g. a mute default suite)."""
+    worst = max(diagnoses, key=lambda d: SEVERITY_RANK[d.severity]) if diagnoses else None
+    if worst is None or worst.severity == "info":
+        notes = (f"; {len(diagnoses)} informational note(s), first: {diagnoses[0].name}" if diagnoses else "")
+        if quality_measured:
+            return "healthy", f"No known DPO failure found, and answer quality held{notes}."
+        why = f" ({why})" if why else ""
+        return NO_FAILURE, (f"No failure found in {measured}; answer quality not measured{why}: add --probe-suite or "
+                            f"--judge{notes}.")
     top = diagnoses[0]
     where = f" at {top.checkpoint}" if top.checkpoint else ""
     more = f" (+{len(diagnoses) - 1} more finding{'s' if len(diagnoses) > 2 else ''})" if len(diagnoses) > 1 else ""
-    if verdict == "healthy":
-        return verdict, f"No warning or error; {len(diagnoses)} informational note(s), first: {top.name}."
     lead = f"{top.kind.replace('_', ' ')}{where}"
     text = top.message if top.message.lower().startswith(top.kind.replace("_", " ")) else f"{lead}: {top.message}"
-    return verdict, f"{text}{more}"
+    return worst.severity, f"{text}{more}"
+
+
+def verdict_record(diagnoses: list[Diagnosis], facts: RunFacts) -> dict:
+    """report.json's `verdict_record`: the verdict, whether answer quality was measured (and by which signal), and
+    the sentence; also what `verdict`/`summary` repeat for older readers."""
+    from dpo_doctor.rules.quality import signal
+
+    found = signal(facts)
+    quality = dict(facts.quality or {})
+    if facts.log_only:
+        measured = "the training curves"
+    elif any(c.get("gen/kl_mean") is not None for c in facts.checkpoints):
+        measured = "implicit rewards, drift, KL, length and diversity"
+    else:
+        measured = "implicit rewards and drift (generation probes off: KL, length and diversity not measured)"
+    why = ""
+    if found is None and quality.get("default_suite") and quality.get("informative") is False:
+        ref, chance = quality.get("reference_accuracy"), quality.get("chance")
+        why = (f"default quality suite not informative for this model: reference scored "
+               f"{fmt(ref) if ref is not None else '?'}, chance {fmt(chance) if chance is not None else '?'}")
+    elif found is None and quality.get("why") == "--no-quality":
+        why = "--no-quality"
+    verdict, text = verdict_of(diagnoses, found is not None, measured, why)
+    return {"verdict": verdict, "quality_measured": found is not None, "signal": found[0] if found else None,
+            "text": text}
 
 
 def facts_from_report(report: Mapping, train_log=None) -> RunFacts:
     """The rules' view of a report.json dict (plus its train_log table): metrics only, never raw rows."""
-    ckpts = tuple(sorted((CheckpointFacts(c["name"], int(c["step"]), MappingProxyType(dict(c.get("metrics") or {})))
+    ckpts = tuple(sorted((CheckpointFacts(c["name"], int(c["step"]), MappingProxyType(dict(c.get("metrics") or {})),
+                                          MappingProxyType({k: tuple(v) for k, v in (c.get("per_prompt") or {}).items()}))
                           for c in report.get("checkpoints", [])), key=lambda c: c.step))
     run = report.get("run", {})
     return RunFacts(
@@ -178,4 +214,7 @@ def facts_from_report(report: Mapping, train_log=None) -> RunFacts:
         beta=float(run.get("beta") or 0.1), loss_type=run.get("loss_type"), train_log=train_log,
         log_only=bool(report.get("log_only")) or not ckpts,
         n_pairs=(report.get("data") or {}).get("n_pairs"),
-        data_is_eval=bool((report.get("settings") or {}).get("data_is_eval")))
+        data_is_eval=bool((report.get("settings") or {}).get("data_is_eval")),
+        reference_per_prompt=MappingProxyType({k: tuple(v) for k, v in
+                                               ((report.get("reference") or {}).get("per_prompt") or {}).items()}),
+        quality=MappingProxyType(dict((report.get("settings") or {}).get("quality") or {})))

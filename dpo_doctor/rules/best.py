@@ -1,56 +1,46 @@
 """Which checkpoint to ship, and why: `report.json["best_checkpoint"]`.
 
-The choice: the highest held-out accuracy (`rewards/accuracies`; ties broken by the larger mean margin, then the
-later step) among trained checkpoints that stay inside the limits the diagnoses care about:
-- the KL budget (`gen/kl_mean` <= DPO102's budget per token x the reference's mean sampled length; Rafailov et
-  al. 2024: past it quality falls while KL rises, so the best checkpoint is the top of the hump, often ~25% into
-  the first epoch);
-- no length blow-up (`gen/length_ratio` within DPO101's limit) when length exploitation was found;
-- diversity within DPO104's allowed drop when mode collapse was found.
-A limit that no checkpoint meets is relaxed to the checkpoint closest to it (said in the reason). With a wrong
-reference (DPO003) the reference-free `accuracy/ranking` (pi(chosen) > pi(rejected)) ranks checkpoints instead.
+With a quality signal (it outranks everything else: implicit-reward accuracy does not track win rate, Rafailov et
+al. 2024): the judge's win rate against the reference (`judge/win_rate`, from `--judge`), else the accuracy on a
+verifiable suite (`task/accuracy`: the default suite, `--probe-suite` or the user's). The best is the checkpoint
+with the most quality (ties: less KL, then the earlier step: the top of the hump; rules/quality.py `peak`). When
+DPO111 (quality-fall-after-peak) fired, its `ship_step` is the pick, and only then does the reason say that quality
+fell past it (with the mechanism DPO111 named), so the pick and the diagnoses never disagree. `confidence` comes
+from a paired test: the exact sign test over the probe prompts of the best against the runner-up (same prompts;
+metrics/paired.py): "clear" when p < 0.05, "within noise" when not; without per-prompt scores (an old report) the
+95% intervals are compared instead and the reason says so. Checkpoints from the first degenerate one on (DPO109)
+are never shipped while an earlier one exists.
+
+Without a quality signal (`confidence`: "low: no quality signal"), the pick follows what is known about DPO's
+quality-vs-KL hump (Rafailov et al. 2024, arXiv:2406.02900: gold quality peaks early in KL and then falls while
+implicit-reward accuracy and margins keep rising), not the highest implicit-reward accuracy:
+1. rule-driven choices first: a fired DPO102 (`ship_step`: the same early pick below, among checkpoints within its
+   KL budget, else the least KL) or DPO103 (the held-out peak before overfitting); with a wrong reference (DPO003)
+   those rules read reference-relative accuracies, so they are skipped;
+2. otherwise the limits the diagnoses set: no length blow-up (`gen/length_ratio` within DPO101's limit) when
+   length exploitation was found; diversity within DPO104's allowed drop when mode collapse was found; before the
+   first degenerate checkpoint (DPO109); a limit no checkpoint meets is relaxed to the closest (said in the reason);
+3. then, among the remaining checkpoints whose sampled KL (`gen/kl_mean`) stays within 4x the KL of the run's first
+   scored checkpoint (the run's own scale, not a fixed number of nats), the EARLIEST whose held-out accuracy gain
+   over a coin (0.5) reaches 80% of the largest gain among them (rules/quality.py `early_pick`): the checkpoint
+   that has learned most of what the run learns while spending the least KL. With a wrong reference the
+   reference-free `accuracy/ranking` (pi(chosen) > pi(rejected)) is the highest-wins key instead.
 No choice (None) when nothing was trained or nothing learned: there is no checkpoint worth shipping over the
 reference.
-
-A real quality signal outranks all of that (implicit-reward accuracy does not track win rate: Rafailov et al.
-2024): the judge's win rate against the reference (`judge/win_rate`, from `--judge`), else the accuracy on a
-verifiable probe suite (`task/accuracy`). The best is the checkpoint with the highest signal (ties: less KL, then
-the earlier step, i.e. the top of the hump when quality turns down while KL keeps rising); the reason says which
-signal chose it, whether its 95% interval clears the runner-up's (`confidence`: "clear" or "within noise"), and
-where quality fell past it while KL rose. Checkpoints from the first degenerate one on (DPO109) are never shipped
-while an earlier one exists.
-
-One source of truth: when a rule that says which checkpoint to ship fired (DPO102's hump, DPO103's held-out peak:
-`recommendation.params.ship_step`), that checkpoint is the best one, so the report never names two. Over-optimization
-wins over overfitting (the KL budget is the stricter limit). With a wrong reference those rules read
-reference-relative accuracies, so the ranking-accuracy choice above applies instead.
 """
 
 from __future__ import annotations
 
 from dpo_doctor.rules import RULES, Diagnosis
+from dpo_doctor.rules.quality import QUALITY, compare, early_pick, peak
 from dpo_doctor.rules.records import CheckpointFacts, RunFacts, finite, fmt
 
 Limit = tuple[str, float, str, str]  # (metric, limit, "max"|"min", what it protects)
 
 
-def _threshold(diagnoses: list[Diagnosis], code: str, metric: str, default: float) -> float:
-    for d in diagnoses:
-        for e in d.evidence:
-            if d.code == code and e.metric == metric and finite(e.threshold):
-                return float(e.threshold)
-    return default
-
-
 def _limits(facts: RunFacts, diagnoses: list[Diagnosis]) -> list[Limit]:
     kinds = {d.kind for d in diagnoses}
-    per_token = RULES["DPO102"].params["kl_budget_per_token"]
-    ref_length = facts.ref("gen/length_mean")
-    default = per_token * ref_length if ref_length else None
-    budget = _threshold(diagnoses, "DPO102", "gen/kl_mean", default)
-    limits: list[Limit] = [] if not budget else [
-        ("gen/kl_mean", budget, "max", f"the KL budget ({fmt(budget)} nats per completion: {fmt(per_token)} nats "
-                                       f"per token of the reference's {fmt(ref_length)}-token answers)")]
+    limits: list[Limit] = []
     if "length_exploitation" in kinds:
         ratio = RULES["DPO101"].params["max_length_ratio"]
         limits.append(("gen/length_ratio", ratio, "max", f"a length ratio of {fmt(ratio)}"))
@@ -102,12 +92,16 @@ def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
     for limit in _limits(facts, diagnoses):
         cands, note = _apply(cands, limit)
         notes.append(note)
-    best = max(cands, key=lambda c: (c.get(key), c.get("rewards/margins") or 0.0, c.step))
-    return {"name": best.name, "step": best.step, "reason": _reason(facts, best, key, notes, kinds), "signal": key}
+    if key == "accuracy/ranking":
+        best, how = max(cands, key=lambda c: (c.get(key), c.get("rewards/margins") or 0.0, c.step)), ""
+    else:
+        best, how = early_pick(cands, key)
+    return {"name": best.name, "step": best.step, "reason": _reason(facts, best, key, notes + [how], kinds),
+            "signal": key, "confidence": "low: no quality signal"}
 
 
-SHIP_RULES = {"DPO102": "the over-optimization hump: the most accurate checkpoint within the KL budget (the least "
-                        "KL when none is)",
+SHIP_RULES = {"DPO102": "the over-optimization hump: the earliest checkpoint with most of the run's accuracy gain "
+                        "within the KL budget (the least KL when none is)",
               "DPO103": "the held-out peak before overfitting"}
 
 
@@ -121,24 +115,19 @@ def _rule_choice(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
             continue
         acc, kl = ck.get("rewards/accuracies"), ck.get("gen/kl_mean")
         stats = ", ".join(f"{k} {fmt(v)}" for k, v in (("held-out accuracy", acc), ("KL", kl)) if v is not None)
-        return {"name": ck.name, "step": ck.step, "reason": f"{why} ({code}; {stats})",
-                "signal": "rewards/accuracies"}
+        return {"name": ck.name, "step": ck.step, "reason": f"{why} ({code}; {stats}); no answer-quality signal",
+                "signal": "rewards/accuracies", "confidence": "low: no quality signal"}
     return None
 
 
 def _reason(facts: RunFacts, best: CheckpointFacts, key: str, notes: list[str], kinds: set[str]) -> str:
     label = "reference-free ranking accuracy" if key == "accuracy/ranking" else "held-out accuracy"
     margin = best.get("rewards/margins")
-    text = f"highest {label} ({fmt(best.get(key))}" + (f", margin {fmt(margin)})" if margin is not None else ")")
-    text += f" of {sum(1 for c in facts.checkpoints if c.step > 0)} trained checkpoints"
+    lead = "highest" if key == "accuracy/ranking" else "by the quality-vs-KL hump:"
+    text = f"{lead} {label} {fmt(best.get(key))}" + (f", margin {fmt(margin)}" if margin is not None else "")
+    text += f" ({len(facts.trained)} trained checkpoints)"
     text += "".join(f"; {n}" for n in notes if n)
-    later = [c for c in facts.checkpoints if c.step > best.step and c.get(key) is not None]
-    if later and kinds & {"over_optimization", "overfitting"}:
-        text += "; later checkpoints drift further without doing better (the over-optimization hump)"
-    return text
-
-
-QUALITY = (("judge/win_rate", "judge win rate against the reference"), ("task/accuracy", "verifiable task accuracy"))
+    return text + "; no answer-quality signal, so confidence is low (add --probe-suite or --judge)"
 
 
 def _before_degeneration(cands: list[CheckpointFacts], diagnoses: list[Diagnosis]) -> tuple[list, str]:
@@ -156,31 +145,36 @@ def _interval(c: CheckpointFacts, key: str) -> tuple[float | None, float | None]
 
 
 def _confidence(best: CheckpointFacts, cands: list[CheckpointFacts], key: str) -> tuple[str | None, str]:
-    """("clear" | "within noise" | None, a clause): does the best's 95% interval clear the runner-up's?"""
+    """("clear" | "within noise" | None, a clause): is the best significantly ahead of the runner-up? A paired sign
+    test over the probe prompts (both answered the same prompts); intervals only when no per-prompt scores exist."""
     others = [c for c in cands if c is not best]
     if not others:
         return None, ""
-    runner = max(others, key=lambda c: c.get(key))
+    runner = peak(others, key)
+    test = compare(best, runner, key)
+    if test is not None:
+        said = (f"ahead on {test.ahead} and behind on {test.behind} of {test.n} prompts, paired sign test "
+                f"p={test.p_value:.2g}")
+        if test.significant and test.diff > 0:
+            return "clear", f"; clearly ahead of the runner-up {runner.name} ({fmt(runner.get(key))}): {said}"
+        return "within noise", (f"; within noise of the runner-up {runner.name} ({fmt(runner.get(key))}): {said}, so "
+                                f"more probe prompts would be needed to tell them apart")
     (low, _), (_, r_high) = _interval(best, key), _interval(runner, key)
     if low is None or r_high is None:
-        return None, f"; runner-up {runner.name} at {fmt(runner.get(key))} (no interval to compare)"
+        return None, f"; runner-up {runner.name} at {fmt(runner.get(key))} (no per-prompt scores to compare)"
     if low > r_high:
-        return "clear", f"; its 95% interval clears the runner-up's ({runner.name}, {fmt(runner.get(key))})"
+        return "clear", (f"; its 95% interval clears the runner-up's ({runner.name}, {fmt(runner.get(key))}; no "
+                         f"per-prompt scores for a paired test)")
     return "within noise", (f"; within noise of the runner-up {runner.name} ({fmt(runner.get(key))}): the 95% "
-                            f"intervals overlap, so more probe prompts would be needed to tell them apart")
+                            f"intervals overlap (no per-prompt scores for a paired test)")
 
 
-def _hump(best: CheckpointFacts, cands: list[CheckpointFacts], key: str) -> str:
-    """A clause when quality fell after the best while KL kept rising (the over-optimization hump)."""
-    later = [c for c in cands if c.step > best.step]
-    if not later:
+def _hump(best: CheckpointFacts, diagnoses: list[Diagnosis]) -> str:
+    """The clause saying quality fell past the pick: only when DPO111 found that fall (pick and diagnoses agree)."""
+    d = next((d for d in diagnoses if d.code == "DPO111"), None)
+    if d is None or d.recommendation.params.get("ship_step") != best.step:
         return ""
-    last = later[-1]
-    kl, kl_last = best.get("gen/kl_mean"), last.get("gen/kl_mean")
-    if last.get(key) < best.get(key) and kl is not None and kl_last is not None and kl_last > kl:
-        return (f"; past it quality fell to {fmt(last.get(key))} at {last.name} while KL rose from {fmt(kl)} to "
-                f"{fmt(kl_last)} nats (the over-optimization hump)")
-    return ""
+    return f"; past it quality fell significantly ({d.kind.replace('_', ' ')}, DPO111 at {d.checkpoint})"
 
 
 def _overrides(best: CheckpointFacts, diagnoses: list[Diagnosis]) -> str:
@@ -203,12 +197,15 @@ def _quality_choice(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
     else:
         return None
     cands, loops = _before_degeneration(cands, diagnoses)
-    best = max(cands, key=lambda c: (c.get(key), -(c.get("gen/kl_mean") or 0.0), -c.step))
+    best = peak(cands, key)
+    fall = next((d for d in diagnoses if d.code == "DPO111"), None)
+    step = fall.recommendation.params.get("ship_step") if fall is not None else None
+    best = next((c for c in cands if c.step == step), best)
     low, high = _interval(best, key)
     ci = f", 95% interval {fmt(low)}-{fmt(high)}" if low is not None and high is not None else ""
     ref = facts.ref(key)
     text = (f"highest {label} ({fmt(best.get(key))}{ci}" + (f"; the reference's {fmt(ref)}" if ref is not None
                                                              else "") + f") of {len(cands)} checkpoints")
     confidence, versus = _confidence(best, cands, key)
-    text += versus + _hump(best, cands, key) + (f"; {loops}" if loops else "") + _overrides(best, diagnoses)
+    text += versus + _hump(best, diagnoses) + (f"; {loops}" if loops else "") + _overrides(best, diagnoses)
     return {"name": best.name, "step": best.step, "reason": text, "signal": key, "confidence": confidence}

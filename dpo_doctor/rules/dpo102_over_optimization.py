@@ -74,11 +74,15 @@ def _points(facts: RunFacts) -> list[tuple]:
 
 
 def hump(pts: list[tuple], budget: float) -> tuple:
-    """The (checkpoint, kl, acc) to ship: the most accurate within the budget (ties: larger margin, later step),
-    else the least KL. best.py ships this same checkpoint when DPO102 fires (one source of truth)."""
+    """The (checkpoint, kl, acc) to ship: within the budget, the earliest checkpoint with most of the run's
+    accuracy gain (rules/quality.py `early_pick`, the same pick best.py makes without a quality signal), else the
+    least KL. best.py ships this same checkpoint when DPO102 fires (one source of truth)."""
+    from dpo_doctor.rules.quality import early_pick
+
     within = [p for p in pts if p[1] <= budget]
     if within:
-        return max(within, key=lambda p: (p[2], p[0].get("rewards/margins") or 0.0, p[0].step))
+        pick, _ = early_pick([p[0] for p in within])
+        return next(p for p in within if p[0] is pick)
     return min(pts, key=lambda p: p[1])
 
 
@@ -91,11 +95,22 @@ def task_hump(facts: RunFacts, pts: list[tuple], budget: float, tol: float, min_
     graded = [(c, kl, c.get("task/accuracy")) for c, kl, _ in pts]
     if ref_task is None or any(t is None for _, _, t in graded):
         return None
-    within = [("the reference", ref_task)] + [(c.name, t) for c, kl, t in graded if kl <= budget]
-    beyond = [t for _, kl, t in graded if kl > budget]
+    within = [("the reference", ref_task, facts.reference_per_prompt.get("task/accuracy"))] + [
+        (c.name, t, c.scores("task/accuracy")) for c, kl, t in graded if kl <= budget]
+    beyond = [(t, c.scores("task/accuracy")) for c, kl, t in graded if kl > budget]
+    name, best, best_scores = max(within, key=lambda w: w[1])
+    if beyond and best_scores and all(s for _, s in beyond):  # paired: no checkpoint past it significantly better
+        from dpo_doctor.metrics.paired import paired
+
+        better = [t for t, s in beyond if (r := paired(s, best_scores)) and r.significant and r.diff > 0]
+        if not better:
+            return (f"past the {fmt(budget)} nats/token KL budget the verifiable task accuracy was never "
+                    f"significantly above {name}'s {fmt(best)} (paired sign test over prompts; at most "
+                    f"{fmt(max(t for t, _ in beyond))})")
+        return None
     n = facts.ref("task/n_prompts")
     step = max(tol, min_pairs / n) if n else tol
-    name, best = max(within, key=lambda w: w[1])
+    beyond = [t for t, _ in beyond]
     if beyond and max(beyond) <= best + step:
         return (f"past the {fmt(budget)} nats/token KL budget the verifiable task accuracy never beat {name}'s "
                 f"{fmt(best)} (at most {fmt(max(beyond))})")
@@ -200,6 +215,12 @@ EXAMPLES = (
             make_facts({**_ck(42.1, 0.812), "task/accuracy": 0.0}, {**_ck(40.1, 0.75), "task/accuracy": 0.0},
                        reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16},
                        beta=0.01, n_pairs=16), True, beta=0.01084),
+    Example("the same with per-prompt scores: past the budget no checkpoint is significantly above the reference's "
+            "3 of 16 prompts right (paired sign test: 0 ahead, 3 behind)",
+            make_facts({**_ck(42.1, 0.812), "task/accuracy": 0.0}, {**_ck(40.1, 0.75), "task/accuracy": 0.0},
+                       reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16},
+                       beta=0.01, n_pairs=16, per_prompt=[{"task/accuracy": [0.0] * 16}] * 2,
+                       reference_per_prompt={"task/accuracy": [1.0] * 3 + [0.0] * 13}), True, beta=0.01084),
     Example("SmolLM2 zoo healthy: 0.19 and 0.80 nats over 18.5-token answers (0.04 nats/token), task 0.19 -> 0.31",
             make_facts({**_ck(0.187, 0.812), "task/accuracy": 0.2}, {**_ck(0.797, 0.875), "task/accuracy": 0.312},
                        reference={"gen/length_mean": 18.5, "task/accuracy": 0.1875, "task/n_prompts": 16}), False),

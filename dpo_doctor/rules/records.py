@@ -76,6 +76,12 @@ class CheckpointFacts:
     name: str
     step: int
     metrics: Mapping[str, float]
+    per_prompt: Mapping[str, tuple] = field(default_factory=dict)  # signal -> score per probe prompt id (or None)
+
+    def scores(self, key: str) -> tuple | None:
+        """Per-prompt scores of a quality signal (`task/accuracy`, `judge/win_rate`), None when not recorded."""
+        found = self.per_prompt.get(key)
+        return tuple(found) if found else None
 
     def get(self, key: str) -> float | None:
         """The metric if it is a finite number, else None (absent, null, NaN)."""
@@ -94,6 +100,8 @@ class RunFacts:
     log_only: bool = False
     n_pairs: int | None = None  # held-out pairs scored per checkpoint (sample size of every pair metric)
     data_is_eval: bool = False  # the scanned pairs are the trainer's own eval set (settings.data_is_eval)
+    reference_per_prompt: Mapping[str, tuple] = field(default_factory=dict)  # as CheckpointFacts.per_prompt
+    quality: Mapping[str, object] = field(default_factory=dict)  # settings["quality"]: what answer grading ran
     data_audit: bool = False  # a pre-training data audit: only the data rules (source "data") run
 
     @property
@@ -189,6 +197,7 @@ class Finding:
     recommendation: Recommendation
     checkpoint: str | None = None
     explained_by: tuple[str, ...] = ()  # kinds that, when also found, are the cause: list this finding after them
+    kind: str | None = None  # the failure kind when the rule names the mechanism per run (DPO111); else the rule's
 
 
 @dataclass(frozen=True)
@@ -249,7 +258,10 @@ class Rule:
         found = self.check(facts, **dict(overrides or {}))
         if found is None:
             return None
-        return Diagnosis(self.code, self.name, self.kind, self.severity, found.checkpoint, found.message,
+        kind = found.kind or self.kind
+        if kind not in KINDS:
+            raise ValueError(f"{self.code}: unknown kind {kind}")
+        return Diagnosis(self.code, self.name, kind, self.severity, found.checkpoint, found.message,
                          found.evidence, found.recommendation, self.doc, self.source,
                          tuple(found.explained_by))
 
@@ -257,11 +269,17 @@ class Rule:
 def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = None,
                reference: Mapping[str, float] | None = None, data: Mapping[str, float] | None = None,
                beta: float = 0.1, loss_type: str | None = "sigmoid", log: list[dict] | None = None,
-               log_only: bool = False, n_pairs: int | None = None, data_is_eval: bool = False) -> RunFacts:
+               log_only: bool = False, n_pairs: int | None = None, data_is_eval: bool = False,
+               per_prompt: list[Mapping[str, list]] | None = None,
+               reference_per_prompt: Mapping[str, list] | None = None) -> RunFacts:
     """Facts for examples and tests: one metrics dict per checkpoint (steps 100, 200, ... unless given); `log` is
-    a list of train_log rows (dicts with step, split and logged keys)."""
+    a list of train_log rows (dicts with step, split and logged keys); `per_prompt` one {signal: scores} per
+    checkpoint."""
     steps = steps or tuple(100 * (i + 1) for i in range(len(metrics)))
-    ckpts = tuple(CheckpointFacts(f"checkpoint-{s}", s, MappingProxyType(dict(m))) for s, m in zip(steps, metrics))
+    scores = per_prompt or [{}] * len(metrics)
+    ckpts = tuple(CheckpointFacts(f"checkpoint-{s}", s, MappingProxyType(dict(m)),
+                                  MappingProxyType({k: tuple(v) for k, v in p.items()}))
+                  for s, m, p in zip(steps, metrics, scores))
     frame = None
     if log:
         keys = sorted({k for row in log for k in row} - {"step", "split"})
@@ -269,4 +287,5 @@ def make_facts(*metrics: Mapping[str, float], steps: tuple[int, ...] | None = No
                               **{k: [None if r.get(k) is None else float(r[k]) for r in log] for k in keys}},
                              schema_overrides={k: pl.Float64 for k in keys})
     return RunFacts(ckpts, MappingProxyType(dict(reference or {})), MappingProxyType(dict(data or {})), beta,
-                    loss_type, frame, log_only, n_pairs, data_is_eval=data_is_eval)
+                    loss_type, frame, log_only, n_pairs, data_is_eval=data_is_eval,
+                    reference_per_prompt=MappingProxyType({k: tuple(v) for k, v in (reference_per_prompt or {}).items()}))

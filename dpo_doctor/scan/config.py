@@ -68,6 +68,10 @@ class ScanConfig:
     template: str | None = field(default=None, metadata={"help": (
         "LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as "
         "LLaMA-Factory does, --max-length acting as its cutoff_len. Default: TRL's tokenization.")})
+    quality: bool = field(default=True, metadata={"help": "Grade answers on the shipped default verifiable suite "
+                          "(probes/default: format constraints, arithmetic, multiple choice) next to the run's own "
+                          "prompts, unless --probe-suite or --judge gives a quality signal; --no-quality skips it "
+                          "(default on)"})
 
 
 def data_spec(cfg: ScanConfig) -> DataSpec:
@@ -109,8 +113,6 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
     _existing(cfg.base, "--base", "the adapters' base model folder", resolve_model_path)
     _existing(cfg.prompts, "--prompts", "a JSONL file of prompts or a dataset", resolve_data_path)
     _existing(cfg.log, "--log", "a training log file or folder")
-    if cfg.prompts is not None and cfg.probe_suite is not None:
-        raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both given; pass one of them")
     if cfg.beta is not None and not cfg.beta > 0:
         raise UserError(f"--beta {cfg.beta}: beta must be > 0 (TRL's default is 0.1)")
     _positive(cfg.max_pairs, "--max-pairs", "pairs to score", allow_none=True)
@@ -130,7 +132,11 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
     if cfg.probe_suite is not None:
         from dpo_doctor.data.suites import load_suite
 
-        load_suite(cfg.probe_suite)  # unknown name or a bad user suite -> UserError, row by row
+        suite = load_suite(cfg.probe_suite)  # unknown name or a bad user suite -> UserError, row by row
+        if cfg.prompts is not None and not suite.verifiable:
+            raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both name the prompts to "
+                            f"sample, and {cfg.probe_suite} has no answers to grade; pass one of them (a suite with "
+                            f"answers combines with --prompts: its answers are graded, your prompts probe the run)")
     if cfg.judge is not None and not cfg.generate:
         raise UserError(f"--judge {cfg.judge} scores the probes' answers, but --no-generate turns the probes off; "
                         "drop one of them")

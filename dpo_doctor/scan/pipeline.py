@@ -237,14 +237,17 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     for c, extra in zip(run.checkpoints, across_checkpoints(frames)):
         pair_m[c.name].update(extra)
     records = [rep.CheckpointRecord(name=c.name, step=c.step, path=str(c.spec.path), kind=c.spec.kind,
-                                    metrics={**pair_m[c.name], **(gen.metrics[c.name] if gen else {})})
+                                    metrics={**pair_m[c.name], **(gen.metrics[c.name] if gen else {})},
+                                    per_prompt=(gen.per_prompt or {}).get(c.name, {}) if gen else {})
                for c in run.checkpoints]
     settings = {"batch_size": cfg.batch_size, "device": str(ctx.device), "dtype": str(ctx.dtype), "seed": cfg.seed,
                 "max_pairs": cfg.max_pairs, "generate": gen is not None,
                 "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens,
                 "scored": scored, "from_cache": cached, "data_is_eval": cfg.data_is_eval,
                 "data_format": cfg.data_format, "columns": cfg.columns, "input_template": cfg.input_template,
-                "template": cfg.template}
+                "template": cfg.template,
+                "quality": (gen.quality if gen else None) or {"signal": None, "why": "generation probes off"}}
+
     return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings, settings, gen)
 
 
@@ -274,7 +277,8 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
                         loss_type=run.train_config.get("loss_type"), framework=framework),
         reference=rep.ReferenceInfo(path=str(run.reference.path), kind=run.reference.kind,
                                     base=str(run.reference.base) if run.reference.base else None,
-                                    source=run.reference_source, metrics=gen.reference_metrics if gen else {}),
+                                    source=run.reference_source, metrics=gen.reference_metrics if gen else {},
+                                    per_prompt=(gen.per_prompt or {}).get("reference", {}) if gen else {}),
         data=rep.DataInfo(path=str(pairs.path), format=pairs.format, n_pairs=len(pairs.tokens),
                           n_source_rows=pairs.n_source_rows, n_excluded=int(sum(pairs.identical)),
                           n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats,
@@ -404,21 +408,25 @@ def sanity_checks(long: pl.DataFrame | None, records: list) -> list[str]:
 
 def diagnose(records, gen, stats, pairs, run, beta, train_log, cfg: ScanConfig) -> dict:
     """The rules' input, built from the typed records (rules never see raw rows)."""
-    facts_report = {"checkpoints": [{"name": r.name, "step": r.step, "metrics": r.metrics} for r in records],
-                    "reference": {"metrics": gen.reference_metrics if gen else {}}, "data": {"stats": stats,
-                    "n_pairs": len(pairs.tokens)}, "run": {"beta": beta, "loss_type": run.train_config.get("loss_type")},
-                    "settings": {"data_is_eval": cfg.data_is_eval}}
+    facts_report = {"checkpoints": [{"name": r.name, "step": r.step, "metrics": r.metrics,
+                                     "per_prompt": r.per_prompt} for r in records],
+                    "reference": {"metrics": gen.reference_metrics if gen else {},
+                                  "per_prompt": (gen.per_prompt or {}).get("reference", {}) if gen else {}},
+                    "data": {"stats": stats, "n_pairs": len(pairs.tokens)},
+                    "run": {"beta": beta, "loss_type": run.train_config.get("loss_type")},
+                    "settings": {"data_is_eval": cfg.data_is_eval, "quality": (gen.quality if gen else None) or {}}}
     return run_diagnosis(facts_report, train_log, cfg)
 
 
 def run_diagnosis(facts_report: dict, train_log, cfg: ScanConfig) -> dict:
     """The rule catalogue over the finished metrics, and the checkpoint to ship."""
-    from dpo_doctor.rules import facts_from_report, parse_settings, run_rules, verdict_of
+    from dpo_doctor.rules import facts_from_report, parse_settings, run_rules, verdict_record
     from dpo_doctor.rules.best import choose_best
 
     facts = facts_from_report(facts_report, train_log)
     diagnoses = run_rules(facts, select=set(cfg.select) or None, ignore=set(cfg.ignore) or None,
                           overrides=parse_settings(cfg.rule_settings))
-    verdict, summary = verdict_of(diagnoses)
-    return {"diagnoses": [d.to_dict() for d in diagnoses], "verdict": verdict, "summary": summary,
+    record = verdict_record(diagnoses, facts)
+    return {"diagnoses": [d.to_dict() for d in diagnoses], "verdict": record["verdict"], "summary": record["text"],
+            "verdict_record": record,
             "log_only": facts.log_only, "best_checkpoint": choose_best(facts, diagnoses)}

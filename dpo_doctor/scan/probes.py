@@ -24,72 +24,121 @@ import polars as pl
 from dpo_doctor.engine import distributed
 
 DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the pair texts)
+DEFAULT_SUITE = "default"  # the capability suite a scan runs unless --no-quality, --probe-suite or --judge
 
 
-def _prompts(cfg, pairs) -> list:
-    """--prompts, else --probe-suite, else the held-out pairs' prompts (deduplicated, in file order)."""
-    from dpo_doctor.data.prompts import resolve_prompts
-
+def _pair_prompts(pairs) -> list:
     unique, seen = [], set()
     for p in pairs.prompts:
         key = json.dumps(p, sort_keys=True)
         if key not in seen:
             seen.add(key)
             unique.append(p)
-    found = resolve_prompts(cfg.prompts, cfg.probe_suite, unique, conversational=pairs.format.startswith("conv"))
+    return unique
+
+
+def _prompts(cfg, pairs, suite) -> list:
+    """The run's own probe prompts: --prompts, else a prompt-only --probe-suite, else the held-out pairs' prompts
+    (deduplicated, in file order). A verifiable suite is sampled apart (`quality_suite`), never instead of them."""
+    from dpo_doctor.data.prompts import resolve_prompts
+
+    spec = cfg.probe_suite if suite is None or not suite.verifiable else None
+    found = resolve_prompts(cfg.prompts, spec, _pair_prompts(pairs), conversational=pairs.format.startswith("conv"))
     return list(found)[: cfg.max_prompts]
+
+
+def quality_suite(cfg):
+    """(suite, is_default) of the verifiable suite a scan grades answers on, or (None, False): the user's
+    --probe-suite when it has answers, else the shipped `default` suite unless --no-quality or --judge."""
+    from dpo_doctor.data.suites import load_suite
+
+    if cfg.probe_suite is not None:
+        suite = load_suite(cfg.probe_suite)
+        return (suite, False) if suite.verifiable else (None, False)
+    if not cfg.quality or cfg.judge is not None:
+        return None, False
+    return load_suite(DEFAULT_SUITE), True
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """One set of prompts the stage samples: the run's own ("run") or the capability suite's ("suite")."""
+    label: str
+    prompts: tuple
+    prompt_ids: tuple
+    texts: tuple
+    fingerprint: str
 
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What the probes add to a scan: per-checkpoint `gen/*` metrics, the reference's, the samples table."""
+    """What the probes add to a scan: per-checkpoint `gen/*` (+ `task/*`) metrics, the reference's, the samples
+    table, and each model's per-prompt quality scores (checkpoint name or "reference" -> key -> [score by id])."""
 
     metrics: dict[str, dict[str, float | None]]  # checkpoint name -> gen/* and drift metrics
     reference_metrics: dict[str, float | None]
     samples: pl.DataFrame
     info: dict  # metric name -> MetricInfo dict (for report.json's metric_info)
+    per_prompt: dict = None  # name -> {"task/accuracy" | "judge/win_rate": [score or None per prompt id]}
+    quality: dict = None  # what was graded: suite name, default or not, informative, reference score, chance
 
 
 class GenerationStage:
     """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(beta) for the metrics."""
 
     def __init__(self, ctx, progress=None):
-        from dpo_doctor.data.pairs import render
-        from dpo_doctor.data.tokens import encode_prompts
         from dpo_doctor.engine.generate import GenConfig
 
         cfg = ctx.cfg
         self.ctx, self.dist, self.progress = ctx, ctx.dist, progress
-        from dpo_doctor.data.suites import load_suite
-
-        self.prompts = _prompts(cfg, ctx.pairs)
-        suite = load_suite(cfg.probe_suite) if cfg.probe_suite and cfg.prompts is None else None
-        self.answers = suite.answers if suite is not None and suite.verifiable else None  # prompt_id -> (answer, check)
-        self.prompt_ids = encode_prompts(ctx.tokenizer, self.prompts)
-        self.prompt_texts = [render(p) for p in self.prompts]
+        self.suite, self.default_suite = quality_suite(cfg)
         self.gen = GenConfig(samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
                              seed=cfg.seed)
+        conversational = ctx.pairs.format.startswith("conv")
+        self.run_set = self._set("run", _prompts(cfg, ctx.pairs, self.suite))
+        self.suite_set = None
+        self.answers = None  # prompt_id -> (answer, check, tolerance) of the suite
+        if self.suite is not None:
+            from dpo_doctor.data.prompts import as_messages
+
+            prompts = list(self.suite.prompts)
+            self.suite_set = self._set("suite", as_messages(prompts) if conversational else prompts)
+            self.answers = self.suite.answers
+        self.suite_active = self.suite_set is not None  # False once the reference shows the default suite is mute
         self.frames: dict[str, pl.DataFrame] = {}
+        self.suite_frames: dict[str, pl.DataFrame] = {}
         self.data_kl: dict[str, float] = {}
         self.ref_model = None
         self.judge = None
         self.ref_fp = ""
-        prompt_fp = hashlib.sha256(json.dumps(self.prompts, sort_keys=True).encode()).hexdigest()
-        self.settings_fp = hashlib.sha256(json.dumps([prompt_fp, self.gen.fingerprint(), str(ctx.dtype),
-                                                      ctx.device.type, ctx.pairs_fp]).encode()).hexdigest()
+        self.informative: dict = {}
+
+    @property
+    def prompts(self) -> list:
+        return list(self.run_set.prompts)
+
+    def _set(self, label: str, prompts: list) -> PromptSet:
+        from dpo_doctor.data.pairs import render
+        from dpo_doctor.data.tokens import encode_prompts
+
+        prompt_fp = hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest()
+        fp = hashlib.sha256(json.dumps([prompt_fp, self.gen.fingerprint(), str(self.ctx.dtype),
+                                        self.ctx.device.type, self.ctx.pairs_fp]).encode()).hexdigest()
+        return PromptSet(label, tuple(prompts), tuple(encode_prompts(self.ctx.tokenizer, prompts)),
+                         tuple(render(p) for p in prompts), fp)
 
     # ---- cache ----
-    def _cache_path(self, model_fp: str) -> Path:
+    def _cache_path(self, model_fp: str, pset: PromptSet) -> Path:
         # gen-v2: samples tables gained the `finished` column (gen/truncated_frac); v1 entries are not mixed in
-        key = hashlib.sha256(f"gen-v2|{model_fp}|{self.ref_fp}|{self.settings_fp}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"gen-v2|{model_fp}|{self.ref_fp}|{pset.fingerprint}".encode()).hexdigest()[:32]
         return self.ctx.cache.dir.parent / "samples" / f"{key}.parquet"
 
-    def _load_cached(self, model_fp: str):
-        cached = self._read_cache(model_fp)
+    def _load_cached(self, model_fp: str, pset: PromptSet):
+        cached = self._read_cache(model_fp, pset)
         return cached if distributed.all_true(cached is not None, self.dist) else None
 
-    def _read_cache(self, model_fp: str):
-        path = self._cache_path(model_fp)
+    def _read_cache(self, model_fp: str, pset: PromptSet):
+        path = self._cache_path(model_fp, pset)
         if not path.exists():
             return None
         try:
@@ -100,12 +149,12 @@ class GenerationStage:
             self.ctx.cache.notes.append(note)
             return None
 
-    def _save(self, model_fp: str, frame: pl.DataFrame, data_kl: float | None) -> None:
+    def _save(self, model_fp: str, pset: PromptSet, frame: pl.DataFrame, data_kl: float | None) -> None:
         from dpo_doctor.files import atomic_path, ensure_dir
 
         if not self.dist.is_main:
             return
-        path = self._cache_path(model_fp)
+        path = self._cache_path(model_fp, pset)
         ensure_dir(path.parent, "cache folder")
         with atomic_path(path) as tmp:
             frame.with_columns(data_kl_per_token=pl.lit(data_kl, pl.Float64)).write_parquet(tmp)
@@ -116,16 +165,17 @@ class GenerationStage:
             self.ref_model = self.ctx.load(self.ref_spec)
         return self.ref_model
 
-    def _run(self, name: str, step: int, model):
+    def _run(self, name: str, step: int, model, pset: PromptSet):
         from dpo_doctor.engine.generate import sample, samples_frame, score_samples
 
-        mine = distributed.owned(len(self.prompts), self.dist) if self.dist.active else None
-        tick = (lambda done, total: self.progress(f"sampling {name}", done, total)) \
+        mine = distributed.owned(len(pset.prompts), self.dist) if self.dist.active else None
+        what = f"sampling {name}" + (" (quality suite)" if pset.label == "suite" else "")
+        tick = (lambda done, total: self.progress(what, done, total)) \
             if self.progress is not None and self.dist.is_main else None
-        samples = sample(model, self.ctx.tokenizer, self.prompt_ids, self.gen, self.ctx.device, only=mine,
+        samples = sample(model, self.ctx.tokenizer, list(pset.prompt_ids), self.gen, self.ctx.device, only=mine,
                          progress=tick)
         scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
-        frame = samples_frame(name, step, self.prompt_texts, scored)
+        frame = samples_frame(name, step, list(pset.texts), scored)
         if not self.dist.active:
             return frame
         buf = io.BytesIO()
@@ -149,55 +199,114 @@ class GenerationStage:
         total, n = distributed.all_sum([total, float(n)], self.dist)
         return total / n if n else 0.0
 
+    def _sampled(self, fp: str, name: str, step: int, model, pset: PromptSet, data_kl: bool):
+        """(samples, data KL) of one model on one prompt set, from the cache or sampled now; (frame, kl, model)."""
+        cached = self._load_cached(fp, pset)
+        if cached is None:
+            if model is None:
+                model = self._ensure_ref() if name == "reference" else self.ctx.load(self._spec[name])
+            self._ensure_ref()
+            cached = (self._run(name, step, model, pset), self._data_kl(model) if data_kl else 0.0)
+            self._save(fp, pset, *cached)
+        return cached[0], cached[1], model
+
     def start(self, ref_spec, ref_model) -> None:
-        """Sample the reference (its own scores: KL 0). Keeps the reference loaded for the checkpoints."""
+        """Sample the reference (its own scores: KL 0) on the run's prompts and the quality suite; the default
+        suite is dropped here when the reference itself does not score above chance on it (then no checkpoint
+        samples it). Keeps the reference loaded for the checkpoints."""
         from dpo_doctor.engine.loading import weights_fingerprint
+        from dpo_doctor.metrics.task_accuracy import informativeness
 
         self.ref_model, self.ref_spec = ref_model, ref_spec
+        self._spec = {"reference": ref_spec}
         self.ref_fp = weights_fingerprint(ref_spec)
-        cached = self._load_cached(self.ref_fp)
-        if cached is None:
-            cached = (self._run("reference", -1, self._ensure_ref()), 0.0)
-            self._save(self.ref_fp, *cached)
-        self.frames["reference"] = cached[0]
+        self.frames["reference"], _, _ = self._sampled(self.ref_fp, "reference", -1, self.ref_model, self.run_set,
+                                                       False)
+        if self.suite_set is not None:
+            frame, _, _ = self._sampled(self.ref_fp, "reference", -1, self.ref_model, self.suite_set, False)
+            self.suite_frames["reference"] = frame
+            self.informative = informativeness(frame, self.answers)
+            self.suite_active = not self.default_suite or bool(self.informative["task/informative"])
 
     def checkpoint(self, ckpt, model):
         """Sample one checkpoint and score its samples under it and the reference; returns the (maybe loaded) model."""
         from dpo_doctor.engine.loading import weights_fingerprint
 
         fp = weights_fingerprint(ckpt.spec)
-        cached = self._load_cached(fp)
-        if cached is None:
-            model = model if model is not None else self.ctx.load(ckpt.spec)
-            self._ensure_ref()
-            cached = (self._run(ckpt.name, ckpt.step, model), self._data_kl(model))
-            self._save(fp, *cached)
-        frame = cached[0].with_columns(checkpoint=pl.lit(ckpt.name), step=pl.lit(ckpt.step, pl.Int64))
-        self.frames[ckpt.name] = frame.drop("data_kl_per_token", strict=False)
-        self.data_kl[ckpt.name] = cached[1]
+        self._spec[ckpt.name] = ckpt.spec
+        frame, data_kl, model = self._sampled(fp, ckpt.name, ckpt.step, model, self.run_set, True)
+        self.frames[ckpt.name] = self._label(frame, ckpt)
+        self.data_kl[ckpt.name] = data_kl
+        if self.suite_active:
+            frame, _, model = self._sampled(fp, ckpt.name, ckpt.step, model, self.suite_set, False)
+            self.suite_frames[ckpt.name] = self._label(frame, ckpt)
         return model
+
+    @staticmethod
+    def _label(frame: pl.DataFrame, ckpt) -> pl.DataFrame:
+        return frame.with_columns(checkpoint=pl.lit(ckpt.name), step=pl.lit(ckpt.step, pl.Int64)).drop(
+            "data_kl_per_token", strict=False)
 
     def close(self) -> None:
         self.ref_model = None
 
     def finish(self, beta: float) -> ProbeResult:
-        """The `gen/*` metrics of every checkpoint sampled, the reference's, and the samples table."""
+        """The `gen/*` (+ `task/*`, `judge/*`) metrics of every checkpoint sampled, the reference's, the samples."""
         from dpo_doctor.metrics.generation import METRIC_INFO, generation_metrics
 
         vocab = len(self.ctx.tokenizer)
         ref = self.frames["reference"].drop("data_kl_per_token", strict=False)
         names = [n for n in self.frames if n != "reference"]
-        metrics = {n: {**generation_metrics(self.frames[n], ref, beta, vocab, answers=self.answers),
-                       "drift/kl_on_data_per_token": self.data_kl.get(n), **self._judge(n, ref)} for n in names}
-        samples = pl.concat([ref] + [self.frames[n] for n in names], how="diagonal_relaxed")  # judge_win: policy only
-        return ProbeResult(metrics=metrics,
-                           reference_metrics=generation_metrics(ref, ref, beta, vocab, answers=self.answers),
-                           samples=samples, info=dict(METRIC_INFO))
+        per_prompt: dict[str, dict] = {}
+        metrics = {}
+        for n in names:
+            judged, per_prompt[n] = self._judge(n, ref)
+            metrics[n] = {**generation_metrics(self.frames[n], ref, beta, vocab),
+                          "drift/kl_on_data_per_token": self.data_kl.get(n), **judged, **self._task(n, per_prompt[n])}
+        ref_metrics = generation_metrics(ref, ref, beta, vocab)
+        if self.suite_set is not None:
+            per_prompt["reference"] = {}
+            ref_metrics.update(self._task("reference", per_prompt["reference"]))
+            ref_metrics.update(self.informative)
+        n_run = len(self.run_set.prompts)
+        run_frames = [ref] + [self.frames[n] for n in names]
+        suite_frames = [f.drop("data_kl_per_token", strict=False).with_columns(pl.col("prompt_id") + n_run)
+                        for f in self.suite_frames.values()]
+        samples = pl.concat([f.with_columns(probe_set=pl.lit("run")) for f in run_frames]
+                            + [f.with_columns(probe_set=pl.lit("suite")) for f in suite_frames],
+                            how="diagonal_relaxed")  # judge_win: policy only
+        return ProbeResult(metrics=metrics, reference_metrics=ref_metrics, samples=samples, info=dict(METRIC_INFO),
+                           per_prompt=per_prompt, quality=self._quality(ref_metrics))
 
-    def _judge(self, name: str, ref: pl.DataFrame) -> dict:
-        """`judge/*`: the --judge's win rate of this checkpoint's answers over the reference's, prompt by prompt."""
-        if self.ctx.cfg.judge is None:
+    def _task(self, name: str, per_prompt: dict) -> dict:
+        """task/* of one model on the quality suite (paired with the reference's samples), and its per-prompt
+        scores into `per_prompt`; {} when the suite was not sampled for it."""
+        from dpo_doctor.metrics.task_accuracy import per_prompt as scores, task_metrics
+
+        if name not in self.suite_frames:
             return {}
+        ref = self.suite_frames["reference"]
+        frame = self.suite_frames[name]
+        per_prompt["task/accuracy"] = scores(frame, self.answers)
+        return task_metrics(frame, ref if name != "reference" else frame, self.answers)
+
+    def _quality(self, ref_metrics: dict) -> dict:
+        """settings["quality"]: which answer-quality signal the scan measured, for the verdict record."""
+        if self.ctx.cfg.judge is not None:
+            return {"signal": "judge/win_rate", "suite": None, "default_suite": False, "informative": True}
+        if self.suite is None:
+            return {"signal": None, "suite": None, "default_suite": False, "informative": None,
+                    "why": "--no-quality" if not self.ctx.cfg.quality else "no verifiable suite"}
+        return {"signal": "task/accuracy" if self.suite_active else None, "suite": self.suite.name,
+                "default_suite": self.default_suite, "n_prompts": len(self.suite.prompts),
+                "informative": bool(ref_metrics.get("task/informative")),
+                "reference_accuracy": ref_metrics.get("task/accuracy"), "chance": ref_metrics.get("task/chance")}
+
+    def _judge(self, name: str, ref: pl.DataFrame) -> tuple[dict, dict]:
+        """`judge/*`: the --judge's win rate of this checkpoint's answers over the reference's, prompt by prompt,
+        and the per-prompt win shares ({"judge/win_rate": [...]})."""
+        if self.ctx.cfg.judge is None:
+            return {}, {}
         from dpo_doctor.engine.judge import load_judge
         from dpo_doctor.metrics.judge_win import judge_metrics, judge_wins, rate_of_wins
 
@@ -205,4 +314,8 @@ class GenerationStage:
             self.judge = load_judge(self.ctx.cfg.judge, self.ctx.device, trust_remote_code=self.ctx.cfg.trust_remote_code)
         wins = judge_wins(self.judge, self.frames[name], ref)  # per answer: kept for paired comparisons (compare)
         self.frames[name] = self.frames[name].join(wins, on=["prompt_id", "sample_idx"], how="left")
-        return judge_metrics(rate_of_wins(wins))
+        shares: list[float | None] = [None] * len(self.run_set.prompts)
+        for pid, share in wins.group_by("prompt_id").agg(pl.col("judge_win").mean()).iter_rows():
+            if 0 <= pid < len(shares):
+                shares[int(pid)] = float(share)
+        return judge_metrics(rate_of_wins(wins)), {"judge/win_rate": shares}

@@ -18,6 +18,7 @@ import plotly.io as pio
 
 from dpo_doctor.views.figures import Plot, all_plots
 from dpo_doctor.report import ReportBundle
+from dpo_doctor.views import VERDICT_WORDS, no_finding_sentence, verdict_of_report
 
 MAX_TEXT = 500  # characters of a pair/sample text shown in a table cell (the full text stays in the parquet)
 N_WORST = 10  # rows per worst-pairs table
@@ -91,7 +92,7 @@ def facts_table(b: ReportBundle) -> str:
 
 def header(b: ReportBundle) -> str:
     r = b.report
-    verdict = str(r.get("verdict") or "healthy")
+    verdict = verdict_of_report(r)
     counts = {}
     for d in r["diagnoses"]:
         counts[d.get("severity", "info")] = counts.get(d.get("severity", "info"), 0) + 1
@@ -99,7 +100,7 @@ def header(b: ReportBundle) -> str:
                       for sev, n in sorted(counts.items(), key=lambda kv: SEVERITY_ORDER.get(kv[0], 9)))
     warnings = "".join(f"<li>{esc(w)}</li>" for w in r.get("warnings") or [])
     return (f'<header><div class="title"><h1>dpo-doctor: {esc(r["run"]["name"])}</h1>'
-            f'<span class="verdict v-{slug(verdict)}">{esc(verdict.upper())}</span>'
+            f'<span class="verdict v-{slug(verdict)}">{esc(VERDICT_WORDS.get(verdict, verdict.upper()))}</span>'
             f'<span class="tally">{esc(tally or "no finding")}</span></div>'
             f'<p class="summary">{esc(r.get("summary") or "")}</p>{facts_table(b)}'
             + (f'<ul class="warnings">{warnings}</ul>' if warnings else "") + "</header>")
@@ -144,8 +145,8 @@ def card(i: int, d: dict, links: dict[str, str]) -> str:
 def cards(r: dict, links: dict[str, str]) -> str:
     found = sorted(enumerate(r["diagnoses"]), key=lambda t: (SEVERITY_ORDER.get(t[1].get("severity"), 9), t[0]))
     if not found:
-        body = ('<p class="healthy">No finding: every rule passed. This run looks healthy'
-                + (" (judged from the training log only)." if r.get("log_only") else ".") + "</p>")
+        good = verdict_of_report(r) == "healthy"
+        body = f'<p class="{"healthy" if good else "unmeasured"}">{esc(no_finding_sentence(r))}</p>'
     else:
         body = "".join(card(i, d, links) for i, d in found)
     return f'<section id="diagnoses"><h2>Diagnoses</h2>{body}</section>'
@@ -298,7 +299,7 @@ border-bottom:1px solid #ddd;padding:6px 0;font-size:13px}nav a{margin-right:14p
 h1{margin:0;font-size:24px;display:inline}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin:26px 0 8px}
 h3{margin:14px 0 6px;font-size:15px}.title{display:flex;align-items:center;gap:12px;flex-wrap:wrap;margin-top:12px}
 .verdict{padding:3px 14px;border-radius:14px;color:#fff;font-weight:bold;letter-spacing:.5px}
-.v-healthy{background:#2e7d32}.v-warning{background:#ef6c00}.v-error{background:#c62828}.tally{color:#555}
+.v-healthy{background:#2e7d32}.v-no-failure-found{background:#546e7a}.unmeasured{font-weight:bold}.v-warning{background:#ef6c00}.v-error{background:#c62828}.tally{color:#555}
 .summary{font-size:15px;margin:8px 0}.facts th{text-align:left;padding-right:14px;color:#555;vertical-align:top;
 white-space:nowrap}.facts td{word-break:break-word}.warnings{color:#8a5a00;margin:6px 0}
 .card{border:1px solid #ddd;border-left:6px solid #999;border-radius:6px;padding:8px 14px;margin:10px 0;
@@ -356,7 +357,7 @@ def render_html(b: ReportBundle) -> str:
     r = b.report
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{esc('dpo-doctor: ' + str(r['run']['name']) + ' (' + str(r.get('verdict') or 'healthy') + ')')}"
+            f"<title>{esc('dpo-doctor: ' + str(r['run']['name']) + ' (' + verdict_of_report(r) + ')')}"
             f"</title><style>{CSS}</style><script>{get_plotlyjs()}</script></head><body>{nav(present)}{''.join(body)}"
             f"<footer class='note'>dpo-doctor {esc((r.get('tool') or {}).get('version', '?'))} · report schema "
             f"{esc(r['schema_version'])} · created {esc(r.get('created', ''))} · rendered from report.json and its "

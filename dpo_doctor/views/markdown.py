@@ -11,6 +11,7 @@ import math
 import re
 
 from dpo_doctor.report import ReportBundle
+from dpo_doctor.views import no_finding_sentence, verdict_of_report
 
 LIMIT = 60_000
 MAX_CELL = 600  # characters of a message or recommendation in one table cell / list item
@@ -21,7 +22,8 @@ TABLE_KEYS = {"rewards/margins": "margin", "rewards/accuracies": "acc", "accurac
               "gen/kl_mean": "KL (nats)", "gen/length_ratio": "len ratio", "gen/ead_per_input": "EAD",
               "gen/self_bleu": "self-BLEU"}
 SEVERITY_LABEL = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
-VERDICT_LABEL = {"healthy": "🟢 HEALTHY", "warning": "🟠 WARNING", "error": "🔴 ERROR"}
+VERDICT_LABEL = {"healthy": "🟢 HEALTHY", "no-failure-found": "⚪ NO FAILURE FOUND (quality not measured)",
+                 "warning": "🟠 WARNING", "error": "🔴 ERROR"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~$])")  # inline syntax (links, images, code, emphasis, tables, math)
 _LINE_START = re.compile(r"^([#+=-]|\d+(?=\.))")  # headings, lists, setext underlines when text opens a line
 ZWSP = "\u200b"  # breaks GitHub's autolinks, @mentions and #123 references without visible change
@@ -52,7 +54,7 @@ def num(v) -> str:
 
 def verdict_block(r: dict) -> list[str]:
     run, data = r["run"], r.get("data") or {}
-    verdict = str(r.get("verdict") or "healthy")
+    verdict = verdict_of_report(r)
     best = r.get("best_checkpoint")
     lines = [f"## dpo-doctor: {md(run.get('name'))} — **{VERDICT_LABEL.get(verdict, md(verdict.upper()))}**", "",
              md(r.get("summary") or ""), "",
@@ -67,7 +69,7 @@ def verdict_block(r: dict) -> list[str]:
 
 def diagnoses_table(r: dict) -> list[str]:
     if not r["diagnoses"]:
-        return ["No diagnosis: every rule passed. This run looks **healthy**.", ""]
+        return [md(no_finding_sentence(r)), ""]
     out = ["| severity | code | name | checkpoint | finding | evidence (value / threshold) |",
            "|---|---|---|---|---|---|"]
     for d in r["diagnoses"]:

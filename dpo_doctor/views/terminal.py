@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dpo_doctor.report import ReportBundle
+from dpo_doctor.views import no_finding_sentence
 
 SUMMARY_KEYS = {"rewards/margins": "margin", "rewards/accuracies": "acc", "accuracy/ranking": "rank acc",
                 "drift_per_token/chosen": "drift/tok", "gen/kl_mean": "KL", "gen/length_ratio": "len x",
@@ -51,7 +52,8 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
         console.print(Text(f"{d['severity'].upper():7} {d['code']} {d['kind']}: {d['message']}", style=style))
         console.print(Text(f"        fix: {d['recommendation']['text']}"))
     if not report["diagnoses"]:
-        console.print(Text("verdict: healthy, no finding", style="green"))
+        good = report.get("verdict") == "healthy"
+        console.print(Text(f"verdict: {no_finding_sentence(report)}", style="green" if good else "bold"))
     if str(report['run'].get('beta_source', '')).startswith("default"):
         console.print(Text(f"verdict caveat: beta {report['run']['beta']:g} is a default (not found in the run's "
                            "files): rewards scale with beta; pass --beta", style="bold yellow"))

@@ -8,7 +8,8 @@ import math
 from rich.text import Text
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
-VERDICT_STYLE = {"error": "bold white on red", "warning": "bold black on yellow", "healthy": "bold black on green"}
+VERDICT_STYLE = {"error": "bold white on red", "warning": "bold black on yellow", "healthy": "bold black on green",
+                 "no-failure-found": "bold white on grey37"}
 BARS = "▁▂▃▄▅▆▇█"
 
 

@@ -127,7 +127,7 @@ def report_summary(report_dir: Path) -> dict:
             return {"name": str(doc.get("name")), "verdict": "compare", "checkpoints": sum(
                 len(r["checkpoints"]) for r in doc["runs"]), "diagnoses": sum(len(r["diagnoses"]) for r in doc["runs"]),
                 "created": str(doc.get("created", ""))[:16]}
-        return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict", "?")),
+        return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict") or "no-failure-found"),
                 "checkpoints": len(doc.get("checkpoints") or []), "diagnoses": len(doc.get("diagnoses") or []),
                 "created": str(doc.get("created", ""))[:16]}
     except UserError:

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from dpo_doctor.views import VERDICT_WORDS, no_finding_sentence, verdict_of_report
 from dpo_doctor.views.tui.cells import VERDICT_STYLE, fmt, one_line, plain, severity, sparkline, tail
 from dpo_doctor.views.tui.screens.base import ReportScreen
 
@@ -96,9 +97,10 @@ class OverviewScreen(ReportScreen):
 
     def show_report(self, report) -> None:
         doc = report.doc
-        verdict = str(doc.get("verdict", "?"))
+        verdict = verdict_of_report(doc)
         self.query_one("#verdict", Static).update(Text.assemble(
-            Text(f" {verdict.upper()} ", style=VERDICT_STYLE.get(verdict, "bold reverse")), "  ",
+            Text(f" {VERDICT_WORDS.get(verdict, verdict.upper())} ", style=VERDICT_STYLE.get(verdict, "bold reverse")),
+            "  ",
             plain(doc.get("summary", ""))))
         self.query_one("#facts", Static).update(run_facts(report))
         table = self.query_one("#diagnoses", DataTable)
@@ -107,7 +109,7 @@ class OverviewScreen(ReportScreen):
             table.add_row(severity(d.get("severity")), plain(d.get("code")), plain(d.get("name") or d.get("kind")),
                           plain(d.get("checkpoint") or "run-wide"), one_line(d.get("message"), 200), key=str(i))
         if not report.diagnoses:
-            table.add_row(Text("—"), Text(""), Text("no diagnoses"), Text(""), Text("this report lists none"))
+            table.add_row(Text("—"), Text(""), Text("no diagnoses"), Text(""), one_line(no_finding_sentence(doc), 200))
 
     def action_open_diagnosis(self) -> None:
         self._open(self.query_one("#diagnoses", DataTable).cursor_row)
