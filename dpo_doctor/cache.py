@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import zipfile
 import zlib
@@ -95,6 +96,19 @@ class ScoreCache:
         except OSError as exc:
             raise UserError(f"cannot create the score cache {self.dir}: {exc.strerror or exc}; pass --cache-dir a "
                             "writable folder") from None
+
+
+def pack(arrays: dict[str, np.ndarray]) -> bytes:
+    """A score entry as the bytes of its `.npz` file (sent between ranks; see engine.distributed.share_hit)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def unpack(data: bytes) -> dict[str, np.ndarray]:
+    """`pack`'s inverse; never unpickles."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 def _entry_problem(arrays: dict[str, np.ndarray], expected: tuple[str, ...], length: int | None) -> str | None:

@@ -39,7 +39,7 @@ def trl_trainer(model_dir, out, callback, *, lr, lora=False, eval_pairs=None, ma
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(make_pairs(16, seed=5)),
                       eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None, processing_class=tok,
-                      peft_config=peft_config, callbacks=[callback])
+                      peft_config=peft_config, callbacks=[callback] if callback is not None else [])
 
 
 def scan_config(**given):
@@ -122,8 +122,10 @@ def test_trl_lora_eval_set_numbers_match_a_later_scan_and_dpo004(tmp_path, tiny_
     from dpo_doctor.scan.pipeline import scan
 
     run = tmp_path / "run"
-    doctor = DoctorCallback(cache_dir=tmp_path / "cache", strict=True)  # no data: the trainer's eval set
-    trl_trainer(tiny_dir, run, doctor, lr=5e-3, lora=True, eval_pairs=make_pairs(8, seed=6)).train()
+    doctor = DoctorCallback(cache_dir=tmp_path / "cache", strict=True)  # no data: the attached trainer's eval set
+    trainer = trl_trainer(tiny_dir, run, None, lr=5e-3, lora=True, eval_pairs=make_pairs(8, seed=6))
+    doctor.attach(trainer)
+    trainer.train()
     out = capsys.readouterr().out
     assert "checkpoint-2 diagnosed in" in out and "checkpoint-4 diagnosed in" in out
     live = read(run / "dpo-doctor")
@@ -165,3 +167,43 @@ def test_builtin_trainer_takes_the_callback_and_stops(tmp_path, tiny_dir, pairs_
     later = scan(scan_config(run_dir=run, data=pairs_jsonl, max_length=64, out=tmp_path / "later",
                              cache_dir=tmp_path / "fresh-cache", generate=False, render=False))
     assert_same_numbers(live, read(later))
+
+
+def test_settings_come_from_one_scan_config():
+    """config= gives every scan setting; keyword arguments at a non-default value override it; the trainer's args
+    give beta and max_length; the run's folder, pairs and reference are filled in per save."""
+    from dataclasses import replace
+
+    from dpo_doctor import DoctorCallback
+    from dpo_doctor.integrations.callback import DEFAULT_CONFIG
+    from dpo_doctor.scan.config import ScanConfig
+
+    assert DoctorCallback().config == DEFAULT_CONFIG and DEFAULT_CONFIG.max_pairs == 512
+    assert DoctorCallback(max_pairs=None).config.max_pairs is None  # None still means "every pair"
+    given = ScanConfig(run_dir=Path("."), data=None, max_pairs=64, device="cpu", trust_remote_code=True,
+                       rule_settings=("DPO101.ratio=1.5",))
+    doctor = DoctorCallback(config=given, select=["DPO101"], cache_dir="/tmp/c", beta=0.05)
+    assert doctor.config == replace(given, select=("DPO101",), cache_dir="/tmp/c", beta=0.05)
+    args = types.SimpleNamespace(output_dir="/runs/x", beta=0.1, max_length=77)
+    doctor.data_path, doctor.ref_path, doctor.report_dir = Path("p.jsonl"), Path("ref"), Path("/runs/x/dpo-doctor")
+    cfg = doctor.scan_config(args)
+    assert cfg == replace(doctor.config, run_dir=Path("/runs/x"), data=Path("p.jsonl"), ref=Path("ref"), beta=0.05,
+                          out=Path("/runs/x/dpo-doctor"), max_length=77, generate=False, render=False)
+    assert DoctorCallback(max_length=32).scan_config(args).max_length == 32
+    assert DoctorCallback().scan_config(args).beta == 0.1  # the trainer's beta when none is given
+
+
+def test_no_stack_walking_without_attach_the_eval_set_is_not_guessed(tmp_path, tiny_dir, capsys):
+    """Without data= or attach(trainer) the callback does not go looking for the trainer: log-only, and it says
+    how to give it pairs (the eval dataloader the hooks receive holds token ids only, not the pairs' text)."""
+    import inspect
+
+    from dpo_doctor import DoctorCallback
+    from dpo_doctor.integrations import callback
+
+    assert "currentframe" not in inspect.getsource(callback)
+    trl_trainer(tiny_dir, tmp_path / "run", DoctorCallback(strict=True), lr=1e-3, eval_pairs=make_pairs(4, seed=6),
+                max_steps=2, save_steps=2).train()
+    out = capsys.readouterr().out
+    assert "no pairs: log-only diagnoses (pass data= or attach(trainer))" in out
+    assert read(tmp_path / "run" / "dpo-doctor")["log_only"] is True

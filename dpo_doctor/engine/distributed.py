@@ -4,6 +4,10 @@ Pairs are sharded round-robin across ranks (pair i goes to rank i % world), ever
 entries still missing, and the shards are summed into every rank with one all_reduce (gloo on CPU, NCCL on
 CUDA). Generation probes shard the prompts the same way; each rank's samples table travels as Arrow IPC bytes in
 a uint8 tensor (`gather_bytes`: no pickling, unlike all_gather_object). Only rank 0 writes caches and the report, so the report is the single-process one (to float tolerance).
+
+Cache checks agree across ranks (`share_hit`): ranks on different machines may see different `--cache-dir`
+contents, so a cache entry any rank finds is sent to every rank, and the ranks rescore only when none finds it.
+Every rank therefore takes the same branch, and none waits in a collective that another skipped.
 Without WORLD_SIZE > 1 in the environment, everything here is a no-op.
 """
 
@@ -122,6 +126,31 @@ def gather_bytes(data: bytes, d: Dist) -> list[bytes]:
     parts = [torch.zeros_like(buf) for _ in range(d.world)]
     dist.all_gather(parts, buf)
     return [bytes(p[: int(s.item())].cpu().numpy().tobytes()) for p, s in zip(parts, sizes)]
+
+
+def share_hit(payload: bytes | None, d: Dist) -> bytes | None:
+    """One agreement on a cache lookup: this rank's entry (bytes) or None -> the entry of the lowest rank that has
+    one, on every rank (None on every rank when no rank has one). One small all_gather when the ranks agree; two
+    broadcasts more (size, then the entry) when some ranks hit and others missed."""
+    if not d.active:
+        return payload
+    import torch
+    import torch.distributed as dist
+
+    dev = _device(d)
+    flags = [torch.zeros(1, dtype=torch.long, device=dev) for _ in range(d.world)]
+    dist.all_gather(flags, torch.tensor([int(payload is not None)], dtype=torch.long, device=dev))
+    hits = [r for r, f in enumerate(flags) if int(f.item())]
+    if len(hits) in (0, d.world):
+        return payload
+    src = hits[0]
+    size = torch.tensor([len(payload) if d.rank == src else 0], dtype=torch.long, device=dev)
+    dist.broadcast(size, src=src)
+    buf = torch.zeros(int(size.item()), dtype=torch.uint8, device=dev)
+    if d.rank == src and payload:
+        buf[:] = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(dev)
+    dist.broadcast(buf, src=src)
+    return bytes(buf.cpu().numpy().tobytes())
 
 
 def barrier(d: Dist) -> None:

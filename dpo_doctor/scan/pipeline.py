@@ -93,9 +93,10 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
     key = score_key(weights_fingerprint(spec), ctx.pairs_fp, str(ctx.dtype), ctx.device.type)
     cached = ctx.cache.load(key, length=n)
     scores = PairScores(**cached) if cached is not None else None
-    if scores is not None and scores.complete:
-        return Scored(scores, None, True)
-    scores = scores or PairScores.empty(n)
+    finished = complete_on_every_rank(scores, key, ctx)
+    if finished is not None:
+        return Scored(finished, None, True)
+    scores = scores or PairScores.empty(n)  # a partial entry: this rank resumes its own shard from it
     model = ctx.load(spec)
     d = ctx.dist
     mine = shard_mask(n, d)
@@ -121,6 +122,26 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
         if d.is_main:
             ctx.cache.save(key, work.arrays())
     return Scored(work, model, False)
+
+
+def complete_on_every_rank(scores, key: str, ctx: ScanContext):
+    """The finished cache entry if any rank has one (sent to the ranks that miss it; rank 0 keeps a copy), else None
+    on every rank: the ranks never split between returning from the cache and waiting in the scoring's all_reduce,
+    even when each machine has its own --cache-dir."""
+    from dpo_doctor.cache import pack, unpack
+    from dpo_doctor.engine.distributed import share_hit
+    from dpo_doctor.engine.pairs import PairScores
+
+    mine = scores if scores is not None and scores.complete else None
+    if not ctx.dist.active:
+        return mine
+    shared = share_hit(pack(mine.arrays()) if mine is not None else None, ctx.dist)
+    if shared is None or mine is not None:
+        return mine if shared is not None else None
+    arrays = unpack(shared)
+    if ctx.dist.is_main:
+        ctx.cache.save(key, arrays)
+    return PairScores(**arrays)
 
 
 # ---- the pipeline --------------------------------------------------------------------------------------------

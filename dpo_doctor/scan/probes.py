@@ -8,7 +8,7 @@ loads them instead of generating again.
 Under torchrun every rank samples and scores its shard of the prompts (prompt i on rank i % world; a sample's
 randomness depends on its prompt and sample index only, so the shards are the single-process samples), the
 shards are gathered into the full table on every rank, and drift on data sums its batches over ranks. Only rank
-0 writes the cache; a cached table is used only when every rank finds it.
+0 writes the cache; a table any rank finds in its cache is sent to the others (each machine may have its own).
 """
 
 from __future__ import annotations
@@ -134,30 +134,44 @@ class GenerationStage:
         return self.ctx.cache.dir.parent / "samples" / f"{key}.parquet"
 
     def _load_cached(self, model_fp: str, pset: PromptSet):
-        cached = self._read_cache(model_fp, pset)
-        return cached if distributed.all_true(cached is not None, self.dist) else None
+        """(samples table, drift on data) from the cache, or None. Under torchrun a table any rank finds is sent
+        to every rank (rank 0 keeps a copy), so all ranks sample or none does (see distributed.share_hit)."""
+        frame = self._read_cache(model_fp, pset)
+        if self.dist.active:
+            buf = io.BytesIO()
+            if frame is not None:
+                frame.write_ipc(buf)
+            shared = distributed.share_hit(buf.getvalue() if frame is not None else None, self.dist)
+            if shared is not None and frame is None:
+                frame = pl.read_ipc(io.BytesIO(shared))
+                if self.dist.is_main:
+                    self._write_cache(model_fp, pset, frame)
+        if frame is None:
+            return None
+        return frame, float(frame["data_kl_per_token"][0]) if "data_kl_per_token" in frame.columns else None
 
     def _read_cache(self, model_fp: str, pset: PromptSet):
         path = self._cache_path(model_fp, pset)
         if not path.exists():
             return None
         try:
-            frame = pl.read_parquet(path)
-            return frame, float(frame["data_kl_per_token"][0]) if "data_kl_per_token" in frame.columns else None
+            return pl.read_parquet(path)
         except Exception:  # a damaged cache entry counts as missing: sampled again and replaced
             note = f"samples cache entry {path.name} was damaged; sampled again and replaced"
             self.ctx.cache.notes.append(note)
             return None
 
     def _save(self, model_fp: str, pset: PromptSet, frame: pl.DataFrame, data_kl: float | None) -> None:
+        if self.dist.is_main:
+            self._write_cache(model_fp, pset, frame.with_columns(data_kl_per_token=pl.lit(data_kl, pl.Float64)))
+
+    def _write_cache(self, model_fp: str, pset: PromptSet, frame: pl.DataFrame) -> None:
         from dpo_doctor.files import atomic_path, ensure_dir
 
-        if not self.dist.is_main:
-            return
         path = self._cache_path(model_fp, pset)
         ensure_dir(path.parent, "cache folder")
         with atomic_path(path) as tmp:
-            frame.with_columns(data_kl_per_token=pl.lit(data_kl, pl.Float64)).write_parquet(tmp)
+            frame.write_parquet(tmp)
 
     # ---- stages ----
     def _ensure_ref(self):
