@@ -294,6 +294,11 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list
     print(rule.doc.strip())
     print("\nThresholds (override with --set " + f"{rule.code}.NAME=VALUE): "
           + ", ".join(f"{k}={v:g}" for k, v in rule.params.items()))
+    from dpo_doctor.rules.calibration import describe
+
+    measured = describe(rule.code)
+    if measured:
+        print("\n" + measured)
 
 
 @app.command(no_args_is_help=True)

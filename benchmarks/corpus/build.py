@@ -83,7 +83,7 @@ def scan_cmd(run: Path, spec: dict, out: Path, cache: Path, suite: bool) -> list
     return cmd
 
 
-def run_one(root: Path, spec: dict, refs: dict) -> None:
+def run_one(root: Path, spec: dict, refs: dict, modes: tuple[str, ...] = ("suite", "plain")) -> None:
     run = root / "runs" / spec["name"]
     t0 = time.time()
     env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -103,7 +103,7 @@ def run_one(root: Path, spec: dict, refs: dict) -> None:
                                                   "task": spec["task"], "kind": spec["kind"], **truth}, indent=1))
     log(root, run=spec["name"], step="train+measure", **measures["timings"], primary=truth["primary"],
         labels=truth["labels"], quality=truth["quality"])
-    for suite in (False, True):
+    for suite in [m == "suite" for m in modes]:
         out = root / "reports" / spec["name"] / ("suite" if suite else "plain")
         if (out / "report.json").exists():
             continue
@@ -119,6 +119,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/work/corpus"))
     ap.add_argument("--family", default="tiny,smollm2,gemma3", help="comma-separated families to build")
     ap.add_argument("--only", default="", help="comma-separated run names")
+    ap.add_argument("--scans", default="suite,plain",
+                    help="scans to run after training (suite, plain; evaluate.py runs the missing ones)")
+    ap.add_argument("--shard", default="0/1", help="I/N: every N-th run of the selection, from the I-th")
+    ap.add_argument("--models", default="", help="comma-separated models (tiny-llama, tiny-qwen2, smollm2, gemma3)")
     args = ap.parse_args()
     families = set(args.family.split(","))
     import refs as corpus_refs
@@ -127,10 +131,13 @@ def main() -> None:
     t0 = time.time()
     refs = corpus_refs.build_all(args.out / "models", families)
     specs = [s for s in corpus_grid.GRID.values() if s["family"] in families
-             and (not args.only or s["name"] in args.only.split(","))]
+             and (not args.only or s["name"] in args.only.split(","))
+             and (not args.models or s["model"] in args.models.split(","))]
+    i, n = (int(x) for x in args.shard.split("/"))
+    specs = specs[i::n]
     log(args.out, step="start", families=sorted(families), runs=len(specs), refs_seconds=round(time.time() - t0, 1))
     for spec in specs:
-        run_one(args.out, spec, refs)
+        run_one(args.out, spec, refs, tuple(args.scans.split(",")))
     log(args.out, step="done", families=sorted(families), seconds=round(time.time() - t0, 1))
 
 

@@ -172,18 +172,23 @@ def first_kind(facts, overrides: dict) -> str:
     return d[0].kind if d else "healthy"
 
 
-def pick_gap(r: dict, facts, overrides: dict, strip_quality: bool) -> dict:
+def strip_quality(facts):
+    """The facts without task/* and judge/* metrics: what the rules see with no quality signal."""
     import dataclasses
 
+    return dataclasses.replace(facts, checkpoints=tuple(
+        dataclasses.replace(c, metrics={k: v for k, v in c.metrics.items() if not k.startswith(("task/", "judge/"))})
+        for c in facts.checkpoints))
+
+
+def pick_gap(r: dict, facts, overrides: dict, strip: bool) -> dict:
     from dpo_doctor.rules import run_rules
     from dpo_doctor.rules.best import choose_best
 
     graded = {k: v for k, v in r["truth"]["quality"].items() if k != "reference"}
     true_best = max(graded.values())
-    if strip_quality:
-        facts = dataclasses.replace(facts, checkpoints=tuple(
-            dataclasses.replace(c, metrics={k: v for k, v in c.metrics.items()
-                                            if not k.startswith(("task/", "judge/"))}) for c in facts.checkpoints))
+    if strip:
+        facts = strip_quality(facts)
     pick = (choose_best(facts, run_rules(facts, overrides=overrides)) or {}).get("name")
     if pick not in graded:
         return {"pick": pick, "gap": None}
@@ -213,6 +218,14 @@ def evaluate(root: Path, runs: list[dict]) -> dict:
     out: dict = {"runs": len(runs)}
     for mode in ("plain", "suite"):
         facts = {r["spec"]["name"]: facts_of(root / "reports" / r["spec"]["name"] / mode) for r in runs}
+        fallback = []
+        if mode == "plain":  # a run scanned only with the suite: the same scan with every quality metric removed
+            for r in runs:
+                n = r["spec"]["name"]
+                if facts[n] is None:
+                    suite = facts_of(root / "reports" / n / "suite")
+                    facts[n] = strip_quality(suite) if suite is not None else None
+                    fallback.append(n)
         default = {code: rates(runs, facts, code, {}) for code in SCORED}
         fitted_in: dict[str, dict] = {}
         held: dict[str, dict] = {}
@@ -240,14 +253,14 @@ def evaluate(root: Path, runs: list[dict]) -> dict:
                 confusion_default[t][k_def] += 1
                 confusion_held.setdefault(t, {}).setdefault(k_held, 0)
                 confusion_held[t][k_held] += 1
-                g_def = pick_gap(r, f, {}, strip_quality=(mode == "plain"))
-                g_held = pick_gap(r, f, chosen, strip_quality=(mode == "plain"))
+                g_def = pick_gap(r, f, {}, strip=(mode == "plain"))
+                g_held = pick_gap(r, f, chosen, strip=(mode == "plain"))
                 gaps_default.append(g_def)
                 gaps_held.append(g_held)
                 per_run[r["spec"]["name"]] = {"family": fam, "truth": t, "labels": r["truth"]["labels"],
                                               "first_default": k_def, "first_heldout": k_held,
                                               "pick_default": g_def, "pick_heldout": g_held}
-        out[mode] = {"default": default, "fitted_in_sample": fitted_in, "held_out": held, "folds": folds,
+        out[mode] = {"plain_from_suite_scan": fallback if mode == "plain" else [], "default": default, "fitted_in_sample": fitted_in, "held_out": held, "folds": folds,
                      "confusion_default": confusion_default, "confusion_held_out": confusion_held,
                      "gap_default": summarize_gaps(gaps_default), "gap_held_out": summarize_gaps(gaps_held),
                      "per_run": per_run,
@@ -324,7 +337,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
     ap.add_argument("--rescan", action="store_true", help="scan every run again (the score cache is reused)")
-    ap.add_argument("--no-scan", action="store_true", help="only evaluate runs whose scans exist")
+    ap.add_argument("--no-scan", action="store_true",
+                    help="scan nothing: evaluate the scans that exist (a run without a plain scan is read from its "
+                         "suite scan with the quality metrics removed)")
     ap.add_argument("--md", type=Path, default=None, help="markdown tables (default CORPUS/evaluation.md)")
     ap.add_argument("--calibration", type=Path, default=None, help="write the per-rule held-out rates here")
     args = ap.parse_args()

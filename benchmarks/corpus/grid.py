@@ -19,7 +19,7 @@ def _tiny(model, kind, beta, lr, lora=False, steps=96, sft=0.0, tag=""):
     name = f"{model}-{kind}-b{beta:g}-lr{lr:g}{'-lora' if lora else ''}{'-sft' if sft else ''}{tag}"
     return {"name": name, "model": model, "family": "tiny", "task": "tinyqa", "kind": kind, "beta": beta, "lr": lr,
             "lora": lora, "lora_r": 8, "lora_targets": TINY_LORA, "steps": steps, "save_steps": steps // 4,
-            "batch_size": 8, "warmup": 8, "logging_steps": 4, "seed": 0, "sft_weight": sft, "grade_samples": 4,
+            "batch_size": 8, "warmup": 8, "logging_steps": 4, "seed": 0, "sft_weight": sft, "grade_samples": 3,
             "scan": {"max_prompts": 16, "samples_per_prompt": 4, "max_new_tokens": 48}}
 
 
