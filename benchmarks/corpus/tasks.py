@@ -6,7 +6,7 @@ Three tasks, each split ONCE (seeded) into disjoint question sets:
     suite    the corpus's verifiable probe suite for a scan WITH a quality signal (documented suite format)
     grading  the truth: every checkpoint is graded on these, which neither training nor any scan sees
 
-* `tinyqa`   the zoo's synthetic arithmetic task (dpo_doctor/zoo/task.py) for the tiny models: right = the last
+* `tinyqa`   the zoo's synthetic arithmetic task (dpo_doctor/zoo/tiny/task.py) for the tiny models: right = the last
              number within 9 of the result (the zoo's notion of right for a 2-layer model), numeric check;
 * `arith`    "Question: What is 7 times 8?\nAnswer:" for the pretrained models: right = the last number of the
              answer's FIRST line is the exact result (a base model keeps writing after its answer: the first line
@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from dpo_doctor.zoo import scenarios as zoo_scenarios
-from dpo_doctor.zoo import task as zoo_task
+from dpo_doctor.zoo.tiny import scenarios as zoo_scenarios
+from dpo_doctor.zoo.tiny import task as zoo_task
 
 Pair = dict[str, str]
 
