@@ -122,7 +122,7 @@ def main() -> None:
     ap.add_argument("--scans", default="suite,plain",
                     help="scans to run after training (suite, plain; evaluate.py runs the missing ones)")
     ap.add_argument("--shard", default="0/1", help="I/N: every N-th run of the selection, from the I-th")
-    ap.add_argument("--models", default="", help="comma-separated models (tiny-llama, tiny-qwen2, smollm2, gemma3)")
+    ap.add_argument("--models", default="", help="comma-separated models (tiny-llama, tiny-qwen3, smollm2, gemma3)")
     args = ap.parse_args()
     families = set(args.family.split(","))
     import refs as corpus_refs

@@ -1,6 +1,6 @@
 """The corpus grid: every run's recipe (model, task, data kind, beta, learning rate, full / LoRA, steps).
 
-Families: tiny (a tiny Llama and a tiny Qwen2 on the synthetic task), smollm2 (SmolLM2-135M-Instruct), gemma3
+Families: tiny (a tiny Llama and a tiny Qwen3 on the synthetic task), smollm2 (SmolLM2-135M-Instruct), gemma3
 (Gemma-3-270M base), the last two on `arith` and `capitals`. Real models train LoRA only (CPU budget); the tiny
 models train full and LoRA. Each run keeps 4 checkpoints (3 for gemma3) so the quality peak can be passed and seen.
 Order matters: the build runs the grid in this order, so the cheapest and most varied runs finish first.
@@ -12,7 +12,7 @@ TINY_LORA = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "do
 SMOL_LORA = r".*layers\.(2[0-9])\.self_attn\.(q|k|v|o)_proj"  # top 10 of 30 layers
 GEMMA_LORA = r".*layers\.(1[2-7])\.self_attn\.(q|k|v|o)_proj"  # top 6 of 18 layers
 
-FAMILY = {"tiny-llama": "tiny", "tiny-qwen2": "tiny", "smollm2": "smollm2", "gemma3": "gemma3"}
+FAMILY = {"tiny-llama": "tiny", "tiny-qwen3": "tiny", "smollm2": "smollm2", "gemma3": "gemma3"}
 
 
 def _tiny(model, kind, beta, lr, lora=False, steps=96, sft=0.0, tag=""):
@@ -50,18 +50,18 @@ TINY = [
     _tiny("tiny-llama", "flip30", 0.1, 1e-2, lora=True),
     _tiny("tiny-llama", "clean", 0.01, 1e-3),
     _tiny("tiny-llama", "minimal", 0.1, 1e-3),
-    _tiny("tiny-qwen2", "clean", 0.1, 1e-3),
-    _tiny("tiny-qwen2", "length", 0.1, 1e-3),
-    _tiny("tiny-qwen2", "minimal", 0.1, 3e-3),
-    _tiny("tiny-qwen2", "clean", 0.01, 5e-3),
-    _tiny("tiny-qwen2", "flip25", 0.1, 1e-3),
-    _tiny("tiny-qwen2", "collapse", 0.02, 5e-4, sft=1.0),
-    _tiny("tiny-qwen2", "clean", 0.5, 1e-4),
-    _tiny("tiny-qwen2", "flip45", 0.1, 1e-3),
-    _tiny("tiny-qwen2", "clean", 0.1, 1e-2, lora=True),
-    _tiny("tiny-qwen2", "length", 0.05, 1e-2, lora=True),
-    _tiny("tiny-qwen2", "minimal", 0.05, 1e-2, lora=True),
-    _tiny("tiny-qwen2", "clean", 0.2, 2e-3),
+    _tiny("tiny-qwen3", "clean", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "length", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "minimal", 0.1, 3e-3),
+    _tiny("tiny-qwen3", "clean", 0.01, 5e-3),
+    _tiny("tiny-qwen3", "flip25", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "collapse", 0.02, 5e-4, sft=1.0),
+    _tiny("tiny-qwen3", "clean", 0.5, 1e-4),
+    _tiny("tiny-qwen3", "flip45", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "clean", 0.1, 1e-2, lora=True),
+    _tiny("tiny-qwen3", "length", 0.05, 1e-2, lora=True),
+    _tiny("tiny-qwen3", "minimal", 0.05, 1e-2, lora=True),
+    _tiny("tiny-qwen3", "clean", 0.2, 2e-3),
 ]
 
 REAL = [
