@@ -78,6 +78,8 @@ def scan_cmd(run: Path, spec: dict, out: Path, cache: Path, suite: bool) -> list
            "--ref", spec["ref"], "--data", str(run / "eval.jsonl"), "--out", str(out), "--cache-dir", str(cache),
            "--device", "cpu", "--no-render", "--max-prompts", str(s["max_prompts"]),
            "--samples-per-prompt", str(s["samples_per_prompt"]), "--max-new-tokens", str(s["max_new_tokens"])]
+    if s.get("max_pairs"):
+        cmd += ["--max-pairs", str(s["max_pairs"])]
     if suite:
         cmd += ["--probe-suite", str(run / "suite.jsonl")]
     return cmd

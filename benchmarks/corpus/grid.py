@@ -9,8 +9,8 @@ Order matters: the build runs the grid in this order, so the cheapest and most v
 from __future__ import annotations
 
 TINY_LORA = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-SMOL_LORA = r".*layers\.(2[0-9])\.self_attn\.(q|k|v|o)_proj"  # top 10 of 30 layers
-GEMMA_LORA = r".*layers\.(1[2-7])\.self_attn\.(q|k|v|o)_proj"  # top 6 of 18 layers
+SMOL_LORA = r".*layers\.(2[4-9])\.self_attn\.(q|k|v|o)_proj"  # top 6 of 30 layers (CPU budget)
+GEMMA_LORA = r".*layers\.(1[4-7])\.self_attn\.(q|k|v|o)_proj"  # top 4 of 18 layers
 
 FAMILY = {"tiny-llama": "tiny", "tiny-qwen3": "tiny", "smollm2": "smollm2", "gemma3": "gemma3"}
 
@@ -23,14 +23,14 @@ def _tiny(model, kind, beta, lr, lora=False, steps=96, sft=0.0, tag=""):
             "scan": {"max_prompts": 16, "samples_per_prompt": 4, "max_new_tokens": 48}}
 
 
-def _real(model, task, kind, beta, lr, steps=32, sft=0.0, ckpts=4):
+def _real(model, task, kind, beta, lr, steps=15, sft=0.0, ckpts=3):
     family = FAMILY[model]
     name = f"{model}-{task}-{kind}-b{beta:g}-lr{lr:g}-lora{'-sft' if sft else ''}"
     return {"name": name, "model": model, "family": family, "task": task, "kind": kind, "beta": beta, "lr": lr,
             "lora": True, "lora_r": 16, "lora_targets": SMOL_LORA if model == "smollm2" else GEMMA_LORA,
-            "steps": steps, "save_steps": steps // ckpts, "batch_size": 4, "warmup": 2, "logging_steps": 2, "seed": 0,
-            "sft_weight": sft, "grade_samples": 2,
-            "scan": {"max_prompts": 12, "samples_per_prompt": 2, "max_new_tokens": 24}}
+            "steps": steps, "save_steps": steps // ckpts, "batch_size": 2, "warmup": 1, "logging_steps": 1, "seed": 0,
+            "sft_weight": sft, "grade_samples": 2, "grading_n": 24, "measure_pairs": 16, "max_new_tokens": 20,
+            "scan": {"max_prompts": 8, "samples_per_prompt": 2, "max_new_tokens": 20, "max_pairs": 16}}
 
 
 TINY = [
@@ -66,20 +66,19 @@ TINY = [
 
 REAL = [
     _real("smollm2", "arith", "clean", 0.1, 1e-3),
-    _real("gemma3", "capitals", "clean", 0.1, 1e-3, ckpts=3, steps=24),
     _real("smollm2", "arith", "clean", 0.01, 5e-3),
-    _real("gemma3", "capitals", "clean", 0.01, 5e-3, ckpts=3, steps=24),
-    _real("smollm2", "capitals", "length", 0.1, 2e-3),
-    _real("gemma3", "arith", "minimal", 0.1, 3e-3, ckpts=3, steps=24),
+    _real("gemma3", "capitals", "clean", 0.1, 1e-3),
+    _real("gemma3", "capitals", "clean", 0.01, 5e-3),
+    _real("smollm2", "capitals", "length", 0.1, 3e-3),
     _real("smollm2", "arith", "minimal", 0.1, 3e-3),
-    _real("gemma3", "capitals", "length", 0.1, 2e-3, ckpts=3, steps=24),
-    _real("smollm2", "capitals", "flip30", 0.1, 1e-3),
-    _real("gemma3", "arith", "collapse", 0.05, 2e-3, sft=1.0, ckpts=3, steps=24),
-    _real("smollm2", "capitals", "collapse", 0.05, 2e-3, sft=1.0),
+    _real("gemma3", "arith", "minimal", 0.1, 3e-3),
+    _real("gemma3", "capitals", "length", 0.1, 3e-3),
+    _real("smollm2", "capitals", "flip40", 0.1, 2e-3),
+    _real("smollm2", "capitals", "collapse", 0.05, 3e-3, sft=1.0),
+    _real("gemma3", "capitals", "flip40", 0.1, 2e-3),
+    _real("gemma3", "arith", "collapse", 0.05, 3e-3, sft=1.0),
     _real("smollm2", "capitals", "clean", 0.5, 1e-4),
-    _real("gemma3", "capitals", "flip30", 0.1, 1e-3, ckpts=3, steps=24),
-    _real("smollm2", "arith", "flip40", 0.1, 1e-3),
-    _real("gemma3", "arith", "clean", 0.5, 2e-4, ckpts=3, steps=24),
+    _real("gemma3", "arith", "clean", 0.5, 1e-4),
 ]
 
 GRID = {r["name"]: r for r in TINY + REAL}

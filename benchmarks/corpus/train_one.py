@@ -142,11 +142,12 @@ def distinct2(texts_ids: list[list[int]]) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def measure_one(policy, ref_ctx, tok, task, grading, evals, k: int, beta: float, seed: int) -> dict:
+def measure_one(policy, ref_ctx, tok, task, grading, evals, k: int, beta: float, seed: int,
+                max_new: int | None = None) -> dict:
     """Outcome numbers of one model: graded quality on the grading questions (k samples each, T=1), sampled KL to
     the reference on its own samples, length, distinct-2, and the eval pairs' chosen / rejected log-probs."""
     p_ids = [prompt_ids(tok, it.prompt) for it in grading]
-    samples = sample(policy, tok, p_ids, k, task.max_new_tokens, seed)
+    samples = sample(policy, tok, p_ids, k, max_new or task.max_new_tokens, seed)
     texts = [tok.decode(s, skip_special_tokens=True) for s in samples]
     per_q = [sum(task.grade(texts[i * k + j], it) for j in range(k)) / k for i, it in enumerate(grading)]
     flat_p = [p for p in p_ids for _ in range(k)]
@@ -197,13 +198,14 @@ def measure(run: Path, spec: dict) -> dict:
     from transformers import AutoModelForCausalLM
 
     task = corpus_tasks.TASKS[spec["task"]]
-    grading = task.split(0)["grading"]
-    evals = read_jsonl(run / "eval.jsonl")
+    grading = task.split(0)["grading"][:spec.get("grading_n")]  # grading_n: a real model's CPU budget
+    evals = read_jsonl(run / "eval.jsonl")[:spec.get("measure_pairs")]
     tok = load_tokenizer(spec["ref"])
     ref = AutoModelForCausalLM.from_pretrained(spec["ref"], dtype=torch.float32).eval()
     k = spec["grade_samples"]
     cks = sorted((p for p in run.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
-    out = {"reference": measure_one(ref, lambda: _Same(ref), tok, task, grading, evals, k, spec["beta"], 1234)}
+    out = {"reference": measure_one(ref, lambda: _Same(ref), tok, task, grading, evals, k, spec["beta"], 1234,
+                         spec.get("max_new_tokens"))}
     for ck in cks:
         t0 = time.time()
         if spec["lora"]:
@@ -211,11 +213,13 @@ def measure(run: Path, spec: dict) -> dict:
 
             policy = PeftModel.from_pretrained(ref, ck).eval()
             ctx = policy.disable_adapter
-            m = measure_one(policy, lambda: _Ctx(policy), tok, task, grading, evals, k, spec["beta"], 1234)
+            m = measure_one(policy, lambda: _Ctx(policy), tok, task, grading, evals, k, spec["beta"], 1234,
+                         spec.get("max_new_tokens"))
             ref = policy.unload()  # the base model, adapter removed (unmerged)
         else:
             policy = AutoModelForCausalLM.from_pretrained(ck, dtype=torch.float32).eval()
-            m = measure_one(policy, lambda: _Same(ref), tok, task, grading, evals, k, spec["beta"], 1234)
+            m = measure_one(policy, lambda: _Same(ref), tok, task, grading, evals, k, spec["beta"], 1234,
+                         spec.get("max_new_tokens"))
         m["seconds"] = round(time.time() - t0, 1)
         m["step"] = int(ck.name.split("-")[1])
         out[ck.name] = m
