@@ -20,7 +20,7 @@ false-alarm rate (truth-healthy runs where it fires) and wrong-kind rate (runs w
 (primary truth vs the kind of the first-ranked diagnosis); and the best-checkpoint gap (graded quality of the
 truly best trained checkpoint minus that of the checkpoint `best_checkpoint` ships, in points) with the suite scan
 (quality signal) and the plain scan (none).
-Writes CORPUS/evaluation.md (tables) and, with --calibration PATH, the per-rule held-out rates as JSON (the
+Writes CORPUS/evaluation-<folds>.md (tables) and .json and, with --calibration PATH, the per-rule held-out rates as JSON (the
 package's dpo_doctor/rules/calibration.json, which `dpo-doctor explain CODE` prints).
 """
 
@@ -41,7 +41,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import outcome as corpus_outcome  # noqa: E402
 
-FAMILIES = ("tiny", "smollm2", "gemma3")
+FOLDS = {"family": "family", "model": "model"}  # what a held-out fold is: a model family, or one model
 # The thresholds fitted on the corpus (the few that decide most findings), with their candidate values.
 FIT = {
     "DPO101": {"max_length_ratio": (1.2, 1.3, 1.4, 1.5, 1.75, 2.0)},
@@ -212,10 +212,11 @@ def fmt_rate(c: dict, num: str, den: str) -> str:
     return f"{c[num]}/{c[den]}" + (f" ({100 * c[num] / c[den]:.0f}%)" if c[den] else "")
 
 
-def evaluate(root: Path, runs: list[dict]) -> dict:
+def evaluate(root: Path, runs: list[dict], fold_by: str = "family") -> dict:
     from dpo_doctor.rules import RULES
 
-    out: dict = {"runs": len(runs)}
+    out: dict = {"runs": len(runs), "folds_by": fold_by}
+    groups = sorted({r["spec"][FOLDS[fold_by]] for r in runs})
     for mode in ("plain", "suite"):
         facts = {r["spec"]["name"]: facts_of(root / "reports" / r["spec"]["name"] / mode) for r in runs}
         fallback = []
@@ -233,9 +234,9 @@ def evaluate(root: Path, runs: list[dict]) -> dict:
         confusion_held: dict[str, dict[str, int]] = {}
         gaps_default, gaps_held, per_run = [], [], {}
         folds = {}
-        for fam in FAMILIES:
-            train = [r for r in runs if r["spec"]["family"] != fam]
-            test = [r for r in runs if r["spec"]["family"] == fam]
+        for fam in groups:
+            train = [r for r in runs if r["spec"][FOLDS[fold_by]] != fam]
+            test = [r for r in runs if r["spec"][FOLDS[fold_by]] == fam]
             if not test:
                 continue
             chosen = fit(train, facts)
@@ -274,7 +275,7 @@ def evaluate(root: Path, runs: list[dict]) -> dict:
 def markdown(res: dict, runs: list[dict]) -> str:
     from collections import Counter
 
-    lines = [f"Runs: {res['runs']}. Truth (primary, from measured outcomes): "
+    lines = [f"Runs: {res['runs']}; held-out folds by {res['folds_by']}. Truth (primary, from measured outcomes): "
              + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r['truth']['primary'] for r in runs).items())) + "."]
     fams = Counter((r["spec"]["family"], r["spec"]["task"], r["spec"]["kind"]) for r in runs)
     lines += ["", "| family | task | data kind | runs |", "|---|---|---|---|"]
@@ -320,8 +321,8 @@ def markdown(res: dict, runs: list[dict]) -> str:
 
 def calibration(res: dict) -> dict:
     """Per rule: held-out detection / false-alarm counts (both scan modes) and the corpus it was measured on."""
-    out = {"source": "benchmarks/corpus/evaluate.py (leave-one-family-out over the calibration corpus)",
-           "runs": res["runs"], "rules": {}}
+    out = {"source": f"benchmarks/corpus/evaluate.py --folds {res['folds_by']} (leave-one-{res['folds_by']}-out "
+                     f"over the calibration corpus)", "runs": res["runs"], "folds_by": res["folds_by"], "rules": {}}
     for code in SCORED:
         row = {}
         for mode in ("plain", "suite"):
@@ -341,18 +342,21 @@ def main() -> None:
                     help="scan nothing: evaluate the scans that exist (a run without a plain scan is read from its "
                          "suite scan with the quality metrics removed)")
     ap.add_argument("--md", type=Path, default=None, help="markdown tables (default CORPUS/evaluation.md)")
+    ap.add_argument("--folds", choices=sorted(FOLDS), default="family",
+                    help="held-out unit: a model family (tiny, smollm2, gemma3) or one model (tiny-llama, tiny-qwen3, "
+                         "...); default family")
     ap.add_argument("--calibration", type=Path, default=None, help="write the per-rule held-out rates here")
     args = ap.parse_args()
     t0 = time.time()
     runs = load_runs(args.corpus)
     if not args.no_scan:
         ensure_scans(args.corpus, runs, args.rescan)
-    res = evaluate(args.corpus, runs)
-    (args.md or args.corpus / "evaluation.md").write_text(markdown(res, runs))
-    (args.corpus / "evaluation.json").write_text(json.dumps(res, indent=1))
+    res = evaluate(args.corpus, runs, args.folds)
+    (args.md or args.corpus / f"evaluation-{args.folds}.md").write_text(markdown(res, runs))
+    (args.corpus / f"evaluation-{args.folds}.json").write_text(json.dumps(res, indent=1))
     if args.calibration:
         args.calibration.write_text(json.dumps(calibration(res), indent=1, sort_keys=True) + "\n")
-    summary = {"runs": res["runs"], "seconds": round(time.time() - t0, 1)}
+    summary = {"runs": res["runs"], "folds_by": args.folds, "seconds": round(time.time() - t0, 1)}
     for mode in ("plain", "suite"):
         m = res[mode]
         summary[mode] = {"first_correct_held_out": f"{m['first_correct_held_out']}/{m['scored_runs']}",

@@ -63,6 +63,19 @@ TINY = [
     _tiny("tiny-qwen3", "minimal", 0.05, 1e-2, lora=True),
     _tiny("tiny-qwen3", "clean", 0.2, 2e-3),
 ]
+# Added once the real-model runs proved too slow for the shared CPUs (see README): more tiny variety.
+TINY_EXTRA = [
+    _tiny("tiny-qwen3", "flip20", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "collapse", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "clean", 0.01, 1e-3),
+    _tiny("tiny-qwen3", "minimal", 0.1, 1e-3),
+    _tiny("tiny-qwen3", "length", 0.02, 3e-3),
+    _tiny("tiny-llama", "clean", 0.3, 3e-4),
+    _tiny("tiny-llama", "flip10", 0.1, 1e-3),
+    _tiny("tiny-llama", "length", 0.1, 1e-2, lora=True),
+    _tiny("tiny-qwen3", "flip30", 0.1, 1e-2, lora=True),
+    _tiny("tiny-llama", "collapse", 0.02, 5e-4, lora=True, sft=1.0),
+]
 
 REAL = [
     _real("smollm2", "arith", "clean", 0.1, 1e-3),
@@ -81,5 +94,5 @@ REAL = [
     _real("gemma3", "arith", "clean", 0.5, 1e-4),
 ]
 
-GRID = {r["name"]: r for r in TINY + REAL}
-assert len(GRID) == len(TINY) + len(REAL)
+GRID = {r["name"]: r for r in TINY + TINY_EXTRA + REAL}
+assert len(GRID) == len(TINY) + len(TINY_EXTRA) + len(REAL)
