@@ -53,9 +53,10 @@ def prepare(run: Path, spec: dict, ref: Path) -> None:
     run.mkdir(parents=True)
     task = corpus_tasks.TASKS[spec["task"]]
     split = task.split(0)
-    per_eval = 2 if spec["family"] != "tiny" else 1
     write_jsonl(run / "train.jsonl", corpus_tasks.pairs(task, spec["kind"], split["train"], seed=1))
-    write_jsonl(run / "eval.jsonl", corpus_tasks.pairs(task, spec["kind"], split["eval"], seed=2, per_item=per_eval))
+    # held-out pairs: one per eval question, at most spec["eval_n"] (the trainer evaluates them at every save)
+    evals = corpus_tasks.pairs(task, spec["kind"], split["eval"], seed=2)
+    write_jsonl(run / "eval.jsonl", evals[:spec.get("eval_n")])
     write_jsonl(run / "suite.jsonl", [task.suite_row(it) for it in split["suite"]])
     write_jsonl(run / "grading.jsonl", [task.suite_row(it) for it in split["grading"]])
     (run / "spec.json").write_text(json.dumps({**spec, "ref": str(ref)}, indent=1))

@@ -29,7 +29,7 @@ def _real(model, task, kind, beta, lr, steps=15, sft=0.0, ckpts=3):
     return {"name": name, "model": model, "family": family, "task": task, "kind": kind, "beta": beta, "lr": lr,
             "lora": True, "lora_r": 16, "lora_targets": SMOL_LORA if model == "smollm2" else GEMMA_LORA,
             "steps": steps, "save_steps": steps // ckpts, "batch_size": 2, "warmup": 1, "logging_steps": 1, "seed": 0,
-            "sft_weight": sft, "grade_samples": 2, "grading_n": 24, "measure_pairs": 16, "max_new_tokens": 20,
+            "sft_weight": sft, "grade_samples": 2, "grading_n": 24, "measure_pairs": 16, "eval_n": 16, "max_new_tokens": 20,
             "scan": {"max_prompts": 8, "samples_per_prompt": 2, "max_new_tokens": 20, "max_pairs": 16}}
 
 
