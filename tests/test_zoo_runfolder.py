@@ -66,3 +66,19 @@ def test_explain_states_the_measured_rates(monkeypatch):
     assert "detected 3/4 (75%)" in text and "1/10 (10%) of the healthy runs" in text and "2/38 (5%)" in text
     assert "with a verifiable probe suite" not in text  # no suite numbers for this rule: no line
     assert calibration.describe("DPO999") is None
+
+
+def test_explain_prints_the_packaged_rates_through_the_console_script():
+    """`dpo-doctor explain CODE` states the held-out rates that benchmarks/corpus/evaluate.py wrote into the
+    package (dpo_doctor/rules/calibration.json), for every rule that file has numbers for."""
+    from dpo_doctor.rules import calibration
+    from tests.hostile.conftest import run_cli
+
+    data = calibration.load()
+    assert data.get("rules"), "dpo_doctor/rules/calibration.json is missing: run benchmarks/corpus/evaluate.py"
+    code, row = next((c, r) for c, r in sorted(data["rules"].items()) if r.get("plain"))
+    h = row["plain"]["held_out"]
+    proc = run_cli("explain", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "Measured on the calibration corpus" in proc.stdout
+    assert f"detected {h['detected']}/{h['positives']}" in proc.stdout

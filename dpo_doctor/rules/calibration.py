@@ -1,8 +1,8 @@
 """Measured rates of each rule on the calibration corpus (calibration.json, written by
 benchmarks/corpus/evaluate.py): what `dpo-doctor explain CODE` states about how often the rule is right.
 
-The numbers are held-out (leave-one-family-out): thresholds chosen on two model families, counted on the third,
-pooled over the three rotations. A rule the corpus never saw (no run whose measured outcome has its kind) says so.
+The numbers are held out (leave-one-out over model families or models, as `folds_by` says): thresholds chosen on
+the other folds, counted on the held-out one, pooled over the rotations. A rule the corpus never saw (no run whose measured outcome has its kind) says so.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def describe(code: str) -> str | None:
     row = (data.get("rules") or {}).get(code.upper())
     if not row:
         return None
-    lines = [f"Measured on the calibration corpus ({data.get('runs', '?')} TRL DPO runs, three model families, "
-             f"truth from measured outcomes; held-out: thresholds chosen on two families, counted on the third):"]
+    unit = data.get("folds_by", "family")
+    lines = [f"Measured on the calibration corpus ({data.get('runs', '?')} TRL DPO runs, truth from measured outcomes; "
+             f"held out: thresholds chosen on the other {unit} folds, counted on each {unit} in turn; "
+             f"benchmarks/README.md has the tables):"]
     for mode, label in MODES:
         h = (row.get(mode) or {}).get("held_out")
         if not h:
