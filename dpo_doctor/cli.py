@@ -1,4 +1,4 @@
-"""Command line: `dpo-doctor demo|scan|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
+"""Command line: `dpo-doctor demo|scan|data|compare|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
 
 Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one function.
 The CLI is where stages are composed: scan, then render, then the terminal summary (the pipeline never renders).
@@ -41,10 +41,10 @@ def _flag(name: str, annotation, default, *decls: str, help: str) -> inspect.Par
 
 
 SCAN_FLAGS = [
-    _flag("data", Optional[Path], None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats. Without it: a log-only diagnosis from the training log."),
+    _flag("data", Optional[Path], None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats or LLaMA-Factory, OpenRLHF and ms-swift layouts (see --data-format). Without it: a log-only diagnosis from the training log."),
     _flag("ref", Optional[Path], None, "--ref", help="Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base."),
     _flag("base", Optional[Path], None, "--base", help="Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO checkpoints."),
-    _flag("beta", Optional[float], None, "--beta", help="DPO beta for implicit rewards. Default: the run's own config if found, else 0.1 (TRL's default)."),
+    _flag("beta", Optional[float], None, "--beta", help="DPO beta for implicit rewards. Default: the run's own (training_args.bin read without unpickling, W&B/TensorBoard args, LLaMA-Factory/ms-swift configs), else 0.1 (TRL's default)."),
     _flag("out", Optional[Path], None, "--out", help="Report folder (created if missing). Default: reports/<run-name>/."),
     _flag("checkpoints", Optional[str], None, "--checkpoints", help="Only these checkpoints: comma-separated names or globs, e.g. 'checkpoint-1*'. Default: all."),
     _flag("skip_checkpoint", Optional[list[str]], None, "--skip-checkpoint", help="Leave out a checkpoint (name or glob; repeatable), e.g. one with NaN weights."),
@@ -67,8 +67,12 @@ SCAN_FLAGS = [
     _flag("ignore", Optional[str], None, "--ignore", help="Skip these rule codes or prefixes (comma-separated)."),
     _flag("set_", Optional[list[str]], None, "--set", help="Override a rule threshold, e.g. --set DPO101.max_ratio=1.5 (repeatable; see dpo-doctor explain CODE)."),
     _flag("data_is_eval", bool, False, "--data-is-eval", help="--data is the eval set the trainer logged eval_* on: check the trainer's numbers against ours (DPO004)."),
+    _flag("data_format", Optional[str], None, "--data-format", help="Layout of --data: trl, llamafactory-alpaca, llamafactory-sharegpt, openrlhf, ms-swift (aliases alpaca, sharegpt, llamafactory, swift). Default: detected from the columns; report.json records it (data.data_format)."),
+    _flag("columns", Optional[str], None, "--columns", help="Which columns hold what, for any other layout: prompt=COL,chosen=COL,rejected=COL[,system=COL] (also OpenRLHF's prompt/chosen/rejected keys)."),
+    _flag("input_template", Optional[str], None, "--input-template", help="OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies --data-format openrlhf)."),
+    _flag("template", Optional[str], None, "--template", help="LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as LLaMA-Factory does (--max-length = its cutoff_len). Default: TRL's tokenization."),
     _flag("log", Optional[Path], None, "--log", help="Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir."),
-    _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading training_args.bin, .bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True))."),
+    _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading pytorch_model.bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True)). Not needed for beta."),
     _flag("trust_remote_code", bool, False, "--trust-remote-code", help="Allow model and tokenizer code from the checkpoint dirs (never on by default)."),
 ]
 
@@ -100,7 +104,9 @@ def scan_config(run_dir: Path, flags: dict, render: bool = True):
         samples_per_prompt=flags["samples_per_prompt"], max_new_tokens=flags["max_new_tokens"],
         select=_codes(flags["select"]), ignore=_codes(flags["ignore"]), rule_settings=tuple(flags["set_"] or ()),
         render=render, checkpoint_filter=names, skip_checkpoints=tuple(flags["skip_checkpoint"] or ()),
-        data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"])
+        data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"],
+        data_format=flags["data_format"], columns=flags["columns"], input_template=flags["input_template"],
+        template=flags["template"])
     return check_config(cfg)
 
 
@@ -204,6 +210,142 @@ def scan(
         raise typer.Exit(code)
 
 
+@app.command("data", no_args_is_help=True)
+def data_audit(
+    pairs: Path = typer.Argument(..., help="Preference pairs: JSONL, JSON, Parquet, CSV, a datasets.save_to_disk folder or a Hub dataset id, in any format scan --data reads."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model (the model DPO will start from): adds its own preference on each pair, CHES displacement risk, and token lengths with its tokenizer and chat template. Default: no model."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="A tokenizer folder for token lengths and truncation without loading a model. Default: --ref's, else whitespace words."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (created if missing). Default: reports/data-<name>/."),
+    max_length: int = typer.Option(1024, "--max-length", help="The trainer's max_length (prompt + answer, keep_start as TRL; default 1024 tokens)."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Audit a deterministic (seeded) subset of N pairs. Default: all."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --max-pairs (default 0)."),
+    batch_size: str = typer.Option("auto", "--batch-size", help="With --ref: pairs per forward pass, or auto (a token budget, length-bucketed)."),
+    device: str = typer.Option("auto", "--device", help="With --ref: auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="With --ref: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+    select: Optional[str] = typer.Option(None, "--select", help="Only these rule codes or prefixes (comma-separated, e.g. DPO301,DPO304)."),
+    ignore: Optional[str] = typer.Option(None, "--ignore", help="Skip these rule codes or prefixes (comma-separated)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a rule threshold, e.g. --set DPO301.max_longer_wins_accuracy=0.8 (repeatable)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding of this severity or worse is found: warning or error."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write report.json, the tables and filter_ids.jsonl only, no HTML/Markdown."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model and tokenizer code from --ref / --tokenizer (never on by default)."),
+) -> None:
+    """Audit preference pairs before training: length bias, duplicates, contradictions, near-identical answers,
+    canned chosen answers, truncation; with --ref the reference's own preference and CHES displacement risk.
+
+    Example: dpo-doctor data data/prefs.jsonl --ref models/sft --max-length 2048
+
+    Writes report.json (+ HTML, Markdown), audit_pairs.parquet (one row per pair, every flag) and filter_ids.jsonl
+    (pair ids to drop, with reasons). Exit codes: 0 done, 1 --fail-on matched, 2 bad input.
+    """
+    from rich.console import Console
+
+    from dpo_doctor.audit.config import AuditConfig, check_audit_config
+    from dpo_doctor.audit.pipeline import run_audit
+    from dpo_doctor.report import load_report
+    from dpo_doctor.severity import SEVERITY_RANK
+    from dpo_doctor.views.terminal import print_summary
+
+    if fail_on not in (None, "warning", "error"):
+        raise UserError(f"--fail-on {fail_on!r}: use warning or error")
+    cfg = check_audit_config(AuditConfig(
+        data=pairs, ref=ref, tokenizer=tokenizer, out=out, max_length=max_length, max_pairs=max_pairs, seed=seed,
+        batch_size=batch_size, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+        select=_codes(select), ignore=_codes(ignore), rule_settings=tuple(set_ or ())))
+    console = Console(stderr=True)
+    _PROGRESS["on_interrupt"] = "dpo-doctor: interrupted; the data audit keeps nothing partial, rerun it to start over"
+    with _stage_progress(console) as progress:
+        report_dir = run_audit(cfg, progress=progress)
+    if not no_render:
+        from dpo_doctor.views import render_all
+
+        render_all(report_dir)
+    bundle = load_report(report_dir)
+    print_summary(bundle, Console())
+    worst = bundle.worst_severity()
+    if fail_on and worst and SEVERITY_RANK[worst] >= SEVERITY_RANK[fail_on]:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stage_progress(console):
+    """progress(stage, done, total): rich bars on a terminal, else a line per stage and every 10% (a log file)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True) if console.is_terminal else None
+    tasks: dict[str, int] = {}
+    last: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        _PROGRESS.update(stage=stage, done=done, total=total)
+        if bars is None:
+            step = max(1, total // 10)
+            if stage not in last or done // step > last[stage] // step or done == total:
+                print(f"dpo-doctor: {stage}: {done}/{total}", file=sys.stderr, flush=True)
+            last[stage] = done
+            return
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars or contextlib.nullcontext():
+        yield progress
+    _PROGRESS.clear()
+
+
+@app.command(no_args_is_help=True)
+@with_scan_flags
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run dirs (checkpoint-N/ sub-dirs) of one reference, or a sweep folder whose sub-folders are runs."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write report.json and tables only, no HTML/Markdown."),
+    **flags,
+) -> None:
+    """Compare several runs of one reference (a beta / learning-rate sweep): each scanned alike on the same pairs
+    and quality signal, their checkpoints on quality vs sqrt(KL) (the hump), the checkpoint to ship across all
+    runs, and the beta and learning rate for the next run. --out is the compare's folder (default
+    reports/compare-NAME); every run's own scan report goes to OUT/runs/RUN/. Scan flags apply to every run.
+
+    Example: dpo-doctor compare sweeps/beta --ref models/sft --data eval.jsonl --probe-suite arithmetic
+
+    Exit codes: 0 done, 2 bad input (one run, runs of different references, a missing dir), 130 interrupted.
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from dpo_doctor.compare.pipeline import CompareConfig, compare as run_compare
+    from dpo_doctor.compare.runs import expand_runs, run_names
+    from dpo_doctor.report import load_report
+    from dpo_doctor.views import render_all
+    from dpo_doctor.views.terminal import print_compare_summary
+
+    if flags["data"] is None:
+        raise UserError("compare needs --data PAIRS: every run is scored on the same held-out pairs")
+    if flags["log"] is not None:
+        raise UserError(f"--log {flags['log']} names one run's log; compare reads each run's own log from its folder "
+                        "(trainer_state.json, W&B, TensorBoard). Drop --log")
+    found = expand_runs(runs)
+    out = flags["out"] or Path("reports") / f"compare-{run_names([Path(runs[0]).resolve()])[0]}"
+    cfg = scan_config(found[0], {**flags, "out": out / "runs" / run_names(found)[0]}, render=not no_render)
+    console = Console(stderr=True)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        last = _PROGRESS.get("done", 0) if _PROGRESS.get("stage") == stage else -1
+        _PROGRESS.update(stage=stage, done=done, total=total)
+        step = max(1, total // 4)
+        if last < 0 or done // step > max(last, 0) // step or done == total:
+            console.print(f"dpo-doctor: {stage}: {done}/{total}", highlight=False, markup=False)
+
+    result = run_compare(CompareConfig(runs=tuple(found), scan=replace(cfg, out=None), out=out), progress=progress)
+    _PROGRESS.clear()
+    bundle = load_report(result)
+    if not no_render:
+        for run in bundle.report["runs"]:
+            render_all(result / run["report"])
+        render_all(result)
+    print_compare_summary(bundle, Console())
+
+
 @app.command(no_args_is_help=True)
 def report(
     report_dir: Path = typer.Argument(..., help="A scan's output dir (holds report.json)."),
@@ -221,13 +363,15 @@ def report(
         raise UserError(f"--format {format!r}: use html, md or json")
     bundle = load_report(report_dir)
     if format == "html":
+        from dpo_doctor.views.compare_html import render_compare_html
         from dpo_doctor.views.html import render_html
 
-        text = render_html(bundle)
+        text = render_compare_html(bundle) if bundle.kind == "compare" else render_html(bundle)
     elif format == "md":
+        from dpo_doctor.views.compare_markdown import render_compare_markdown
         from dpo_doctor.views.markdown import render_markdown
 
-        text = render_markdown(bundle)
+        text = render_compare_markdown(bundle) if bundle.kind == "compare" else render_markdown(bundle)
     else:
         text = _json.dumps(bundle.report, indent=2)
     if (out is not None and str(out) == "-") or (format == "json" and out is None):  # never rewrite report.json

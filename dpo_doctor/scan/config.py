@@ -8,9 +8,10 @@ first; the CLI calls it before printing anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_doctor.data.formats import DataSpec, check_spec
 from dpo_doctor.data.hub import resolve_data_path
 from dpo_doctor.errors import UserError
 from dpo_doctor.files import ensure_dir
@@ -55,6 +56,24 @@ class ScanConfig:
     data_is_eval: bool = False  # --data is the trainer's own eval set: compare its eval_* log with our numbers
     log: Path | None = None  # --log: a training log to read instead of auto-detecting one in the run dir
     judge: str | None = None  # --judge: a reward-model folder or module:function scoring the probes' answers
+    data_format: str | None = field(default=None, metadata={"help": (
+        "Layout of --data: trl, llamafactory-alpaca, llamafactory-sharegpt, openrlhf, ms-swift, columns (aliases "
+        "alpaca, sharegpt, llamafactory, swift). Default: detected from the columns; report.json records it.")})
+    columns: str | None = field(default=None, metadata={"help": (
+        "Which columns hold what: prompt=COL,chosen=COL,rejected=COL[,system=COL] (OpenRLHF's prompt/chosen/"
+        "rejected keys too). Default: the format's own names.")})
+    input_template: str | None = field(default=None, metadata={"help": (
+        "OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies "
+        "--data-format openrlhf). Default: none.")})
+    template: str | None = field(default=None, metadata={"help": (
+        "LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as "
+        "LLaMA-Factory does, --max-length acting as its cutoff_len. Default: TRL's tokenization.")})
+
+
+def data_spec(cfg: ScanConfig) -> DataSpec:
+    """How to read --data's columns (data.formats)."""
+    return DataSpec(data_format=cfg.data_format, columns=cfg.columns, input_template=cfg.input_template,
+                    template=cfg.template)
 
 
 def run_name(run_dir: Path) -> str:
@@ -116,6 +135,7 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
         raise UserError(f"--judge {cfg.judge} scores the probes' answers, but --no-generate turns the probes off; "
                         "drop one of them")
     check_selection(cfg.select, cfg.ignore, cfg.rule_settings)
+    check_spec(data_spec(cfg))
     if cfg.log is not None:  # an explicit log that cannot be read fails now, not after the scoring
         from dpo_doctor.trainlog import load_train_log
 
