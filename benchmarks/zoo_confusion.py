@@ -19,11 +19,11 @@ per zoo ("tiny", "smollm2"); `seconds`.
 questions that neither training nor any scan probes (tiny zoo 64, SmolLM2 zoo 32); `dpo_doctor.zoo.measure.grade_run`
 scans every checkpoint again on them (independent samples, same settings) and their graded `task/accuracy` is the
 checkpoint's true quality (SmolLM2 zoo: the exact result; tiny zoo: within 9 of it, the task's own notion of right,
-`zoo.task.TOLERANCE`). `true` = the best-graded trained checkpoint. Two picks are checked against it:
+`zoo.tiny.task.TOLERANCE`). `true` = the best-graded trained checkpoint. Two picks are checked against it:
 * `suite`: `best_checkpoint` with a verifiable probe suite, i.e. by `task/accuracy` on the scan's own probe prompts
   (other questions than truth.jsonl). The SmolLM2 zoo's scan has that suite; for the tiny zoo
   `zoo.measure.suite_scan` scans the run again with a suite of the same 32 prompts its plain scan probes (samples
-  from the cache), since the tiny zoo's own scan has none (see zoo/build.py for why);
+  from the cache), since the tiny zoo's own scan has none (see zoo/tiny/build.py for why);
 * `blind`: the pick without any quality signal (task/* and judge/* removed): what a user with neither a suite nor
   a judge gets.
 `*_gap_points` = 100 x (true quality of `true` - of the pick); `best_suite_gap_points` / `best_blind_gap_points`:
@@ -133,7 +133,7 @@ def zoo_result(zoo: str, rescan: bool) -> dict:
     if zoo == "smollm2":
         import torch
 
-        torch.set_num_threads(1)  # as zoo/build.py: two threads ran 3x slower on 2 busy cores
+        torch.set_num_threads(1)  # as the CLI does (cli._one_thread): two threads ran 3x slower on 2 busy cores
     build(runs, progress=False, model=zoo)  # cached: only missing scenarios train
     scans = ensure_scans(runs, reports, rescan)
     rows = [(name, kind, diagnose_report(d)) for name, kind, d in scans]

@@ -170,14 +170,24 @@ def demo(
 
     console = Console()
     scan_fn = lambda cfg: scan_and_report(cfg, console=console)  # noqa: E731
+    _one_thread()
     if model == "tiny":
-        from dpo_doctor.zoo.demo import run_demo
+        from dpo_doctor.zoo.tiny.demo import run_demo
 
         run_demo(scan_fn, out, force=force, console=console)
     else:
-        from dpo_doctor.zoo.demo_smollm2 import run_smollm2_demo
+        from dpo_doctor.zoo.smollm2.demo import run_smollm2_demo
 
         run_smollm2_demo(scan_fn, out, force=force, console=console)
+
+
+def _one_thread() -> None:
+    """The demo and the zoo train and scan on ONE torch thread: on 2 shared, busy cores two OpenMP threads spun so
+    much that `dpo-doctor demo` took over 5 minutes instead of 22 s, and SmolLM2's forward ran 3x slower (measured
+    2026-12-02). A command's choice for this machine class, not the library's."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @app.command(no_args_is_help=True)
@@ -439,6 +449,11 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list
     print(rule.doc.strip())
     print("\nThresholds (override with --set " + f"{rule.code}.NAME=VALUE): "
           + ", ".join(f"{k}={v:g}" for k, v in rule.params.items()))
+    from dpo_doctor.rules.calibration import describe
+
+    measured = describe(rule.code)
+    if measured:
+        print("\n" + measured)
 
 
 @app.command(no_args_is_help=True)
@@ -571,6 +586,7 @@ def zoo(
         raise UserError(f"unknown zoo action {action!r}; use: dpo-doctor zoo build | dpo-doctor zoo measure")
     if model not in ("tiny", "smollm2"):
         raise UserError(f"--model {model!r}: use tiny or smollm2")
+    _one_thread()
     if action == "measure":
         from dpo_doctor.zoo.measure import markdown_table, measure_all
 

@@ -164,7 +164,7 @@ def test_label_pairs_by_hand():
     """Prompt 0: 5 vs 3 tokens -> the 5-token answer wins. Prompt 1: 4 vs 4 tokens, 9 vs 4 chars -> chars decide.
     Prompt 2: identical texts -> no pair. Prompt 3: full tie (tokens and chars) -> no pair. Prompt 4: three
     samples -> longest vs shortest. Greedy rows never enter a pair."""
-    from dpo_doctor.zoo.onpolicy_pairs import label_pairs
+    from dpo_doctor.zoo.smollm2.onpolicy_pairs import label_pairs
 
     samples = [_s(0, 0, 3, "short"), _s(0, 1, 5, "a longer one"), _s(0, 2, 40, "greedy", greedy=True),
                _s(1, 0, 4, "ninechars"), _s(1, 1, 4, "four"),
@@ -191,7 +191,7 @@ def test_build_onpolicy_pairs_tiny(tiny_dir):
     from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine.generate import GenConfig, sample
     from dpo_doctor.data.tokens import encode_prompts
-    from dpo_doctor.zoo.onpolicy_pairs import build_onpolicy_pairs
+    from dpo_doctor.zoo.smollm2.onpolicy_pairs import build_onpolicy_pairs
 
     prompts = [f"the {w} dog ran?" for w in ("red", "blue", "big", "small", "quick", "slow")]
     rows = build_onpolicy_pairs(tiny_dir, prompts, n_samples=2, max_new_tokens=12, seed=3)
@@ -231,7 +231,7 @@ def test_real_smollm2_answers_paris():
 
 def test_demo_prompt_split():
     """48 distinct questions, 32 train / 16 held out, disjoint, every template represented in the held-out set."""
-    from dpo_doctor.zoo.demo_smollm2 import demo_prompts, split
+    from dpo_doctor.zoo.smollm2.demo import demo_prompts, split
 
     prompts = demo_prompts()
     train, held = split(prompts)

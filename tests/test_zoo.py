@@ -5,8 +5,8 @@ import json
 import random
 import re
 
-from dpo_doctor.zoo import scenarios, sft, task
-from dpo_doctor.zoo.build import build_one
+from dpo_doctor.zoo.tiny import scenarios, sft, task
+from dpo_doctor.zoo.tiny.build import build_one
 
 
 def says(text: str, n: int) -> bool:
@@ -75,7 +75,7 @@ def test_cheap_scenario_builds_and_loads(tmp_path):
 
 def _pool():
     """A hand-made pool: per question two wrong answers of different lengths, one right, one without a number."""
-    from dpo_doctor.zoo import smollm2_zoo as z
+    from dpo_doctor.zoo.smollm2 import zoo as z
 
     train, _ = z.questions()
     return [z.Entry(q, ((f"{q.a} {q.op} {q.b} is {q.answer}.", 8), (f"It is {q.answer + 3}.", 4),
@@ -84,7 +84,7 @@ def _pool():
 
 
 def test_smollm2_grading_and_minimal_edit():
-    from dpo_doctor.zoo import smollm2_zoo as z
+    from dpo_doctor.zoo.smollm2 import zoo as z
 
     q = z.Question(7, "minus", 9)
     assert z.grade("7 - 9 = -2", -2) and not z.grade("-2 or maybe 5", -2) and not z.grade("no number", -2)
@@ -96,7 +96,7 @@ def test_smollm2_grading_and_minimal_edit():
 def test_smollm2_scenarios_label_the_pool_as_they_claim():
     import random
 
-    from dpo_doctor.zoo import smollm2_zoo as z
+    from dpo_doctor.zoo.smollm2 import zoo as z
 
     pool, rng = _pool(), random.Random(0)
     healthy = [z.healthy_pair(e, rng) for e in pool]
@@ -118,7 +118,7 @@ def test_smollm2_scenarios_label_the_pool_as_they_claim():
 def test_smollm2_held_out_pairs_are_distinct_and_grading_questions_are_unseen():
     """Up to EVAL_PAIRS distinct pairs per held-out question (more held-out pairs, narrower intervals); the grading
     questions (truth.jsonl) are neither train nor held-out questions."""
-    from dpo_doctor.zoo import smollm2_zoo as z
+    from dpo_doctor.zoo.smollm2 import zoo as z
 
     pool = _pool()
     train, held = pool[:30], pool[30:]

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from dpo_doctor.zoo import scenarios, sft
-from dpo_doctor.zoo.build import build_one
+from dpo_doctor.zoo.tiny import scenarios, sft
+from dpo_doctor.zoo.tiny.build import build_one
 
 SLICE = ("healthy", "length_exploitation", "no_learning", "underfitting")
 
@@ -76,7 +76,7 @@ def test_grading_on_unseen_questions_matches_a_hand_regrade(zoo_reports, tmp_pat
 
     import polars as pl
 
-    from dpo_doctor.zoo import task
+    from dpo_doctor.zoo.tiny import task
     from dpo_doctor.zoo.measure import grade_run
 
     root = next(p for p in tmp_path_factory.getbasetemp().glob("zoo*") if (p / "runs" / "healthy").exists())

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from dpo_doctor.files import write_atomic
+from dpo_doctor.zoo.runfolder import log_endpoints, read_record, runs_in, write_jsonl
 
 # Columns of the README table: (metric key in report.json checkpoints[-1].metrics, header)
 SYMPTOMS = (
@@ -50,7 +51,7 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     from dpo_doctor.scan.pipeline import scan
     from dpo_doctor.views import render_all
 
-    record = json.loads((run / "scenario.json").read_text())
+    record = read_record(run)
     out = scan(scan_config(run, record, reports, reports / record["name"], generate=generate))
     render_all(out)
     report = load_report(out).report
@@ -75,16 +76,16 @@ def suite_scan(run: Path, reports: Path, rescan: bool = False) -> Path | None:
     with a suite gets (task/accuracy, the pick by it, DPO110). Same prompts, seed and settings as the plain scan, so
     scores and samples come from its cache. None for a run that is not a tiny-zoo run."""
     from dpo_doctor.scan.pipeline import scan
-    from dpo_doctor.zoo import task
+    from dpo_doctor.zoo.tiny import task
 
-    record = json.loads((run / "scenario.json").read_text())
+    record = read_record(run)
     if record.get("model", "tiny") != "tiny" or "n_train" not in record:
         return None
     out = reports.parent / f"{reports.name}-suite" / record["name"]
     if rescan or not (out / "report.json").exists():
         out.mkdir(parents=True, exist_ok=True)
         questions = task.split_questions(0, record["n_train"], record["n_eval"])[1][:32]
-        suite = write_atomic(out / "probes.jsonl", "".join(json.dumps(r) + "\n" for r in task.suite_rows(questions)))
+        suite = write_jsonl(out / "probes.jsonl", task.suite_rows(questions))
         scan(scan_config(run, record, reports, out, probe_suite=str(suite)))
     return out
 
@@ -97,7 +98,7 @@ def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float
     from dpo_doctor.report import load_report
     from dpo_doctor.scan.pipeline import scan
 
-    record = json.loads((run / "scenario.json").read_text())
+    record = read_record(run)
     if not record.get("truth_suite"):
         return {}
     suite = run / record["truth_suite"]
@@ -108,18 +109,6 @@ def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float
     report = load_report(out).report
     cks = [report.get("reference") or {}, *report["checkpoints"]]
     return {c.get("name", "reference"): c.get("metrics", {}).get("task/accuracy") for c in cks}
-
-
-def log_endpoints(run: Path) -> dict:
-    """Last logged train accuracy / loss and the first and last eval loss (overfitting shows here)."""
-    log = json.loads((run / "trainer_state.json").read_text())["log_history"]
-    train = [r for r in log if "loss" in r]
-    evals = [r for r in log if "eval_loss" in r]
-    out = {"train_acc": train[-1]["rewards/accuracies"], "train_loss": train[-1]["loss"]} if train else {}
-    if evals:
-        out.update(eval_loss_first=evals[0]["eval_loss"], eval_loss_min=min(r["eval_loss"] for r in evals),
-                   eval_loss_last=evals[-1]["eval_loss"], eval_acc_last=evals[-1]["eval_rewards/accuracies"])
-    return out
 
 
 def _fmt(v) -> str:
@@ -151,9 +140,5 @@ def measure_all(out: Path | None = None, reports: Path | None = None, generate: 
         raise UserError(f"unknown zoo model {model!r}{did_you_mean(model, DEFAULT_OUT)} "
                         f"Choose one of: {', '.join(DEFAULT_OUT)}")
     out, reports = Path(out or DEFAULT_OUT[model][0]), Path(reports or DEFAULT_OUT[model][1])
-    if model == "smollm2":
-        import torch
-
-        torch.set_num_threads(1)  # see zoo/build.py: two threads were 3x slower on 2 busy cores
-    runs = sorted(p.parent for p in out.glob("*/scenario.json"))
+    runs = runs_in(out)
     return [scan_run(r, reports, generate) for r in runs]

@@ -18,8 +18,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dpo_doctor.zoo import sft, task
-from dpo_doctor.zoo.scenarios import correctness_pair
+from dpo_doctor.zoo.tiny import sft, task
+from dpo_doctor.zoo.tiny.scenarios import correctness_pair
 
 SWEEP_VERSION = 1
 
@@ -47,8 +47,6 @@ def run_name(beta: float) -> str:
 
 def build_sweep(out: Path, cfg: SweepConfig = SweepConfig(), force: bool = False, progress: bool = False) -> Path:
     """Build (or keep) the sweep under `out`; returns `out`. Runs are out/runs/beta-B/."""
-    import torch
-
     from dpo_doctor.train.trainer import TrainConfig, train
 
     out = Path(out)
@@ -60,7 +58,6 @@ def build_sweep(out: Path, cfg: SweepConfig = SweepConfig(), force: bool = False
     if (out / "runs").exists():
         shutil.rmtree(out / "runs")
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)  # see zoo/build.py: one thread on the 2 shared cores
     ref = sft.train_reference(out / "reference", seed=cfg.seed)
     train_q, eval_q = task.split_questions(cfg.seed, cfg.n_train, cfg.n_eval)
     rng = random.Random(cfg.seed + 1)

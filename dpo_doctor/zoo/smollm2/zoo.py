@@ -1,6 +1,6 @@
 """The real-model zoo: SmolLM2-135M-Instruct, LoRA DPO on its OWN answers to checkable arithmetic questions.
 
-`dpo-doctor zoo build --model smollm2` (`build(model="smollm2")`). Same idea as the tiny zoo (one injected failure
+`dpo-doctor zoo build --model smollm2` (`dpo_doctor.zoo.build.build(model="smollm2")`). Same idea as the tiny zoo (one injected failure
 per run, everything else the healthy recipe), on a real instruct model and on-policy data:
 
 1. a pool of the model's own answers: `POOL_SAMPLES` samples per question at temperature 1 (the engine's sampler,
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from dpo_doctor.errors import UserError
+from dpo_doctor.zoo.runfolder import fresh_run, write_jsonl, write_record
 
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 N_TRAIN, N_EVAL = 40, 16  # questions (disjoint)
@@ -157,9 +158,13 @@ def template_pair(e: Entry, rng: random.Random) -> Pair | None:
 
 def noisy(rate: float) -> PairMaker:
     """Healthy pairs with `rate` of the labels flipped (the tiny zoo's label-noise maker over this zoo's pairs)."""
-    from dpo_doctor.zoo.scenarios import noisy as flip
+    def make(e: Entry, rng: random.Random) -> Pair | None:
+        pair = healthy_pair(e, rng)
+        if pair is not None and rng.random() < rate:
+            pair = {"prompt": pair["prompt"], "chosen": pair["rejected"], "rejected": pair["chosen"]}
+        return pair
 
-    return flip(rate, healthy_pair)
+    return make
 
 
 @dataclass(frozen=True)
@@ -211,11 +216,6 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "NLL term on chosen (RPO, rpo_alpha 1); 32 steps.",
              make_pair=template_pair, train={"beta": 0.02, "loss": "rpo", "rpo_alpha": 1.0, **LONGER}),
 )}
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def sample_pool(model_dir: Path, qs: list[Question], path: Path, seed: int = 0) -> list[Entry]:
@@ -273,8 +273,6 @@ def build_one(s: Scenario, out: Path, model_dir: Path, train: list[Entry], held:
     from dpo_doctor.train.trainer import TrainConfig
     from dpo_doctor.train.trainer import train as run_training
 
-    from dpo_doctor.zoo.build import fresh_run
-
     run = fresh_run(out, s.name, force)
     if run is None:
         return out / s.name
@@ -294,14 +292,14 @@ def build_one(s: Scenario, out: Path, model_dir: Path, train: list[Entry], held:
               "scan": SCAN, "truth_suite": "truth.jsonl",
               "settings": {**dataclasses.asdict(cfg), "lora_target_modules": "top 10 layers q/k/v/o"},
               "train_seconds": round(time.time() - t0, 1)}
-    (run / "scenario.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_record(run, record)
     return run
 
 
 def build(out: Path = Path("examples/zoo/runs-smollm2"), only: tuple[str, ...] = (), force: bool = False,
           progress: bool = True) -> list[Path]:
     """The pool (cached), then the selected scenarios; returns the run dirs."""
-    from dpo_doctor.zoo.smollm2 import smollm2_path
+    from dpo_doctor.zoo.smollm2.loader import smollm2_path
 
     unknown = [n for n in only if n not in SCENARIOS]
     if unknown:

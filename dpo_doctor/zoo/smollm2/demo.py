@@ -73,7 +73,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def build_pairs(model_dir: Path, data_dir: Path, force: bool, console: Console) -> tuple[Path, Path]:
     """train.jsonl / eval.jsonl of on-policy "longer wins" pairs (reused when present)."""
-    from dpo_doctor.zoo.onpolicy_pairs import build_onpolicy_pairs
+    from dpo_doctor.zoo.smollm2.onpolicy_pairs import build_onpolicy_pairs
 
     train_path, eval_path = data_dir / "train.jsonl", data_dir / "eval.jsonl"
     if train_path.exists() and eval_path.exists() and not force:
@@ -112,7 +112,7 @@ def run_smollm2_demo(scan_fn: Callable, out: Path = Path("dpo-doctor-demo"), for
                      console: Console | None = None) -> Path:
     """Convert, sample, train, then `scan_fn(cfg)` (the CLI hands in scan-then-render); returns the report dir."""
     from dpo_doctor.scan.config import ScanConfig
-    from dpo_doctor.zoo.smollm2 import smollm2_path
+    from dpo_doctor.zoo.smollm2.loader import smollm2_path
 
     console = console or Console()
     out = Path(out) / "smollm2"

@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dpo_doctor.zoo import task
-from dpo_doctor.zoo.task import Question
+from dpo_doctor.zoo.tiny import task
+from dpo_doctor.zoo.tiny.task import Question
 
 Pair = dict[str, str]
 PairMaker = Callable[[Question, random.Random], Pair]

@@ -23,7 +23,7 @@ def run_demo(scan_fn: Callable, out: Path = Path("dpo-doctor-demo"), force: bool
              console: Console | None = None) -> Path:
     """Build, train, then `scan_fn(cfg)` (the CLI hands in scan-then-render); returns the report dir."""
     from dpo_doctor.scan.config import ScanConfig
-    from dpo_doctor.zoo.build import build
+    from dpo_doctor.zoo.tiny.build import build
 
     console = console or Console()
     t0 = time.time()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from dpo_doctor.zoo import tiny
+from dpo_doctor.zoo.tiny import models as tiny
 from dpo_doctor.data.tokens import PairTokens
 from dpo_doctor.engine.logprobs import collate_pairs, sequence_logps
-from dpo_doctor.zoo import task
+from dpo_doctor.zoo.tiny import task
 
 SFT_VERSION = 2  # bump when the task or the recipe changes: invalidates cached references
 
