@@ -28,6 +28,7 @@ from transformers import TrainerCallback
 from dpo_doctor.errors import UserError
 from dpo_doctor.files import write_atomic
 from dpo_doctor.integrations.trackers import Trackers
+from dpo_doctor.scan.config import ScanConfig
 from dpo_doctor.severity import SEVERITY_RANK
 
 OUT_NAME = "dpo-doctor"  # reports go to OUTPUT_DIR/dpo-doctor/
@@ -51,7 +52,8 @@ class DoctorCallback(TrainerCallback):
 
     def __init__(self, data=None, ref=None, beta: float | None = None, out=None, stop_on=None, sample_every: int = 0,
                  max_pairs: int | None = 512, max_length: int | None = None, cache_dir=None, report_to=None,
-                 device: str = "auto", dtype: str = "auto", select=(), ignore=(), rule_settings=(),
+                 device: str = ScanConfig.device, dtype: str = ScanConfig.dtype, select=(), ignore=(),
+                 rule_settings=(),
                  strict: bool = False):
         self.data, self.ref, self.beta, self.out = data, ref, beta, out
         self.stop_on = _stop_rule(stop_on)
@@ -151,13 +153,13 @@ class DoctorCallback(TrainerCallback):
     # ---- on_log: the log rules ------------------------------------------------------------------------------------
 
     def _log_findings(self, args, state) -> list[dict]:
-        from dpo_doctor.rules import facts_from_report, parse_settings, run_rules
+        from dpo_doctor.rules import RunFacts, parse_settings, run_rules
 
         frame = log_frame(state.log_history)
         if frame is None:
             return []
         overrides = parse_settings(self.rule_settings)
-        facts = facts_from_report({"run": {"beta": self._beta(args) or 0.1}, "log_only": True}, frame)
+        facts = RunFacts(checkpoints=(), beta=self._beta(args) or RunFacts.beta, train_log=frame, log_only=True)
         found = run_rules(facts, select=set(self.select) or None, ignore=set(self.ignore) or None,
                           overrides=overrides)
         return [d.to_dict() for d in found]
@@ -200,18 +202,19 @@ class DoctorCallback(TrainerCallback):
         return read_report(out)
 
     def _scan_config(self, args):
-        from dpo_doctor.scan.pipeline import ScanConfig
+        """`dpo-doctor scan`'s defaults (one ScanConfig) with what this callback sets replaced."""
+        from dataclasses import replace
 
         run_dir = Path(args.output_dir)
         kept = [n for n in checkpoint_names(run_dir) if n not in self._broken]
         data = self.data_path if kept else None  # every checkpoint broken: the log is all there is
-        given = dict(run_dir=run_dir, data=data, ref=self.ref_path, beta=self._beta(args), out=self.report_dir,
-                     max_pairs=self.max_pairs, max_length=self._max_length(args), cache_dir=self.cache_dir,
-                     device=self.device, dtype=self.dtype, select=self.select, ignore=self.ignore,
-                     rule_settings=self.rule_settings, checkpoint_filter=tuple(kept) if self._broken else (),
-                     generate=self.sample_every > 0 and self._saves % self.sample_every == 0,
-                     render=False, data_is_eval=self.data_is_eval)
-        return ScanConfig(**given)
+        return replace(ScanConfig(run_dir=run_dir), data=data, ref=self.ref_path, beta=self._beta(args),
+                       out=self.report_dir, max_pairs=self.max_pairs, max_length=self._max_length(args),
+                       cache_dir=self.cache_dir, device=self.device, dtype=self.dtype, select=self.select,
+                       ignore=self.ignore, rule_settings=self.rule_settings,
+                       checkpoint_filter=tuple(kept) if self._broken else (),
+                       generate=self.sample_every > 0 and self._saves % self.sample_every == 0,
+                       render=False, data_is_eval=self.data_is_eval)
 
     def _after_scan(self, state, report: dict, spent: float) -> dict | None:
         diagnoses = report.get("diagnoses") or []

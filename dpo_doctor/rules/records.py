@@ -21,8 +21,10 @@ from dpo_doctor.severity import SEVERITIES, SEVERITY_RANK  # noqa: F401 (re-expo
 KINDS = ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting", "mode_collapse",
          "label_noise", "underfitting", "no_learning", "reference_mismatch", "distribution_shift",
          "numerical_instability", "degeneration", "capability_regression")
-VARIANTS = ("dpo", "ipo", "simpo", "sigmoid_norm", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo", "robust_dpo", "f_dpo",
-            "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
+# What a recommendation may name: TRL's loss_type names where TRL has the loss (sigmoid = DPO, ipo, hinge, robust,
+# sigmoid_norm), else one descriptive spelling; the built-in trainer's loss names are the same strings.
+VARIANTS = ("sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "simpo", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo",
+            "f_dpo", "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
 SOURCES = ("metrics", "log", "both")  # what a rule reads: checkpoint metrics, the training log, or either
 LN2 = math.log(2.0)  # DPO loss when margins are 0: -log sigma(0)
 

@@ -18,6 +18,7 @@ import polars as pl
 from dpo_doctor import report as rep
 from dpo_doctor.errors import UserError
 from dpo_doctor.scan.config import ScanConfig, check_config, out_dir, run_name  # noqa: F401 (re-exported)
+from dpo_doctor.scan.timing import StageClock
 
 ProgressFn = Callable[[str, int, int], None]  # (stage description, done, total)
 
@@ -37,14 +38,17 @@ class ScanContext:
     pairs: Any  # data.pairs.PairSet
     pairs_fp: str
     cache: Any  # cache.ScoreCache
+    clock: StageClock  # where the time goes (report.json's timings)
 
-    def load(self, spec):
-        """The one model-loading call of a scan (pair scoring and the probes both use it)."""
+    def load(self, spec, label: str):
+        """The one model-loading call of a scan (pair scoring and the probes both use it); `label` names the model
+        in the timings (reference or the checkpoint's name)."""
         from dpo_doctor.engine.loading import load_model
 
-        model = load_model(spec, self.device, self.dtype, trust_remote_code=self.cfg.trust_remote_code,
-                           device_map=self.cfg.device_map, cache_dir=self.cfg.cache_dir)
-        check_finite_weights(model, spec.path)
+        with self.clock("loading", label):
+            model = load_model(spec, self.device, self.dtype, trust_remote_code=self.cfg.trust_remote_code,
+                               device_map=self.cfg.device_map, cache_dir=self.cfg.cache_dir)
+            check_finite_weights(model, spec.path)
         return model
 
 
@@ -96,7 +100,7 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
     if scores is not None and scores.complete:
         return Scored(scores, None, True)
     scores = scores or PairScores.empty(n)
-    model = ctx.load(spec)
+    model = ctx.load(spec, label)
     d = ctx.dist
     mine = shard_mask(n, d)
     work = PairScores(**{k: np.where(mine, v, 0) if k.startswith("logp") else v.copy()
@@ -111,8 +115,9 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
 
     budget, rows = _budget(ctx.cfg)
     try:
-        score_pairs(model, ctx.pairs.tokens, pad_id(ctx.tokenizer), ctx.device, work, token_budget=budget,
-                    max_rows=rows, progress=tick)
+        with ctx.clock("pair_scoring", label):
+            score_pairs(model, ctx.pairs.tokens, pad_id(ctx.tokenizer), ctx.device, work, token_budget=budget,
+                        max_rows=rows, progress=tick)
     finally:  # on Ctrl-C too: keep every finished batch
         if not d.active:
             ctx.cache.save(key, work.arrays())
@@ -126,7 +131,7 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
 # ---- the pipeline --------------------------------------------------------------------------------------------
 
 
-def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
+def _context(cfg: ScanConfig, run, warnings: list[str], clock: StageClock) -> ScanContext:
     """Tokenizer (checked against the checkpoints'), pairs, devices, cache: everything before the first model."""
     import torch
 
@@ -158,7 +163,7 @@ def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
                             else f"cuda:{d.local_rank}")
     return ScanContext(cfg=cfg, dist=d, device=device, dtype=resolve_dtype(cfg.dtype, device), tokenizer=tokenizer,
                        pairs=pairs, pairs_fp=pairs.fingerprint(),
-                       cache=ScoreCache(cfg.cache_dir or default_cache_dir()))
+                       cache=ScoreCache(cfg.cache_dir or default_cache_dir()), clock=clock)
 
 
 def _discover(cfg: ScanConfig):
@@ -175,30 +180,43 @@ def _discover(cfg: ScanConfig):
     return run
 
 
-def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
-    """Run the whole scan and write report.json + tables; returns the report directory."""
-    check_config(cfg)
-    if cfg.data is None:
-        return scan_log_only(cfg)
-    import torch
-    from transformers.utils import logging as hf_logging
+def scan(cfg: ScanConfig, progress: ProgressFn | None = None, checked: bool = False) -> Path:
+    """Run the whole scan and write report.json + tables; returns the report directory.
 
-    from dpo_doctor.metrics import across_checkpoints, pair_metrics
-    from dpo_doctor.scan.table import checkpoint_table
+    `checked=True`: `cfg` already passed `check_config` (the CLI's watch checks once, then rescans)."""
+    clock = StageClock()
+    if cfg.data is None:
+        with clock("startup"):
+            if not checked:
+                check_config(cfg)
+        return scan_log_only(cfg, clock)
+    with clock("startup"):
+        if not checked:
+            check_config(cfg)
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from dpo_doctor.metrics import across_checkpoints, pair_metrics
+        from dpo_doctor.scan.table import checkpoint_table
+        from dpo_doctor.trainlog import load_train_log
 
     hf_logging.disable_progress_bar()  # our own progress bars instead of one tqdm bar per weight load
     torch.manual_seed(cfg.seed)
-    run = _discover(cfg)
+    with clock("discovery"):
+        run = _discover(cfg)
     warnings = list(run.warnings)
     beta, beta_source = resolve_beta(cfg, run.train_config)
-    ctx = _context(cfg, run, warnings)
+    with clock("data"):  # every input is read once, here, before any model loads
+        log = load_train_log(run.path, cfg.log)
+        suite = _suite(cfg)
+        ctx = _context(cfg, run, warnings, clock)
     scored, cached = [], []
 
     probes = None
     if cfg.generate:  # the probe prompts are read (and checked) before any model is scored
         from dpo_doctor.scan.probes import GenerationStage
 
-        probes = GenerationStage(ctx, progress)
+        probes = GenerationStage(ctx, progress, suite)
     ref = score_spec(run.reference, "reference", ctx, progress)
     (cached if ref.from_cache else scored).append("reference")
     if probes is not None:
@@ -209,10 +227,11 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     for ckpt in run.checkpoints:
         res = score_spec(ckpt.spec, ckpt.name, ctx, progress)
         (cached if res.from_cache else scored).append(ckpt.name)
-        frame = checkpoint_table(ckpt.name, ckpt.step, ctx.pairs.pair_ids, res.scores, ref.scores, beta,
-                                 ctx.pairs.identical)
-        frames.append(frame)
-        pair_m[ckpt.name] = pair_metrics(frame, beta)
+        with clock("metrics_rules"):
+            frame = checkpoint_table(ckpt.name, ckpt.step, ctx.pairs.pair_ids, res.scores, ref.scores, beta,
+                                     ctx.pairs.identical)
+            frames.append(frame)
+            pair_m[ckpt.name] = pair_metrics(frame, beta)
         model = probes.checkpoint(ckpt, res.model) if probes is not None else res.model
         if model is not None:
             _free(model)
@@ -222,9 +241,10 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     gen = probes.finish(beta) if probes is not None else None
     if probes is not None:
         probes.close()
-    long = pl.concat(frames) if frames else None
-    for c, extra in zip(run.checkpoints, across_checkpoints(frames)):
-        pair_m[c.name].update(extra)
+    with clock("metrics_rules"):
+        long = pl.concat(frames) if frames else None
+        for c, extra in zip(run.checkpoints, across_checkpoints(frames)):
+            pair_m[c.name].update(extra)
     records = [rep.CheckpointRecord(name=c.name, step=c.step, path=str(c.spec.path), kind=c.spec.kind,
                                     metrics={**pair_m[c.name], **(gen.metrics[c.name] if gen else {})})
                for c in run.checkpoints]
@@ -232,26 +252,39 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
                 "max_pairs": cfg.max_pairs, "generate": gen is not None,
                 "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens,
                 "scored": scored, "from_cache": cached, "data_is_eval": cfg.data_is_eval}
-    return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings, settings, gen)
+    return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings + list(log.warnings), settings, gen,
+                      log)
 
 
-def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, warnings, settings, gen) -> Path:
+def _suite(cfg: ScanConfig):
+    """The probe suite the generation probes use, read once (None without --probe-suite or probes)."""
+    if not cfg.generate or cfg.probe_suite is None or cfg.prompts is not None:
+        return None
+    from dpo_doctor.data.suites import load_suite
+
+    return load_suite(cfg.probe_suite)  # a bad user suite -> UserError, row by row, before any model
+
+
+def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, warnings, settings, gen, log) -> Path:
     """Data statistics, sanity checks, rules, then report.json + tables."""
     from dpo_doctor.metrics import data_stats, metric_info
-    from dpo_doctor.trainlog import detect_framework, load_train_log
+    from dpo_doctor.trainlog import detect_framework
 
     pairs = ctx.pairs
-    info = metric_info()
-    info.update(gen.info if gen else {})
-    info.update({k: v.to_dict() for k, v in data_stats.INFO.items()})
-    log = load_train_log(run.path, cfg.log)
     train_log = log.frame
-    warnings = warnings + list(log.warnings) + sanity_checks(long, records) + list(ctx.cache.notes)
-    first = records[0].name if records else None
-    stats = data_stats.compute(long.filter(pl.col("checkpoint") == first)) if first else {}
+    loss_type = run.train_config.get("loss_type")
+    with ctx.clock("metrics_rules"):
+        info = metric_info()
+        info.update(gen.info if gen else {})
+        info.update({k: v.to_dict() for k, v in data_stats.INFO.items()})
+        warnings = warnings + sanity_checks(long, records) + list(ctx.cache.notes)
+        first = records[0].name if records else None
+        stats = data_stats.compute(long.filter(pl.col("checkpoint") == first)) if first else {}
+        facts = run_facts(records, gen.reference_metrics if gen else {}, stats, len(pairs.tokens), beta, loss_type,
+                          train_log, cfg.data_is_eval)
+        diagnosis = run_diagnosis(facts, cfg)
     report = rep.build_report(
-        run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source,
-                        loss_type=run.train_config.get("loss_type"),
+        run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source, loss_type=loss_type,
                         framework=detect_framework(train_log, run.path) if train_log is not None else "unknown"),
         reference=rep.ReferenceInfo(path=str(run.reference.path), kind=run.reference.kind,
                                     base=str(run.reference.base) if run.reference.base else None,
@@ -260,7 +293,7 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
                           n_source_rows=pairs.n_source_rows, n_excluded=int(sum(pairs.identical)),
                           n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats),
         settings=settings, checkpoints=records, metric_info=info, train_log=rep.TrainLogInfo.of(log),
-        warnings=warnings, diagnosis=diagnose(records, gen, stats, pairs, run, beta, train_log, cfg))
+        warnings=warnings, diagnosis=diagnosis, timings=ctx.clock.to_dict())
     texts = pl.DataFrame({"pair_id": list(pairs.pair_ids), "prompt": [t[0] for t in pairs.texts],
                           "chosen": [t[1] for t in pairs.texts], "rejected": [t[2] for t in pairs.texts]})
     out = out_dir(cfg)
@@ -269,24 +302,28 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
     return out
 
 
-def scan_log_only(cfg: ScanConfig) -> Path:
+def scan_log_only(cfg: ScanConfig, clock: StageClock | None = None) -> Path:
     """No pairs given: diagnose from trainer_state.json / trainer_log.jsonl alone, and say the verdict is log-only."""
     from dpo_doctor.discover import read_train_config
     from dpo_doctor.hub import resolve_model_path
     from dpo_doctor.trainlog import detect_framework, load_train_log
 
-    run_dir = resolve_model_path(cfg.run_dir, "RUN_DIR")
-    log = load_train_log(run_dir, cfg.log)
+    clock = clock or StageClock()
+    with clock("discovery"):
+        run_dir = resolve_model_path(cfg.run_dir, "RUN_DIR")
+        train_config, warnings = read_train_config(run_dir, [], cfg.trust_pickles)
+    with clock("data"):
+        log = load_train_log(run_dir, cfg.log)
     train_log = log.frame
     if train_log is None:
         why = f" ({log.warnings[0]})" if log.warnings else ""
         raise UserError(f"{run_dir}: no trainer_state.json or other training log to read{why}, and no --data given; pass --data PAIRS (and --ref "
                         "REF) to score the checkpoints, or --log PATH to name the log")
-    train_config, warnings = read_train_config(run_dir, [], cfg.trust_pickles)
     warnings = list(log.warnings) + warnings
     beta, beta_source = resolve_beta(cfg, train_config)
-    facts_report = {"run": {"beta": beta, "loss_type": train_config.get("loss_type")}, "checkpoints": [],
-                    "log_only": True}
+    with clock("metrics_rules"):
+        facts = run_facts([], {}, {}, None, beta, train_config.get("loss_type"), train_log, False, log_only=True)
+        diagnosis = run_diagnosis(facts, cfg)
     report = rep.build_report(
         run=rep.RunInfo(name=run_dir.resolve().name, path=str(run_dir.resolve()), beta=beta, beta_source=beta_source,
                         loss_type=train_config.get("loss_type"), framework=detect_framework(train_log, run_dir)),
@@ -294,7 +331,7 @@ def scan_log_only(cfg: ScanConfig) -> Path:
         train_log=rep.TrainLogInfo.of(log),
         warnings=warnings + ["log-only verdict: no --data given, so no checkpoint was scored; the diagnoses below "
                              "come from the training curves alone"],
-        diagnosis=run_diagnosis(facts_report, train_log, cfg), log_only=True)
+        diagnosis=diagnosis, log_only=True, timings=clock.to_dict())
     out = out_dir(cfg)
     rep.write_report(out, report, {"pairs": None, "pair_texts": None, "samples": None, "train_log": train_log})
     return out
@@ -327,21 +364,26 @@ def sanity_checks(long: pl.DataFrame | None, records: list) -> list[str]:
     return found
 
 
-def diagnose(records, gen, stats, pairs, run, beta, train_log, cfg: ScanConfig) -> dict:
-    """The rules' input, built from the typed records (rules never see raw rows)."""
-    facts_report = {"checkpoints": [{"name": r.name, "step": r.step, "metrics": r.metrics} for r in records],
-                    "reference": {"metrics": gen.reference_metrics if gen else {}}, "data": {"stats": stats,
-                    "n_pairs": len(pairs.tokens)}, "run": {"beta": beta, "loss_type": run.train_config.get("loss_type")},
-                    "settings": {"data_is_eval": cfg.data_is_eval}}
-    return run_diagnosis(facts_report, train_log, cfg)
+def run_facts(records, reference_metrics, stats, n_pairs, beta, loss_type, train_log, data_is_eval,
+              log_only: bool = False):
+    """The rules' input, built from the typed records (rules never see raw rows); the same RunFacts that
+    `rules.facts_from_report` reads back from a saved report.json."""
+    from types import MappingProxyType
+
+    from dpo_doctor.rules import CheckpointFacts, RunFacts
+
+    ckpts = tuple(sorted((CheckpointFacts(r.name, r.step, MappingProxyType(dict(r.metrics))) for r in records),
+                         key=lambda c: c.step))
+    return RunFacts(checkpoints=ckpts, reference_metrics=MappingProxyType(dict(reference_metrics)),
+                    data_stats=MappingProxyType(dict(stats)), beta=beta, loss_type=loss_type, train_log=train_log,
+                    log_only=log_only or not ckpts, n_pairs=n_pairs, data_is_eval=data_is_eval)
 
 
-def run_diagnosis(facts_report: dict, train_log, cfg: ScanConfig) -> dict:
+def run_diagnosis(facts, cfg: ScanConfig) -> dict:
     """The rule catalogue over the finished metrics, and the checkpoint to ship."""
-    from dpo_doctor.rules import facts_from_report, parse_settings, run_rules, verdict_of
+    from dpo_doctor.rules import parse_settings, run_rules, verdict_of
     from dpo_doctor.rules.best import choose_best
 
-    facts = facts_from_report(facts_report, train_log)
     diagnoses = run_rules(facts, select=set(cfg.select) or None, ignore=set(cfg.ignore) or None,
                           overrides=parse_settings(cfg.rule_settings))
     verdict, summary = verdict_of(diagnoses)

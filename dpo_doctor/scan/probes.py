@@ -26,7 +26,7 @@ from dpo_doctor.engine import distributed
 DATA_KL_PAIRS = 64  # pairs used for "drift on data" (exact per-token KL on the pair texts)
 
 
-def _prompts(cfg, pairs) -> list:
+def _prompts(cfg, pairs, suite) -> list:
     """--prompts, else --probe-suite, else the held-out pairs' prompts (deduplicated, in file order)."""
     from dpo_doctor.data.prompts import resolve_prompts
 
@@ -36,7 +36,7 @@ def _prompts(cfg, pairs) -> list:
         if key not in seen:
             seen.add(key)
             unique.append(p)
-    found = resolve_prompts(cfg.prompts, cfg.probe_suite, unique, conversational=pairs.format.startswith("conv"))
+    found = resolve_prompts(cfg.prompts, suite, unique, conversational=pairs.format.startswith("conv"))
     return list(found)[: cfg.max_prompts]
 
 
@@ -53,17 +53,15 @@ class ProbeResult:
 class GenerationStage:
     """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(beta) for the metrics."""
 
-    def __init__(self, ctx, progress=None):
+    def __init__(self, ctx, progress=None, suite=None):
+        """`suite`: the --probe-suite, already read by the pipeline (None: --prompts or the pairs' prompts)."""
         from dpo_doctor.data.pairs import render
         from dpo_doctor.data.tokens import encode_prompts
         from dpo_doctor.engine.generate import GenConfig
 
         cfg = ctx.cfg
         self.ctx, self.dist, self.progress = ctx, ctx.dist, progress
-        from dpo_doctor.data.suites import load_suite
-
-        self.prompts = _prompts(cfg, ctx.pairs)
-        suite = load_suite(cfg.probe_suite) if cfg.probe_suite and cfg.prompts is None else None
+        self.prompts = _prompts(cfg, ctx.pairs, suite)
         self.answers = suite.answers if suite is not None and suite.verifiable else None  # prompt_id -> (answer, check)
         self.prompt_ids = encode_prompts(ctx.tokenizer, self.prompts)
         self.prompt_texts = [render(p) for p in self.prompts]
@@ -113,7 +111,7 @@ class GenerationStage:
     # ---- stages ----
     def _ensure_ref(self):
         if self.ref_model is None:
-            self.ref_model = self.ctx.load(self.ref_spec)
+            self.ref_model = self.ctx.load(self.ref_spec, "reference")
         return self.ref_model
 
     def _run(self, name: str, step: int, model):
@@ -122,9 +120,11 @@ class GenerationStage:
         mine = distributed.owned(len(self.prompts), self.dist) if self.dist.active else None
         tick = (lambda done, total: self.progress(f"sampling {name}", done, total)) \
             if self.progress is not None and self.dist.is_main else None
-        samples = sample(model, self.ctx.tokenizer, self.prompt_ids, self.gen, self.ctx.device, only=mine,
-                         progress=tick)
-        scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
+        with self.ctx.clock("sampling", name):
+            samples = sample(model, self.ctx.tokenizer, self.prompt_ids, self.gen, self.ctx.device, only=mine,
+                             progress=tick)
+        with self.ctx.clock("kl_scoring", name):
+            scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
         frame = samples_frame(name, step, self.prompt_texts, scored)
         if not self.dist.active:
             return frame
@@ -168,9 +168,11 @@ class GenerationStage:
         fp = weights_fingerprint(ckpt.spec)
         cached = self._load_cached(fp)
         if cached is None:
-            model = model if model is not None else self.ctx.load(ckpt.spec)
+            model = model if model is not None else self.ctx.load(ckpt.spec, ckpt.name)
             self._ensure_ref()
-            cached = (self._run(ckpt.name, ckpt.step, model), self._data_kl(model))
+            frame = self._run(ckpt.name, ckpt.step, model)
+            with self.ctx.clock("kl_scoring", ckpt.name):
+                cached = (frame, self._data_kl(model))
             self._save(fp, *cached)
         frame = cached[0].with_columns(checkpoint=pl.lit(ckpt.name), step=pl.lit(ckpt.step, pl.Int64))
         self.frames[ckpt.name] = frame.drop("data_kl_per_token", strict=False)
@@ -187,8 +189,10 @@ class GenerationStage:
         vocab = len(self.ctx.tokenizer)
         ref = self.frames["reference"].drop("data_kl_per_token", strict=False)
         names = [n for n in self.frames if n != "reference"]
-        metrics = {n: {**generation_metrics(self.frames[n], ref, beta, vocab, answers=self.answers),
-                       "drift/kl_on_data_per_token": self.data_kl.get(n), **self._judge(n, ref)} for n in names}
+        judged = {n: self._judge(n, ref) for n in names}
+        with self.ctx.clock("metrics_rules"):
+            metrics = {n: {**generation_metrics(self.frames[n], ref, beta, vocab, answers=self.answers),
+                           "drift/kl_on_data_per_token": self.data_kl.get(n), **judged[n]} for n in names}
         samples = pl.concat([ref] + [self.frames[n] for n in names], how="vertical_relaxed")
         return ProbeResult(metrics=metrics,
                            reference_metrics=generation_metrics(ref, ref, beta, vocab, answers=self.answers),
@@ -201,6 +205,8 @@ class GenerationStage:
         from dpo_doctor.engine.judge import load_judge
         from dpo_doctor.metrics.judge_win import judge_metrics, judge_win_rate, paired_texts
 
-        if self.judge is None:
-            self.judge = load_judge(self.ctx.cfg.judge, self.ctx.device, trust_remote_code=self.ctx.cfg.trust_remote_code)
-        return judge_metrics(judge_win_rate(self.judge, *paired_texts(self.frames[name], ref)))
+        with self.ctx.clock("judging", name):
+            if self.judge is None:
+                self.judge = load_judge(self.ctx.cfg.judge, self.ctx.device,
+                                        trust_remote_code=self.ctx.cfg.trust_remote_code)
+            return judge_metrics(judge_win_rate(self.judge, *paired_texts(self.frames[name], ref)))
