@@ -166,3 +166,42 @@ def test_repro_changes_the_recorded_recipe_by_loss_name():
     assert change == {"loss": "robust", "label_smoothing": 0.2}
     with pytest.raises(UserError, match="did you mean robust"):
         changed_config(recorded, {**rec, "variant": "robust_dpo"}, ReproConfig(report_dir=Path(".")), Path("new"))
+
+
+def test_check_config_reads_no_file_and_the_scan_reads_each_input_once(monkeypatch, tmp_path, tiny_dir, pairs_jsonl):
+    """The probe suite and an explicit --log are read once, by the scan (before any model), never by check_config."""
+    import json
+
+    import dpo_doctor.data.suites as suites
+    import dpo_doctor.trainlog as trainlog
+    from dpo_doctor.scan.config import check_config
+    from dpo_doctor.scan.pipeline import scan
+
+    reads = {"suite": 0, "log": 0}
+    read_rows, load_train_log = suites.read_rows, trainlog.load_train_log
+
+    def counted_rows(*a, **k):
+        reads["suite"] += 1
+        return read_rows(*a, **k)
+
+    def counted_log(*a, **k):
+        reads["log"] += 1
+        return load_train_log(*a, **k)
+
+    monkeypatch.setattr(suites, "read_rows", counted_rows)
+    monkeypatch.setattr(trainlog, "load_train_log", counted_log)
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text("".join(json.dumps({"prompt": f"{i} plus 1 is", "answer": str(i + 1), "check": "numeric"}) + "\n"
+                             for i in range(3)))
+    log = tmp_path / "trainer_state.json"
+    log.write_text(json.dumps({"global_step": 20, "log_history": [{"step": 10, "loss": 0.69}, {"step": 20, "loss": 0.6}]}))
+    cfg = dataclasses.replace(ScanConfig(run_dir=tiny_dir), ref=tiny_dir, data=pairs_jsonl, probe_suite=str(suite),
+                              log=log, max_prompts=2, samples_per_prompt=1, max_new_tokens=4, out=tmp_path / "rep",
+                              cache_dir=tmp_path / "cache", render=False)
+    check_config(cfg)
+    assert reads == {"suite": 0, "log": 0}
+    report = json.loads((scan(cfg) / "report.json").read_text())
+    assert reads == {"suite": 1, "log": 1}
+    assert report["train_log"]["n_rows"] == 2 and "task/accuracy" in report["checkpoints"][0]["metrics"]
+    assert {"sampling", "kl_scoring"} <= set(report["timings"]["stages"])
+    assert {"sampling", "kl_scoring"} <= set(report["timings"]["checkpoints"]["reference"])

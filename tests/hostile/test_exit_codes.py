@@ -91,3 +91,19 @@ def test_report_out_under_a_file(tmp_path):
     made = tmp_path / "new" / "folder" / "report.md"  # missing folders are created
     proc = run_cli("report", rep, "--format", "md", "--out", made)
     assert proc.returncode == 0 and made.read_text().startswith("#"), proc.stderr
+
+
+def test_a_bad_suite_row_fails_before_any_model_loads(tmp_path, tiny_dir):
+    """check_config only checks that the suite exists; the scan reads it once, before any model, naming the row."""
+    import json
+
+    from tests.conftest import make_pairs
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(4)))
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text('{"prompt": "2+2?", "answer": "four", "check": "numeric"}\n')
+    proc = run_cli("scan", tiny_dir, "--ref", tiny_dir, "--data", data, "--probe-suite", suite,
+                   "--cache-dir", tmp_path / "cache", "--out", tmp_path / "rep")
+    assert_user_error(proc, "suite.jsonl", "four", "not a number")
+    assert not (tmp_path / "cache").exists()
