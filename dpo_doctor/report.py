@@ -25,7 +25,7 @@ from dpo_doctor.files import atomic_path, ensure_dir, write_atomic
 
 SCHEMA_VERSION = 1
 # report.json's `timings.stages` keys, in the order a scan runs them (scan/timing.py measures them).
-TIMING_STAGES = ("startup", "discovery", "data", "loading", "pair_scoring", "sampling", "kl_scoring", "judging",
+TIMING_STAGES = ("startup", "discovery", "data", "cache", "loading", "pair_scoring", "sampling", "kl_scoring", "judging",
                  "metrics_rules", "rendering")
 
 

@@ -94,8 +94,9 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
     from dpo_doctor.engine.pairs import PairScores, score_pairs
 
     n = len(ctx.pairs.tokens)
-    key = score_key(weights_fingerprint(spec), ctx.pairs_fp, str(ctx.dtype), ctx.device.type)
-    cached = ctx.cache.load(key, length=n)
+    with ctx.clock("cache", label):  # the weights' digest and the cache lookup
+        key = score_key(weights_fingerprint(spec), ctx.pairs_fp, str(ctx.dtype), ctx.device.type)
+        cached = ctx.cache.load(key, length=n)
     scores = PairScores(**cached) if cached is not None else None
     if scores is not None and scores.complete:
         return Scored(scores, None, True)
@@ -120,11 +121,13 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
                         max_rows=rows, progress=tick)
     finally:  # on Ctrl-C too: keep every finished batch
         if not d.active:
-            ctx.cache.save(key, work.arrays())
+            with ctx.clock("cache", label):
+                ctx.cache.save(key, work.arrays())
     if d.active:
         work = PairScores(**merge(work.arrays(), mine, d))
         if d.is_main:
-            ctx.cache.save(key, work.arrays())
+            with ctx.clock("cache", label):
+                ctx.cache.save(key, work.arrays())
     return Scored(work, model, False)
 
 
@@ -216,7 +219,8 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None, checked: bool = Fa
     if cfg.generate:  # the probe prompts are read (and checked) before any model is scored
         from dpo_doctor.scan.probes import GenerationStage
 
-        probes = GenerationStage(ctx, progress, suite)
+        with clock("data"):
+            probes = GenerationStage(ctx, progress, suite)
     ref = score_spec(run.reference, "reference", ctx, progress)
     (cached if ref.from_cache else scored).append("reference")
     if probes is not None:

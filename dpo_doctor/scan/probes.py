@@ -154,26 +154,30 @@ class GenerationStage:
         from dpo_doctor.engine.loading import weights_fingerprint
 
         self.ref_model, self.ref_spec = ref_model, ref_spec
-        self.ref_fp = weights_fingerprint(ref_spec)
-        cached = self._load_cached(self.ref_fp)
+        with self.ctx.clock("cache", "reference"):
+            self.ref_fp = weights_fingerprint(ref_spec)
+            cached = self._load_cached(self.ref_fp)
         if cached is None:
             cached = (self._run("reference", -1, self._ensure_ref()), 0.0)
-            self._save(self.ref_fp, *cached)
+            with self.ctx.clock("cache", "reference"):
+                self._save(self.ref_fp, *cached)
         self.frames["reference"] = cached[0]
 
     def checkpoint(self, ckpt, model):
         """Sample one checkpoint and score its samples under it and the reference; returns the (maybe loaded) model."""
         from dpo_doctor.engine.loading import weights_fingerprint
 
-        fp = weights_fingerprint(ckpt.spec)
-        cached = self._load_cached(fp)
+        with self.ctx.clock("cache", ckpt.name):
+            fp = weights_fingerprint(ckpt.spec)
+            cached = self._load_cached(fp)
         if cached is None:
             model = model if model is not None else self.ctx.load(ckpt.spec, ckpt.name)
             self._ensure_ref()
             frame = self._run(ckpt.name, ckpt.step, model)
             with self.ctx.clock("kl_scoring", ckpt.name):
                 cached = (frame, self._data_kl(model))
-            self._save(fp, *cached)
+            with self.ctx.clock("cache", ckpt.name):
+                self._save(fp, *cached)
         frame = cached[0].with_columns(checkpoint=pl.lit(ckpt.name), step=pl.lit(ckpt.step, pl.Int64))
         self.frames[ckpt.name] = frame.drop("data_kl_per_token", strict=False)
         self.data_kl[ckpt.name] = cached[1]

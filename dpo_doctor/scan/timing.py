@@ -1,10 +1,10 @@
 """Where a scan's time went: wall seconds per stage and per model, for report.json's `timings`.
 
 Stages (report.json keys): startup (checking the flags, importing torch and transformers), discovery (finding the run, checkpoints and reference), data (tokenizer, pairs, training
-log, probe suite), loading (model weights), pair_scoring (log-probs of the pairs), sampling (generation probes),
+log, probe suite, probe prompts), cache (the weights' digests, cache lookups and writes), loading (model weights), pair_scoring (log-probs of the pairs), sampling (generation probes),
 kl_scoring (scoring the samples and the pair texts under policy and reference), judging (`--judge`), metrics_rules
 (metrics, rules, building report.json) and rendering (HTML/Markdown, added by the CLI after the scan). Per model
-(`reference` and each checkpoint): loading, pair_scoring, sampling, kl_scoring, judging. A stage served from the cache
+(`reference` and each checkpoint): cache, loading, pair_scoring, sampling, kl_scoring, judging. A stage served from the cache
 costs ~0 and says so in `settings.from_cache`.
 """
 

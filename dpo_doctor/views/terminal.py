@@ -52,7 +52,7 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
         console.print(Text(f"html:   {out / 'report.html'}"))
 
 
-STAGE_NAMES = {"startup": "startup", "discovery": "discovery", "data": "data", "loading": "loading models", "pair_scoring": "pair scoring",
+STAGE_NAMES = {"startup": "startup", "discovery": "discovery", "data": "data", "cache": "cache lookups", "loading": "loading models", "pair_scoring": "pair scoring",
                "sampling": "sampling", "kl_scoring": "KL scoring", "judging": "judging",
                "metrics_rules": "metrics and rules", "rendering": "rendering"}
 
