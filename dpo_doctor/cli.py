@@ -1,4 +1,4 @@
-"""Command line: `dpo-doctor demo|scan|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
+"""Command line: `dpo-doctor demo|scan|data|compare|report|tui|watch|rules|explain|train|repro|zoo`, in the order users meet them.
 
 Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one function.
 The CLI is where stages are composed: scan, then render, then the terminal summary (the pipeline never renders).
@@ -121,6 +121,11 @@ def scan_config(run_dir: Path, flags: dict):
     return config_from(ScanConfig, flags, run_dir=run_dir)
 
 
+def _codes(text: str | None) -> tuple[str, ...]:
+    """Comma-separated rule codes (the data audit's --select/--ignore)."""
+    return tuple(c.strip().upper() for c in text.split(",") if c.strip()) if text else ()
+
+
 def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
     """Scan with progress bars, render the views, print the summary; the exit code `--fail-on` asks for."""
     from rich.console import Console
@@ -214,6 +219,141 @@ def scan_command(
         raise typer.Exit(code)
 
 
+@app.command("data", no_args_is_help=True)
+def data_command(
+    pairs: Path = typer.Argument(..., help="Preference pairs: JSONL, JSON, Parquet, CSV, a datasets.save_to_disk folder or a Hub dataset id, in any format scan --data reads."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model (the model DPO will start from): adds its own preference on each pair, CHES displacement risk, and token lengths with its tokenizer and chat template. Default: no model."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="A tokenizer folder for token lengths and truncation without loading a model. Default: --ref's, else whitespace words."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (created if missing). Default: reports/data-<name>/."),
+    max_length: int = typer.Option(1024, "--max-length", help="The trainer's max_length (prompt + answer, keep_start as TRL; default 1024 tokens)."),
+    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Audit a deterministic (seeded) subset of N pairs. Default: all."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --max-pairs (default 0)."),
+    batch_size: str = typer.Option("auto", "--batch-size", help="With --ref: pairs per forward pass, or auto (a token budget, length-bucketed)."),
+    device: str = typer.Option("auto", "--device", help="With --ref: auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="With --ref: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+    select: Optional[str] = typer.Option(None, "--select", help="Only these rule codes or prefixes (comma-separated, e.g. DPO301,DPO304)."),
+    ignore: Optional[str] = typer.Option(None, "--ignore", help="Skip these rule codes or prefixes (comma-separated)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a rule threshold, e.g. --set DPO301.max_longer_wins_accuracy=0.8 (repeatable)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding of this severity or worse is found: warning or error."),
+    no_render: bool = typer.Option(False, "--no-render", help="Write report.json, the tables and filter_ids.jsonl only, no HTML/Markdown."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow model and tokenizer code from --ref / --tokenizer (never on by default)."),
+) -> None:
+    """Audit preference pairs before training: length bias, duplicates, contradictions, near-identical answers,
+    canned chosen answers, truncation; with --ref the reference's own preference and CHES displacement risk.
+
+    Example: dpo-doctor data data/prefs.jsonl --ref models/sft --max-length 2048
+
+    Writes report.json (+ HTML, Markdown), audit_pairs.parquet (one row per pair, every flag) and filter_ids.jsonl
+    (pair ids to drop, with reasons). Exit codes: 0 done, 1 --fail-on matched, 2 bad input.
+    """
+    from rich.console import Console
+
+    from dpo_doctor.audit.config import AuditConfig, check_audit_config
+    from dpo_doctor.audit.pipeline import run_audit
+    from dpo_doctor.report import load_report
+    from dpo_doctor.severity import SEVERITY_RANK
+    from dpo_doctor.views.terminal import print_summary
+
+    if fail_on not in (None, "warning", "error"):
+        raise UserError(f"--fail-on {fail_on!r}: use warning or error")
+    cfg = check_audit_config(AuditConfig(
+        data=pairs, ref=ref, tokenizer=tokenizer, out=out, max_length=max_length, max_pairs=max_pairs, seed=seed,
+        batch_size=batch_size, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+        select=_codes(select), ignore=_codes(ignore), rule_settings=tuple(set_ or ())))
+    console = Console(stderr=True)
+    _PROGRESS["on_interrupt"] = "dpo-doctor: interrupted; the data audit keeps nothing partial, rerun it to start over"
+    with _stage_progress(console) as progress:
+        report_dir = run_audit(cfg, progress=progress)
+    if not no_render:
+        from dpo_doctor.views import render_all
+
+        render_all(report_dir)
+    bundle = load_report(report_dir)
+    print_summary(bundle, Console())
+    worst = bundle.worst_severity()
+    if fail_on and worst and SEVERITY_RANK[worst] >= SEVERITY_RANK[fail_on]:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stage_progress(console):
+    """progress(stage, done, total): rich bars on a terminal, else a line per stage and every 10% (a log file)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True) if console.is_terminal else None
+    tasks: dict[str, int] = {}
+    last: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        _PROGRESS.update(stage=stage, done=done, total=total)
+        if bars is None:
+            step = max(1, total // 10)
+            if stage not in last or done // step > last[stage] // step or done == total:
+                print(f"dpo-doctor: {stage}: {done}/{total}", file=sys.stderr, flush=True)
+            last[stage] = done
+            return
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars or contextlib.nullcontext():
+        yield progress
+    _PROGRESS.clear()
+
+
+@app.command("compare", no_args_is_help=True)
+@_scan_options
+def compare_command(
+    runs: list[Path] = typer.Argument(..., help="Run dirs (checkpoint-N/ sub-dirs) of one reference, or a sweep folder whose sub-folders are runs."),
+    **flags,
+) -> None:
+    """Compare several runs of one reference (a beta / learning-rate sweep): each scanned alike on the same pairs
+    and quality signal, their checkpoints on quality vs sqrt(KL) (the hump), the checkpoint to ship across all
+    runs, and the beta and learning rate for the next run. --out is the compare's folder (default
+    reports/compare-NAME); every run's own scan report goes to OUT/runs/RUN/. Scan flags apply to every run.
+
+    Example: dpo-doctor compare sweeps/beta --ref models/sft --data eval.jsonl --probe-suite arithmetic
+
+    Exit codes: 0 done, 2 bad input (one run, runs of different references, a missing dir), 130 interrupted.
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from dpo_doctor.compare.pipeline import CompareConfig, compare as run_compare
+    from dpo_doctor.compare.runs import expand_runs, run_names
+    from dpo_doctor.report import load_report
+    from dpo_doctor.views import render_all
+    from dpo_doctor.views.terminal import print_compare_summary
+
+    if flags["data"] is None:
+        raise UserError("compare needs --data PAIRS: every run is scored on the same held-out pairs")
+    if flags["log"] is not None:
+        raise UserError(f"--log {flags['log']} names one run's log; compare reads each run's own log from its folder "
+                        "(trainer_state.json, W&B, TensorBoard). Drop --log")
+    found = expand_runs(runs)
+    out = flags["out"] or Path("reports") / f"compare-{run_names([Path(runs[0]).resolve()])[0]}"
+    cfg = scan_config(found[0], {**flags, "out": out / "runs" / run_names(found)[0]})
+    console = Console(stderr=True)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        last = _PROGRESS.get("done", 0) if _PROGRESS.get("stage") == stage else -1
+        _PROGRESS.update(stage=stage, done=done, total=total)
+        step = max(1, total // 4)
+        if last < 0 or done // step > max(last, 0) // step or done == total:
+            console.print(f"dpo-doctor: {stage}: {done}/{total}", highlight=False, markup=False)
+
+    result = run_compare(CompareConfig(runs=tuple(found), scan=replace(cfg, out=None), out=out), progress=progress)
+    _PROGRESS.clear()
+    bundle = load_report(result)
+    if cfg.render:
+        for run in bundle.report["runs"]:
+            render_all(result / run["report"])
+        render_all(result)
+    print_compare_summary(bundle, Console())
+
+
 @app.command("report", no_args_is_help=True)
 def report_command(
     report_dir: Path = typer.Argument(..., help="A scan's output dir (holds report.json)."),
@@ -231,13 +371,15 @@ def report_command(
         raise UserError(f"--format {format!r}: use html, md or json")
     bundle = load_report(report_dir)
     if format == "html":
+        from dpo_doctor.views.compare_html import render_compare_html
         from dpo_doctor.views.html import render_html
 
-        text = render_html(bundle)
+        text = render_compare_html(bundle) if bundle.kind == "compare" else render_html(bundle)
     elif format == "md":
+        from dpo_doctor.views.compare_markdown import render_compare_markdown
         from dpo_doctor.views.markdown import render_markdown
 
-        text = render_markdown(bundle)
+        text = render_compare_markdown(bundle) if bundle.kind == "compare" else render_markdown(bundle)
     else:
         text = _json.dumps(bundle.report, indent=2)
     if (out is not None and str(out) == "-") or (format == "json" and out is None):  # never rewrite report.json

@@ -61,6 +61,7 @@ class DataInfo:
     n_dropped_too_long: int
     max_length: int | None
     stats: dict[str, float | None] = field(default_factory=dict)
+    data_format: str = "trl"  # the layout the file came in (trl, llamafactory-alpaca, ...); `format` is TRL's shape
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,17 @@ def build_report(run: RunInfo, reference: ReferenceInfo | None, data: DataInfo |
         "train_log": asdict(train_log) if train_log else None, "warnings": list(warnings),
         **diagnosis, "log_only": bool(log_only or diagnosis.get("log_only")),
         **({"timings": timings} if timings is not None else {}),
+    })
+
+
+def build_data_audit_report(data: DataInfo, reference: ReferenceInfo | None, settings: dict, metric_info: dict,
+                            warnings: list[str], diagnosis: dict, audit: dict) -> dict:
+    """report.json of `dpo-doctor data` (kind "data_audit"): no run and no checkpoint, the data's statistics in
+    data.stats, the data rules' diagnoses, and `audit` (the filter file and its counts)."""
+    return clean({
+        **header(), "kind": "data_audit", "data": asdict(data),
+        "reference": asdict(reference) if reference else None, "settings": settings, "checkpoints": [],
+        "metric_info": metric_info, "warnings": list(warnings), **diagnosis, "audit": audit, "log_only": False,
     })
 
 
@@ -166,6 +178,8 @@ REQUIRED_COLUMNS = {
     "pair_texts": ("pair_id", "prompt", "chosen", "rejected"),
     "samples": ("checkpoint", "prompt_id", "prompt", "text"),
     "train_log": ("step",),
+    "points": ("run", "checkpoint", "step", "sqrt_kl"),  # compare reports: one row per run x checkpoint
+    "audit_pairs": ("pair_id", "len_chosen", "len_rejected", "length_ratio"),
 }
 
 
@@ -181,10 +195,12 @@ _DIAGNOSIS = {"code": str, "name": str, "kind": str, "severity": ("info", "warni
               "explanation?": STR_OR_NONE}
 SCHEMA = {
     "schema_version": int,
+    "kind?": ("scan", "data_audit"),  # absent: a scan
+    "audit?": (None, dict),
     "run": {"name": str, "path?": str, "beta": NUM, "beta_source?": STR_OR_NONE, "loss_type?": STR_OR_NONE,
             "framework?": STR_OR_NONE},
     "reference?": (None, {"path": str, "kind?": str, "base?": STR_OR_NONE, "metrics?": {"*": NUM_OR_NONE}}),
-    "data?": (None, {"path?": str, "format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
+    "data?": (None, {"path?": str, "format?": str, "data_format?": str, "n_pairs": int, "stats?": {"*": NUM_OR_NONE}}),
     "settings?": (dict, None),
     "checkpoints": [{"name": str, "step": int, "path?": str, "kind?": str, "metrics?": {"*": NUM_OR_NONE}}],
     "metric_info?": (dict, None),
@@ -197,6 +213,28 @@ SCHEMA = {
                                  "confidence?": STR_OR_NONE}),
     "files?": (None, {"*": STR_OR_NONE}),
     "timings?": {"total_s": NUM, "stages": {"*": NUM}, "checkpoints?": {"*": {"*": NUM}}},
+}
+# A compare report (`dpo-doctor compare`): several runs of one reference judged together.
+_BEST = {"run": str, "checkpoint": str, "step?": INT_OR_NONE, "reason": str, "confidence?": STR_OR_NONE,
+         "signal?": STR_OR_NONE, "quality?": NUM_OR_NONE, "p_best?": NUM_OR_NONE}
+COMPARE_SCHEMA = {
+    "schema_version": int,
+    "kind": ("compare",),
+    "name": str,
+    "reference": {"path": str, "metrics?": {"*": NUM_OR_NONE}},
+    "data": {"path?": STR_OR_NONE, "n_pairs": int},
+    "quality": {"signal": STR_OR_NONE, "label": str, "source?": STR_OR_NONE, "reference?": NUM_OR_NONE},
+    "settings?": (dict, None),
+    "runs": [{"name": str, "path": str, "report": str, "beta": NUM_OR_NONE, "beta_source": str,
+              "learning_rate": NUM_OR_NONE, "lr_source": str, "verdict": ("healthy", "warning", "error"),
+              "diagnoses": [_DIAGNOSIS],
+              "checkpoints": [{"name": str, "step": int, "metrics": {"*": NUM_OR_NONE}}]}],
+    "frontier": [{"run": STR_OR_NONE, "checkpoint": str, "sqrt_kl": NUM, "y": NUM_OR_NONE}],
+    "best": (None, _BEST),
+    "recommendation": {"beta": NUM_OR_NONE, "learning_rate": NUM_OR_NONE, "text": str},
+    "warnings?": [str],
+    "checkpoints": [dict],
+    "files?": (None, {"*": STR_OR_NONE}),
 }
 
 
@@ -273,15 +311,19 @@ def validate(doc: Any, path: Path) -> dict:
     if "schema_version" in doc and doc["schema_version"] != SCHEMA_VERSION:
         raise UserError(f"{path} has schema_version {doc['schema_version']!r}; this dpo-doctor reads version "
                         f"{SCHEMA_VERSION}. Re-run the scan with this version")
-    missing = [k for k in ("schema_version", "run", "checkpoints") if k not in doc]
+    schema = COMPARE_SCHEMA if doc.get("kind") == "compare" else SCHEMA
+    audit = doc.get("kind") == "data_audit"  # a data audit has no run and no checkpoint, but data
+    required = (("schema_version", "runs", "checkpoints") if schema is COMPARE_SCHEMA
+                else ("schema_version", "data") if audit else ("schema_version", "run", "checkpoints"))
+    missing = [k for k in required if k not in doc]
     if missing:
         raise UserError(f"{path} is not a dpo-doctor report (it lacks {', '.join(missing)}); re-run the scan")
     try:
-        for key, spec in SCHEMA.items():
+        for key, spec in schema.items():
             name = key.rstrip("?")
             if name in doc:
                 _check(doc[name], spec, name)
-            elif not key.endswith("?"):
+            elif not key.endswith("?") and name in required:
                 raise ValueError(f"{name} is missing")
     except ValueError as exc:
         raise UserError(f"{path}: {exc}; the file was edited or written by another tool. Re-run the scan") from None
@@ -298,6 +340,17 @@ class ReportBundle:
     pair_texts: pl.DataFrame | None
     samples: pl.DataFrame | None
     train_log: pl.DataFrame | None
+    points: pl.DataFrame | None = None  # compare reports only
+
+    @property
+    def kind(self) -> str:
+        """"scan" (one run, `dpo-doctor scan`), "compare" (a sweep, `dpo-doctor compare`) or "data_audit"."""
+        return self.report.get("kind") or "scan"
+    audit_pairs: pl.DataFrame | None = None  # a data audit's per-pair table
+
+    @property
+    def is_data_audit(self) -> bool:
+        return self.report.get("kind") == "data_audit"
 
     @property
     def checkpoints(self) -> list[dict]:
@@ -360,6 +413,7 @@ def read_report_json(path: Path) -> dict:
         if unknown:
             raise UserError(f"{path}: {where} has an unknown stage {unknown[0]!r} (known: {', '.join(TIMING_STAGES)}); "
                             "the file was edited or written by another tool. Re-run the scan")
+    doc["checkpoints"] = doc.get("checkpoints") or []
     for c in doc["checkpoints"]:
         c.setdefault("metrics", {})
     doc["diagnoses"] = doc.get("diagnoses") or []

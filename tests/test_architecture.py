@@ -32,6 +32,9 @@ FORBIDDEN = {
     "dpo_doctor.rules": ("dpo_doctor.engine", "dpo_doctor.data", "dpo_doctor.scan", "dpo_doctor.views",
                          "dpo_doctor.report", "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
     "dpo_doctor.scan": ("dpo_doctor.views", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    "dpo_doctor.compare": ("dpo_doctor.views", "dpo_doctor.train") + tuple(f"dpo_doctor.{t}" for t in TOP),
+    # the data audit is a pipeline like scan (data -> metrics -> engine -> rules -> report); scan reuses its table
+    "dpo_doctor.audit": ("dpo_doctor.views", "dpo_doctor.train", "dpo_doctor.scan") + tuple(f"dpo_doctor.{t}" for t in TOP),
     "dpo_doctor.report": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.views", "dpo_doctor.data",
                           "dpo_doctor.train", "torch") + tuple(f"dpo_doctor.{t}" for t in TOP),
     "dpo_doctor.views": ("dpo_doctor.engine", "dpo_doctor.scan", "dpo_doctor.data", "dpo_doctor.train", "torch",
@@ -124,3 +127,48 @@ def test_every_package_ships_in_the_wheel():
     listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {module_name(p) for p in PACKAGE.rglob("__init__.py")} | {"dpo_doctor.probes"}
     assert found == listed, f"not listed: {sorted(found - listed)}; listed but missing: {sorted(listed - found)}"
+
+
+# ---- no cycles, no private names across modules (STYLE.md); widen CLEAN as other parts are cleaned --------------
+
+CLEAN = ("dpo_doctor.data",)  # parts held to it now; the rest of the package follows as its cycles are broken
+NAMES = {module_name(p) for p in MODULES}
+
+
+def _own_imports(path: Path) -> set[str]:
+    """The package modules a file imports (a `from M import name` counts as M, or M.name when that is a module)."""
+    return {imp for imp in imports_of(path) if imp in NAMES and imp != module_name(path)}
+
+
+def _in_clean(name: str) -> bool:
+    return any(_matches(name, part) for part in CLEAN)
+
+
+def test_no_import_cycles():
+    """Depth-first search over the import graph of the clean parts: any back edge is a cycle, named in full."""
+    graph = {module_name(p): {m for m in _own_imports(p) if _in_clean(m)} for p in MODULES if _in_clean(module_name(p))}
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node} -> {nxt}")
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _in_clean(module_name(p))], ids=lambda p: module_name(p))
+def test_no_private_cross_module_import(path):
+    """`from dpo_doctor.x import _helper` couples two modules through a name that says 'not for you'."""
+    here = module_name(path)
+    bad = sorted(f"{node.module}.{a.name}" for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dpo_doctor")
+                 and node.module != here for a in node.names if a.name.startswith("_"))
+    assert not bad, f"{here} imports private names of other modules: {bad}"

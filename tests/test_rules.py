@@ -18,11 +18,13 @@ CASES = [(code, i) for code, rule in sorted(R.RULES.items()) for i in range(len(
 
 
 def scan_metric_names() -> set[str]:
-    """Every metric name the scan writes: pair metrics, generation metrics, data stats."""
-    from dpo_doctor.metrics import data_stats, metric_info
+    """Every metric name the scan or the data audit writes: pair metrics, generation metrics, data statistics
+    (the audit's, which a scan's data section shares), the reference's view of the pairs."""
+    from dpo_doctor.metrics import data_audit, data_reference, data_stats, metric_info
     from dpo_doctor.metrics.generation import METRIC_INFO
 
-    return set(metric_info()) | set(METRIC_INFO) | set(data_stats.INFO)
+    return (set(metric_info()) | set(METRIC_INFO) | set(data_stats.INFO) | set(data_audit.info())
+            | set(data_reference.INFO))
 
 
 @pytest.mark.parametrize("code,index", CASES, ids=[f"{c}-{i}" for c, i in CASES])
@@ -83,7 +85,9 @@ def test_every_metric_a_rule_reads_is_produced_by_the_scan():
 def test_kind_vocabulary_is_the_contract():
     assert KINDS == ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting",
                      "mode_collapse", "label_noise", "underfitting", "no_learning", "reference_mismatch",
-                     "distribution_shift", "numerical_instability", "degeneration", "capability_regression")
+                     "distribution_shift", "numerical_instability", "degeneration", "capability_regression",
+                     "length_bias", "likelihood_displacement_risk", "mode_collapse_risk", "duplicates",
+                     "contradictions", "truncation", "reference_disfavours", "degenerate_pairs")
     assert set(KINDS) == {r.kind for r in R.RULES.values()}  # every kind has at least one rule
 
 

@@ -108,3 +108,34 @@ def test_hostile_text_stays_text_in_the_browser(tmp_path):
     title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
     assert title.startswith("dpo-doctor: &lt;script&gt;alert(1)&lt;/script&gt;")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.split("</header>")[0]  # shown as text in the header
+
+
+def test_compare_report_renders_in_headless_chromium(tmp_path):
+    """The compare page (`dpo-doctor compare`): the hump, the per-run trends and the training losses all drawn."""
+    from tests.fixtures.compare_fixture import write_fixture_compare
+
+    html_path = render_all(write_fixture_compare(tmp_path / "cmp"))[0]
+    proc = chromium(html_path.as_uri(), "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not console_lines(proc), console_lines(proc)
+    assert check_drawn(proc.stdout, html_path.read_text()) == 3
+    shot = tmp_path / "compare.png"
+    proc = chromium(html_path.as_uri(), f"--screenshot={shot}", "--window-size=1280,2000")
+    assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 60_000
+    try:
+        shutil.copyfile(shot, Path("/tmp/compare_screenshot.png"))
+    except OSError:
+        pass
+
+
+def test_hostile_compare_text_stays_text_in_the_browser(tmp_path):
+    from tests.fixtures.compare_fixture import write_fixture_compare
+
+    html_path = render_all(write_fixture_compare(tmp_path / "bad", texts=HOSTILE))[0]
+    proc = chromium(html_path.as_uri(), "--dump-dom")
+    assert not console_lines(proc), console_lines(proc)
+    check_drawn(proc.stdout, html_path.read_text())
+    elements = Elements()
+    elements.feed(proc.stdout)
+    assert "img" not in elements.tags and elements.tags.count("script") == 2
+    assert not elements.handlers, elements.handlers

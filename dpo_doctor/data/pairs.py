@@ -1,5 +1,8 @@
 """Preference data: read pairs from disk, normalize TRL's four formats, tokenize exactly as TRL does.
 
+Files written for other trainers (LLaMA-Factory, OpenRLHF, ms-swift, or any columns via `--columns`) are first
+turned into TRL rows by `data.formats`, with the prompt each trainer builds; the rest is the same.
+
 Formats (TRL `docs/dpo_trainer.md`): standard or conversational, each with an explicit `prompt` column or an
 implicit prompt (the common prefix of `chosen` and `rejected`). Tokenization follows TRL 1.x
 `DPOTrainer._prepare_dataset` + `DataCollatorForPreference`: EOS appended to standard responses, chat template for
@@ -17,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dpo_doctor.data.formats import DataSpec, to_trl
 from dpo_doctor.data.hub import is_dataset_source, read_dataset
 from dpo_doctor.data.jsonl import decode, describe, read_bytes, read_json, read_jsonl
+from dpo_doctor.data.llamafactory import tokenize_pair as lf_tokenize_pair
 from dpo_doctor.data.messages import EXPECTED, check_text, misspelled
-from dpo_doctor.data.tokens import PairTokens
+from dpo_doctor.data.tokens import PairTokens, tokenize_pair, truncate
 from dpo_doctor.errors import UserError, did_you_mean
 
 FORMATS = ("standard_explicit", "standard_implicit", "conversational_explicit", "conversational_implicit")
@@ -41,6 +46,7 @@ class PairSet:
     n_dropped_too_long: int
     max_length: int | None
     warnings: tuple[str, ...]
+    data_format: str = "trl"  # the layout read (data.formats): trl, llamafactory-alpaca, ..., columns
 
     def fingerprint(self) -> str:
         """Identity of what the engine will see: the token ids themselves (covers data, tokenizer, settings)."""
@@ -214,6 +220,31 @@ def normalize(rows: list[dict], path: Path, labels: list[str] | None = None) -> 
     return fmt, out
 
 
+@dataclass(frozen=True)
+class Normalized:
+    """A file's pairs as TRL (prompt, chosen, rejected) triples, before tokenizing: what the scan and the data audit
+    read. `format` is the TRL shape (standard_explicit, ...), `data_format` the layout the file came in."""
+
+    path: Path
+    data_format: str
+    detected: bool  # data_format was detected from the columns (not forced by --data-format / --columns)
+    format: str
+    triples: tuple[tuple[Any, Any, Any], ...]
+    labels: tuple[str, ...]  # where each row came from: "line N" or "row index I"
+    warnings: tuple[str, ...]
+
+
+def read_normalized(path: Path, spec: DataSpec = DataSpec(), chat: bool = True) -> Normalized:
+    """Read a pairs file in any accepted layout and normalize it; `chat`: the tokenizer has a chat template (else a
+    single-turn trainer conversation is read as TRL's standard strings, see data.formats)."""
+    path = Path(path)
+    rows, labels = read_located(path)
+    converted = to_trl(rows, labels, path, spec, chat)
+    fmt, triples = normalize(converted.rows, path, labels)
+    return Normalized(path=path, data_format=converted.data_format, detected=converted.detected, format=fmt,
+                      triples=tuple(triples), labels=tuple(labels), warnings=converted.warnings)
+
+
 def _kind_words(fmt: str) -> str:
     return "conversational (message lists)" if fmt.startswith("conv") else "standard (strings)"
 
@@ -226,49 +257,6 @@ def render(value: Any) -> str:
 
 
 # ---- tokenizing ----------------------------------------------------------------------------------------------
-
-
-def _ids(tokenizer, value: Any, **kwargs) -> list[int]:
-    if isinstance(value, list):
-        out = tokenizer.apply_chat_template(value, tokenize=True, return_dict=True, **kwargs)
-        return list(out["input_ids"])
-    return list(tokenizer(text=value)["input_ids"])
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def tokenize_pair(tokenizer, prompt: Any, chosen: Any, rejected: Any) -> PairTokens:
-    """TRL 1.x `tokenize_fn`: completion = what follows the common prefix of prompt and prompt+completion."""
-    if isinstance(prompt, list):
-        prompt_ids = _ids(tokenizer, prompt, add_generation_prompt=True)
-        chosen_full = _ids(tokenizer, prompt + chosen)
-        rejected_full = _ids(tokenizer, prompt + rejected)
-    else:
-        eos = tokenizer.eos_token or ""
-        chosen = chosen if chosen.endswith(eos) else chosen + eos
-        rejected = rejected if rejected.endswith(eos) else rejected + eos
-        prompt_ids = _ids(tokenizer, prompt)
-        chosen_full = _ids(tokenizer, prompt + chosen)
-        rejected_full = _ids(tokenizer, prompt + rejected)
-    n = min(_common_prefix(prompt_ids, chosen_full), _common_prefix(prompt_ids, rejected_full))
-    return PairTokens(tuple(prompt_ids[:n]), tuple(chosen_full[n:]), tuple(rejected_full[n:]))
-
-
-def truncate(pair: PairTokens, max_length: int | None) -> PairTokens | None:
-    """keep_start truncation of prompt+response to max_length (TRL's collator); None if the prompt fills it."""
-    if max_length is None:
-        return pair
-    if len(pair.prompt_ids) >= max_length:
-        return None
-    room = max_length - len(pair.prompt_ids)
-    return PairTokens(pair.prompt_ids, pair.chosen_ids[:room], pair.rejected_ids[:room])
 
 
 def subset_indices(n: int, max_pairs: int | None, seed: int) -> list[int]:
@@ -332,18 +320,22 @@ def pair_warnings(triples: list[tuple[Any, Any, Any]], labels: list[str], path: 
 
 
 def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: int | None = None,
-               seed: int = 0) -> PairSet:
+               seed: int = 0, spec: DataSpec = DataSpec()) -> PairSet:
     """Read, validate, normalize and tokenize preference pairs; errors name the file, row, field and what to do."""
     path = Path(path)
-    rows, labels = read_located(path)
-    fmt, triples = normalize(rows, path, labels)
-    check_chat_template(tokenizer, fmt, path)
+    data = read_normalized(path, spec, chat=bool(getattr(tokenizer, "chat_template", None)))
+    fmt, triples, labels = data.format, list(data.triples), list(data.labels)
+    if spec.template is None:
+        check_chat_template(tokenizer, fmt, path)
     keep = subset_indices(len(triples), max_pairs, seed)
-    warnings = pair_warnings([triples[i] for i in keep], [labels[i] for i in keep], path)
+    warnings = [*data.warnings, *pair_warnings([triples[i] for i in keep], [labels[i] for i in keep], path)]
     ids, raw, texts, tokens, identical, dropped = [], [], [], [], [], 0
     for i in keep:
         prompt, chosen, rejected = triples[i]
-        pair = truncate(tokenize_row(tokenizer, triples[i], f"{path}: {labels[i]}"), max_length)
+        if spec.template is not None:  # LLaMA-Factory's ids and cutoff_len split: nothing is dropped
+            pair = lf_tokenize_pair(tokenizer, spec.template, *triples[i], cutoff_len=max_length)
+        else:
+            pair = truncate(tokenize_row(tokenizer, triples[i], f"{path}: {labels[i]}"), max_length)
         if pair is None:
             dropped += 1
             continue
@@ -358,5 +350,5 @@ def load_pairs(path: Path, tokenizer, max_length: int | None = 1024, max_pairs: 
     if dropped:
         warnings.append(f"{dropped} pair(s) dropped: prompt alone fills --max-length={max_length} (as TRL does)")
     return PairSet(path=path, format=fmt, pair_ids=tuple(ids), prompts=tuple(raw), texts=tuple(texts), tokens=tuple(tokens),
-                   identical=tuple(identical), n_source_rows=len(rows), n_dropped_too_long=dropped,
-                   max_length=max_length, warnings=tuple(warnings))
+                   identical=tuple(identical), n_source_rows=len(triples), n_dropped_too_long=dropped,
+                   max_length=max_length, warnings=tuple(warnings), data_format=data.data_format)

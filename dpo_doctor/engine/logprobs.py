@@ -48,7 +48,7 @@ def _head_chunk_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 
 def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                   completion_mask: torch.Tensor, hidden_sums: bool = False) -> tuple[torch.Tensor, ...]:
     """Summed log-probability of the completion tokens of each row, and their count.
 
     input_ids, attention_mask, completion_mask: (B, T), right-padded; completion_mask is 1 on response tokens.
@@ -57,17 +57,32 @@ def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     Where the family allows it (`PLAIN_HEAD_TYPES`) the output head runs only on response positions, in chunks:
     prompt and padding positions never get logits, and no (B, T, V) tensor exists. Same sums, same masking.
+
+    hidden_sums=True adds a third output from the same forward pass: `response_hidden_sums`, (B, H) float64.
     """
     if _has_plain_head(model):
-        return _response_head_logps(model, input_ids, attention_mask, completion_mask)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
-    per_token = token_logps(logits[:, :-1], input_ids[:, 1:])  # (B, T-1)
+        return _response_head_logps(model, input_ids, attention_mask, completion_mask, hidden_sums)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                **({"output_hidden_states": True} if hidden_sums else {}))
+    per_token = token_logps(out.logits[:, :-1], input_ids[:, 1:])  # (B, T-1)
     mask = completion_mask[:, 1:].to(per_token.dtype)  # (B, T-1)
-    return (per_token * mask).sum(dim=1), mask.sum(dim=1)
+    sums = ((per_token * mask).sum(dim=1), mask.sum(dim=1))
+    return (*sums, response_hidden_sums(out.hidden_states[-1], completion_mask)) if hidden_sums else sums
+
+
+def response_hidden_sums(hidden: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of the last-layer hidden states h_{x,y<k} that predict the response tokens y_k, k = 1..|y|.
+
+    hidden (B, T, H) (after the final norm: what the output head reads), completion_mask (B, T) -> (B, H) float64.
+    These are the positions whose logits score the response (the last prompt token through the second-to-last
+    response token), as in CHES (Razin et al. 2024, arXiv:2410.08847; princeton-nlp/unintentional-unalignment
+    ches/ches.py keeps the last prompt position and drops the final one). Summed in float64."""
+    mask = completion_mask[:, 1:].to(hidden.device, torch.float64)  # (B, T-1)
+    return torch.einsum("bt,bth->bh", mask, hidden[:, :-1].detach().double())  # (B, H)
 
 
 def _response_head_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                         completion_mask: torch.Tensor, hidden_sums: bool = False) -> tuple[torch.Tensor, ...]:
     """`sequence_logps` via decoder hidden states, with the head applied only where a response token is predicted.
 
     Measured (benchmarks/scan_throughput.py setup, 8.1M-param Llama, 3k vocab, 1 CPU thread, 128 pairs, best of 3):
@@ -86,7 +101,8 @@ def _response_head_logps(model, input_ids: torch.Tensor, attention_mask: torch.T
     # another order drifts by float32 ulps, enough to break parity with TRL at 1e-6 on small rewards).
     mask = mask.to(logps.device)
     per_token = torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device).masked_scatter(mask, logps)
-    return per_token.sum(dim=1), mask.sum(dim=1).to(logps)
+    sums = (per_token.sum(dim=1), mask.sum(dim=1).to(logps))
+    return (*sums, response_hidden_sums(hidden, completion_mask)) if hidden_sums else sums
 
 
 class PairTokens(Protocol):

@@ -42,6 +42,20 @@ class PairScores:
         return {k: getattr(self, k) for k in ("logp_chosen", "logp_rejected", "len_chosen", "len_rejected")}
 
 
+@dataclass
+class HiddenSums:
+    """Per pair: summed last-layer hidden states of the response positions (`logprobs.response_hidden_sums`),
+    (n, H) float64, NaN = not scored yet. Filled by the same forward pass as the log-probs (CHES needs them)."""
+
+    chosen: np.ndarray
+    rejected: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, hidden_size: int) -> "HiddenSums":
+        nan = np.full((n, hidden_size), np.nan)
+        return cls(nan.copy(), nan.copy())
+
+
 def auto_token_budget(model, device: torch.device) -> int:
     """Tokens per forward pass. The (tokens, vocab) logits dominate activation memory for small models.
 
@@ -80,15 +94,20 @@ def _is_oom(exc: BaseException) -> bool:
 
 def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.device, out: PairScores,
                 token_budget: int | None = None, max_rows: int = 256,
-                progress: Callable[[int], None] | None = None, prefix_sharing: bool | None = None) -> PairScores:
+                progress: Callable[[int], None] | None = None, prefix_sharing: bool | None = None,
+                hidden: HiddenSums | None = None) -> PairScores:
     """Fill `out` with summed response log-probs for every pair whose entry is still NaN.
 
     prefix_sharing: encode each prompt once for both responses (`engine.prefix`); None = automatically, when the
     model family supports it and prompts are at least `prefix.PROMPT_SHARE_MIN` of the tokens to score. Pairs with
-    only one side left to score (a resumed run) or an empty prompt always take the bucketed path."""
+    only one side left to score (a resumed run) or an empty prompt always take the bucketed path.
+    hidden: also fill these summed response hidden states, from the same forward pass (one pass per sequence,
+    nothing more); the bucketed path is used then."""
     budget = token_budget or auto_token_budget(model, device)
     both = [i for i in range(len(pairs)) if math.isnan(out.logp_chosen[i]) and math.isnan(out.logp_rejected[i])
             and pairs[i].prompt_ids]  # an empty prompt has nothing to share (and no logits for the first token)
+    if hidden is not None:
+        prefix_sharing = False
     if prefix_sharing is None:
         prefix_sharing = prefix.supports_prefix_sharing(model) and \
             prefix.prompt_share([pairs[i] for i in both]) >= prefix.PROMPT_SHARE_MIN
@@ -110,7 +129,7 @@ def score_pairs(model, pairs: Sequence[PairTokens], pad_id: int, device: torch.d
     order = sorted(range(len(seqs)), key=lambda j: -lengths[j])  # longest first: an OOM shows up at once
 
     def run_seqs(batch: list[int]) -> int:
-        _score_batch(model, [seqs[j] for j in batch], pad_id, device, out)
+        _score_batch(model, [seqs[j] for j in batch], pad_id, device, out, hidden)
         return len(batch)
 
     _run_with_backoff(list(_batches(lengths, order, budget, max_rows)), run_seqs, device, progress)
@@ -136,7 +155,8 @@ def _run_with_backoff(pending: list[list[int]], run: Callable[[list[int]], int],
 
 
 @torch.inference_mode()
-def _score_batch(model, rows, pad_id: int, device: torch.device, out: PairScores) -> None:
+def _score_batch(model, rows, pad_id: int, device: torch.device, out: PairScores,
+                 hidden: HiddenSums | None = None) -> None:
     width = max(len(r[2]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(rows), width), dtype=torch.long)
@@ -145,8 +165,11 @@ def _score_batch(model, rows, pad_id: int, device: torch.device, out: PairScores
         ids[k, : len(seq)] = torch.tensor(seq)
         attn[k, : len(seq)] = 1
         comp[k, n_prompt: len(seq)] = 1
-    logps, n = sequence_logps(model, ids.to(device), attn.to(device), comp.to(device))
-    logps, n = logps.double().cpu().numpy(), n.long().cpu().numpy()
+    scored = sequence_logps(model, ids.to(device), attn.to(device), comp.to(device), hidden_sums=hidden is not None)
+    logps, n = scored[0].double().cpu().numpy(), scored[1].long().cpu().numpy()
+    sums = scored[2].cpu().numpy() if hidden is not None else None  # (B, H) float64
     for k, (i, side, _, _) in enumerate(rows):
         getattr(out, f"logp_{side}")[i] = logps[k]
         getattr(out, f"len_{side}")[i] = n[k]
+        if sums is not None:
+            getattr(hidden, side)[i] = sums[k]

@@ -63,3 +63,26 @@ def judge_win_rate(judge, prompts: Sequence[str], policy_texts: Sequence[str],
     policy = judge.score(list(prompts), list(policy_texts))
     reference = judge.score(list(prompts), list(reference_texts))
     return win_rate(policy, reference)
+
+
+def judge_wins(judge, samples: pl.DataFrame, ref_samples: pl.DataFrame) -> pl.DataFrame:
+    """Per answer pair (`prompt_id`, `sample_idx`): `judge_win` 1 / 0.5 (tie) / 0 for the checkpoint's answer over
+    the reference's, the marks `win_rate` averages. Kept in samples.parquet so runs can be compared prompt by
+    prompt (`dpo-doctor compare`: a paired comparison across checkpoints on the same prompts)."""
+    both = samples.select("prompt_id", "sample_idx", "prompt", "text").join(
+        ref_samples.select("prompt_id", "sample_idx", pl.col("text").alias("ref_text")),
+        on=["prompt_id", "sample_idx"]).sort("prompt_id", "sample_idx")
+    prompts = both["prompt"].to_list()
+    policy, reference = judge.score(prompts, both["text"].to_list()), judge.score(prompts, both["ref_text"].to_list())
+    marks = [1.0 if p - r > TIE else 0.5 if abs(p - r) <= TIE else 0.0 for p, r in zip(policy, reference)]
+    return both.select("prompt_id", "sample_idx").with_columns(judge_win=pl.Series(marks, dtype=pl.Float64))
+
+
+def rate_of_wins(wins: pl.DataFrame) -> tuple[float, float, float, int]:
+    """`win_rate`'s (rate, Wilson low, high, n) from `judge_wins` marks."""
+    n = wins.height
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    total = float(wins["judge_win"].sum())
+    low, high = wilson(total, n)
+    return total / n, low, high, n

@@ -6,6 +6,8 @@ defaults of its `check`, and executable examples. Codes group by what a finding 
 - DPO1xx: failures of training read from checkpoint metrics (and the log where it helps);
 - DPO2xx: the same failures read from the training log alone (for log-only verdicts). A log rule's finding is
   dropped when a DPO0xx/1xx rule already reported that kind from the checkpoints, so a problem is named once.
+- DPO3xx: risks in the preference data before any training (`dpo-doctor data`, source "data"): they read the data
+  audit's statistics only and run in the data audit, not in a scan (a scan's report carries the same statistics).
 Diagnoses are ordered by severity (error first), then causes before the symptoms they explain, then by code:
 lower codes name causes that explain later ones (a wrong reference explains odd margins; over-optimization explains
 a falling chosen likelihood). Where the causal order depends on the measurements, a finding names the kinds that
@@ -27,6 +29,9 @@ from dpo_doctor.rules import (dpo001_numerical_instability, dpo002_no_learning, 
                               dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
                               dpo202_log_early_saturation, dpo203_log_chosen_falling)
 from dpo_doctor.rules import dpo109_degeneration, dpo110_capability_regression
+from dpo_doctor.rules import (dpo301_length_bias, dpo302_likelihood_displacement_risk, dpo303_mode_collapse_risk,
+                              dpo304_duplicate_pairs, dpo305_contradictory_pairs, dpo306_truncated_pairs,
+                              dpo307_reference_disfavours, dpo308_degenerate_pairs)
 from dpo_doctor.rules.records import (CheckpointFacts, Diagnosis, Evidence, Example, Finding, Recommendation, Rule,
                                       RunFacts, SEVERITY_RANK, make_facts)
 
@@ -35,7 +40,9 @@ _MODULES = (dpo001_numerical_instability, dpo002_no_learning, dpo003_reference_m
             dpo102_over_optimization, dpo103_overfitting, dpo104_mode_collapse, dpo105_label_noise,
             dpo106_likelihood_displacement, dpo107_underfitting, dpo108_distribution_shift, dpo201_log_loss_at_ln2,
             dpo202_log_early_saturation, dpo203_log_chosen_falling, dpo109_degeneration,
-            dpo110_capability_regression)
+            dpo110_capability_regression, dpo301_length_bias, dpo302_likelihood_displacement_risk,
+            dpo303_mode_collapse_risk, dpo304_duplicate_pairs, dpo305_contradictory_pairs, dpo306_truncated_pairs,
+            dpo307_reference_disfavours, dpo308_degenerate_pairs)
 RULES: dict[str, Rule] = {m.RULE.code: m.RULE for m in _MODULES}
 
 __all__ = ["RULES", "CheckpointFacts", "Diagnosis", "Evidence", "Example", "Finding", "Recommendation", "Rule",
@@ -92,7 +99,7 @@ def run_rules(facts: RunFacts, select: set[str] | None = None, ignore: set[str] 
     for code, rule in sorted(RULES.items()):
         if (chosen is not None and code not in chosen) or code in skipped:
             continue
-        if facts.log_only and rule.source == "metrics":
+        if (rule.source == "data") != facts.data_audit or (facts.log_only and rule.source == "metrics"):
             continue
         diagnosis = rule.run(facts, overrides.get(code))
         if diagnosis is not None:

@@ -20,12 +20,16 @@ from dpo_doctor.severity import SEVERITIES, SEVERITY_RANK  # noqa: F401 (re-expo
 
 KINDS = ("length_exploitation", "likelihood_displacement", "over_optimization", "overfitting", "mode_collapse",
          "label_noise", "underfitting", "no_learning", "reference_mismatch", "distribution_shift",
-         "numerical_instability", "degeneration", "capability_regression")
+         "numerical_instability", "degeneration", "capability_regression",
+         # the data audit (`dpo-doctor data`, DPO3xx): risks in the pairs before any training
+         "length_bias", "likelihood_displacement_risk", "mode_collapse_risk", "duplicates", "contradictions",
+         "truncation", "reference_disfavours", "degenerate_pairs")
 # What a recommendation may name: TRL's loss_type names where TRL has the loss (sigmoid = DPO, ipo, hinge, robust,
 # sigmoid_norm), else one descriptive spelling; the built-in trainer's loss names are the same strings.
 VARIANTS = ("sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "simpo", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo",
             "f_dpo", "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
-SOURCES = ("metrics", "log", "both")  # what a rule reads: checkpoint metrics, the training log, or either
+SOURCES = ("metrics", "log", "both", "data")  # what a rule reads: checkpoint metrics, the training log, either, or
+# the data audit's statistics alone (DPO3xx: run by `dpo-doctor data`, not by a scan)
 LN2 = math.log(2.0)  # DPO loss when margins are 0: -log sigma(0)
 
 
@@ -69,6 +73,7 @@ class RunFacts:
     log_only: bool = False
     n_pairs: int | None = None  # held-out pairs scored per checkpoint (sample size of every pair metric)
     data_is_eval: bool = False  # the scanned pairs are the trainer's own eval set (settings.data_is_eval)
+    data_audit: bool = False  # a pre-training data audit: only the data rules (source "data") run
 
     @property
     def trained(self) -> tuple[CheckpointFacts, ...]:

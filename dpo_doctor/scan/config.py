@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dpo_doctor.data.formats import DataSpec, check_spec
 from dpo_doctor.data.hub import resolve_data_path
 from dpo_doctor.errors import UserError
 from dpo_doctor.files import ensure_dir
@@ -36,7 +37,7 @@ class ScanConfig:
     `dataclasses.replace`. `run_dir` is the commands' argument."""
 
     run_dir: Path
-    data: Path | None = _flag(None, "Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats. Without it: a log-only diagnosis from the training log.")
+    data: Path | None = _flag(None, "Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats or LLaMA-Factory, OpenRLHF and ms-swift layouts (see --data-format). Without it: a log-only diagnosis from the training log.")
     ref: Path | None = _flag(None, "Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base.")
     base: Path | None = _flag(None, "Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO checkpoints.")
     beta: float | None = _flag(None, "DPO beta for implicit rewards. Default: the run's own config if found, else 0.1 (TRL's default).")
@@ -66,6 +67,24 @@ class ScanConfig:
     skip_checkpoints: tuple[str, ...] = _flag((), "Leave out a checkpoint (name or glob; repeatable), e.g. one with NaN weights.", flag="--skip-checkpoint")
     data_is_eval: bool = _flag(False, "--data is the eval set the trainer logged eval_* on: check the trainer's numbers against ours (DPO004).")
     log: Path | None = _flag(None, "Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir.")
+    data_format: str | None = field(default=None, metadata={"help": (
+        "Layout of --data: trl, llamafactory-alpaca, llamafactory-sharegpt, openrlhf, ms-swift, columns (aliases "
+        "alpaca, sharegpt, llamafactory, swift). Default: detected from the columns; report.json records it.")})
+    columns: str | None = field(default=None, metadata={"help": (
+        "Which columns hold what: prompt=COL,chosen=COL,rejected=COL[,system=COL] (OpenRLHF's prompt/chosen/"
+        "rejected keys too). Default: the format's own names.")})
+    input_template: str | None = field(default=None, metadata={"help": (
+        "OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies "
+        "--data-format openrlhf). Default: none.")})
+    template: str | None = field(default=None, metadata={"help": (
+        "LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as "
+        "LLaMA-Factory does, --max-length acting as its cutoff_len. Default: TRL's tokenization.")})
+
+
+def data_spec(cfg: ScanConfig) -> DataSpec:
+    """How to read --data's columns (data.formats)."""
+    return DataSpec(data_format=cfg.data_format, columns=cfg.columns, input_template=cfg.input_template,
+                    template=cfg.template)
 
 
 def run_name(run_dir: Path) -> str:
@@ -127,6 +146,7 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
         raise UserError(f"--judge {cfg.judge} scores the probes' answers, but --no-generate turns the probes off; "
                         "drop one of them")
     check_selection(cfg.select, cfg.ignore, cfg.rule_settings)
+    check_spec(data_spec(cfg))
     check_out(out_dir(cfg))
     return cfg
 

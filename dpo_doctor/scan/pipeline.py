@@ -17,7 +17,7 @@ import polars as pl
 
 from dpo_doctor import report as rep
 from dpo_doctor.errors import UserError
-from dpo_doctor.scan.config import ScanConfig, check_config, out_dir, run_name  # noqa: F401 (re-exported)
+from dpo_doctor.scan.config import ScanConfig, check_config, data_spec, out_dir, run_name  # noqa: F401 (re-exported)
 from dpo_doctor.scan.timing import StageClock
 
 ProgressFn = Callable[[str, int, int], None]  # (stage description, done, total)
@@ -156,7 +156,8 @@ def _context(cfg: ScanConfig, run, warnings: list[str], clock: StageClock) -> Sc
             if reason:
                 raise UserError(f"tokenizer of {ckpt.spec.path} differs from the reference's ({reason}); scores would "
                                 "be meaningless. Pass the --ref this run was trained from")
-    pairs = load_pairs(Path(cfg.data), tokenizer, max_length=cfg.max_length, max_pairs=cfg.max_pairs, seed=cfg.seed)
+    pairs = load_pairs(Path(cfg.data), tokenizer, max_length=cfg.max_length, max_pairs=cfg.max_pairs, seed=cfg.seed,
+                       spec=data_spec(cfg))
     warnings += pairs.warnings
     top = max((max((*t.prompt_ids, *t.chosen_ids, *t.rejected_ids), default=0) for t in pairs.tokens), default=0)
     for spec in (run.reference, *(c.spec for c in run.checkpoints)):  # an id past the embedding: caught before a forward
@@ -255,7 +256,9 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None, checked: bool = Fa
     settings = {"batch_size": cfg.batch_size, "device": str(ctx.device), "dtype": str(ctx.dtype), "seed": cfg.seed,
                 "max_pairs": cfg.max_pairs, "generate": gen is not None,
                 "samples_per_prompt": cfg.samples_per_prompt, "max_new_tokens": cfg.max_new_tokens,
-                "scored": scored, "from_cache": cached, "data_is_eval": cfg.data_is_eval}
+                "scored": scored, "from_cache": cached, "data_is_eval": cfg.data_is_eval,
+                "data_format": cfg.data_format, "columns": cfg.columns, "input_template": cfg.input_template,
+                "template": cfg.template}
     return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings + list(log.warnings), settings, gen,
                       log)
 
@@ -271,31 +274,39 @@ def _suite(cfg: ScanConfig):
 
 def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, warnings, settings, gen, log) -> Path:
     """Data statistics, sanity checks, rules, then report.json + tables."""
-    from dpo_doctor.metrics import data_stats, metric_info
+    from dpo_doctor.audit.table import from_pairset
+    from dpo_doctor.metrics import data_audit, metric_info
     from dpo_doctor.trainlog import detect_framework
 
     pairs = ctx.pairs
     train_log = log.frame
     loss_type = run.train_config.get("loss_type")
+    framework = detect_framework(train_log, run.path) if train_log is not None else "unknown"
+    if framework == "llama-factory" and cfg.template is None:
+        warnings = warnings + [
+            "LLaMA-Factory trained this run; its tokenization differs from TRL's, used here (its `empty` template adds "
+            "no EOS, cutoff_len cuts prompts too), so rewards can differ from its log: pass --template empty|default "
+            "and --max-length CUTOFF_LEN for its own ids (README: Other trainers' data)"]
     with ctx.clock("metrics_rules"):
         info = metric_info()
         info.update(gen.info if gen else {})
-        info.update({k: v.to_dict() for k, v in data_stats.INFO.items()})
+        info.update({k: v.to_dict() for k, v in data_audit.info().items()})
         warnings = warnings + sanity_checks(long, records) + list(ctx.cache.notes)
-        first = records[0].name if records else None
-        stats = data_stats.compute(long.filter(pl.col("checkpoint") == first)) if first else {}
+        # the data section is the data audit's no-model part (`dpo-doctor data`), on the pairs as scored
+        stats = data_audit.compute(from_pairset(pairs), cfg.max_length).stats
         facts = run_facts(records, gen.reference_metrics if gen else {}, stats, len(pairs.tokens), beta, loss_type,
                           train_log, cfg.data_is_eval)
         diagnosis = run_diagnosis(facts, cfg)
     report = rep.build_report(
         run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source, loss_type=loss_type,
-                        framework=detect_framework(train_log, run.path) if train_log is not None else "unknown"),
+                        framework=framework),
         reference=rep.ReferenceInfo(path=str(run.reference.path), kind=run.reference.kind,
                                     base=str(run.reference.base) if run.reference.base else None,
                                     source=run.reference_source, metrics=gen.reference_metrics if gen else {}),
         data=rep.DataInfo(path=str(pairs.path), format=pairs.format, n_pairs=len(pairs.tokens),
                           n_source_rows=pairs.n_source_rows, n_excluded=int(sum(pairs.identical)),
-                          n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats),
+                          n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats,
+                          data_format=pairs.data_format),
         settings=settings, checkpoints=records, metric_info=info, train_log=rep.TrainLogInfo.of(log),
         warnings=warnings, diagnosis=diagnosis, timings=ctx.clock.to_dict())
     texts = pl.DataFrame({"pair_id": list(pairs.pair_ids), "prompt": [t[0] for t in pairs.texts],

@@ -197,7 +197,7 @@ class GenerationStage:
         with self.ctx.clock("metrics_rules"):
             metrics = {n: {**generation_metrics(self.frames[n], ref, beta, vocab, answers=self.answers),
                            "drift/kl_on_data_per_token": self.data_kl.get(n), **judged[n]} for n in names}
-        samples = pl.concat([ref] + [self.frames[n] for n in names], how="vertical_relaxed")
+        samples = pl.concat([ref] + [self.frames[n] for n in names], how="diagonal_relaxed")  # judge_win: policy only
         return ProbeResult(metrics=metrics,
                            reference_metrics=generation_metrics(ref, ref, beta, vocab, answers=self.answers),
                            samples=samples, info=dict(METRIC_INFO))
@@ -207,10 +207,12 @@ class GenerationStage:
         if self.ctx.cfg.judge is None:
             return {}
         from dpo_doctor.engine.judge import load_judge
-        from dpo_doctor.metrics.judge_win import judge_metrics, judge_win_rate, paired_texts
+        from dpo_doctor.metrics.judge_win import judge_metrics, judge_wins, rate_of_wins
 
         with self.ctx.clock("judging", name):
             if self.judge is None:
                 self.judge = load_judge(self.ctx.cfg.judge, self.ctx.device,
                                         trust_remote_code=self.ctx.cfg.trust_remote_code)
-            return judge_metrics(judge_win_rate(self.judge, *paired_texts(self.frames[name], ref)))
+            wins = judge_wins(self.judge, self.frames[name], ref)  # per answer: kept for paired comparisons (compare)
+        self.frames[name] = self.frames[name].join(wins, on=["prompt_id", "sample_idx"], how="left")
+        return judge_metrics(rate_of_wins(wins))

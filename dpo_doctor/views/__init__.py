@@ -17,5 +17,11 @@ def render_all(report_dir: Path) -> list[Path]:
     from dpo_doctor.views.markdown import render_markdown
 
     bundle = load_report(report_dir)
+    if bundle.kind == "compare":
+        from dpo_doctor.views.compare_html import render_compare_html
+        from dpo_doctor.views.compare_markdown import render_compare_markdown
+
+        return [write_atomic(bundle.path / "report.html", render_compare_html(bundle)),
+                write_atomic(bundle.path / "report.md", render_compare_markdown(bundle))]
     return [write_atomic(bundle.path / "report.html", render_html(bundle)),
             write_atomic(bundle.path / "report.md", render_markdown(bundle))]

@@ -78,7 +78,7 @@ def facts_table(b: ReportBundle) -> str:
              ("reference", f"{ref.get('path', '–')} ({ref.get('kind', '–')})"),
              ("beta", f"{run.get('beta')} (from {run.get('beta_source', '?')}) · loss "
                       f"{run.get('loss_type') or 'unknown'}"),
-             ("data", f"{data.get('path', '–')} · {data.get('format', '–')}"),
+             ("data", f"{data.get('path', '–')} · {data.get('data_format', 'trl')} layout · {data.get('format', '–')}"),
              ("pairs", f"{data.get('n_pairs', 0)}{excluded}"),
              ("samples", f"{n_samples} policy samples" if n_samples else "none (generation probes not run)"),
              ("checkpoints", ", ".join(c["name"] for c in r["checkpoints"]) or "none scored"),
@@ -339,6 +339,11 @@ def nav(present: list[str]) -> str:
 def render_html(b: ReportBundle) -> str:
     """The whole page as one string (plotly.js inline, figures drawn on load)."""
     from plotly.offline import get_plotlyjs
+
+    if b.is_data_audit:
+        from dpo_doctor.views.audit import render_audit_html
+
+        return render_audit_html(b)
 
     sections = all_plots(b)
     links = metric_links(sections)

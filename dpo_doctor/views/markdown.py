@@ -120,6 +120,10 @@ def checkpoints_section(r: dict) -> list[str]:
 
 
 def render_markdown(b: ReportBundle) -> str:
+    if b.is_data_audit:
+        from dpo_doctor.views.audit import render_audit_markdown
+
+        return render_audit_markdown(b)
     r = b.report
     lines = verdict_block(r) + ["### Diagnoses", ""] + diagnoses_table(r) + recommendations(r)
     lines += ["### Per checkpoint", ""] + checkpoints_section(r)

@@ -17,7 +17,17 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _layout(report: dict) -> str:
+    """', read as llamafactory-alpaca' when the pairs came in another trainer's layout (data.formats), else ''."""
+    layout = (report.get("data") or {}).get("data_format", "trl")
+    return "" if layout == "trl" else f", read as {layout}"
+
+
 def print_summary(bundle: ReportBundle, console: Console) -> None:
+    if bundle.is_data_audit:
+        from dpo_doctor.views.audit import print_audit_summary
+
+        return print_audit_summary(bundle, console)
     report, out = bundle.report, bundle.path
     keys = [k for k in SUMMARY_KEYS if any(k in c["metrics"] for c in report["checkpoints"])]
     if report.get("log_only"):
@@ -25,7 +35,7 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
     table = Table(caption="margin = rewards/margins, acc = rewards/accuracies, rank acc = pi(chosen) > pi(rejected), "
                   "drift/tok = chosen log-prob change per token, KL = sampled KL(pi||ref), len x = generated length "
                   "vs reference, EAD = per-prompt diversity", title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g}, "
-                        f"{(report.get('data') or {}).get('n_pairs', 0)} pairs)")
+                        f"{(report.get('data') or {}).get('n_pairs', 0)} pairs{_layout(report)})")
     table.add_column("checkpoint", no_wrap=True)
     for k in keys:
         table.add_column(SUMMARY_KEYS[k], justify="right")
@@ -69,3 +79,28 @@ def time_split(timings: dict | None) -> str:
     hint = "; the generation probes took most of it: --max-prompts N or --no-generate cut it" \
         if probes > 0.5 * total else ""
     return f"time: {total:.1f} s = " + ", ".join(parts) + hint
+
+
+def print_compare_summary(bundle: ReportBundle, console: Console) -> None:
+    """A compare report: one row per run, then the pick and the next run's settings."""
+    r = bundle.report
+    signal = r["quality"]["signal"] or "rewards/accuracies"
+    table = Table(title=f"dpo-doctor compare: {r['name']} ({len(r['runs'])} runs, quality: {r['quality']['label']})")
+    for col in ("run", "beta", "lr", "verdict", f"peak {signal}", "last KL", "diagnoses"):
+        table.add_column(col, justify="right" if col in ("beta", "lr", "last KL") else "left")
+    for x in r["runs"]:
+        vals = [c["metrics"].get(signal) for c in x["checkpoints"] if c["metrics"].get(signal) is not None]
+        kl = x["checkpoints"][-1]["metrics"].get("gen/kl_mean") if x["checkpoints"] else None
+        table.add_row(Text(x["name"]), _fmt(x.get("beta")), _fmt(x.get("learning_rate")), Text(x["verdict"]),
+                      _fmt(max(vals) if vals else None), _fmt(kl),
+                      Text(", ".join(d["code"] for d in x["diagnoses"]) or "none"))
+    console.print(table)
+    for w in r.get("warnings", []):
+        console.print(Text(f"warning: {w}", style="yellow"))
+    best, rec = r.get("best"), r.get("recommendation") or {}
+    if best:
+        console.print(Text(f"ship {best['run']}/{best['checkpoint']} (confidence: {best.get('confidence')}): "
+                           f"{best['reason']}", style="bold green"))
+    console.print(Text(f"next run: beta {_fmt(rec.get('beta'))}, learning rate {_fmt(rec.get('learning_rate'))}: "
+                       f"{rec.get('text', '')}"))
+    console.print(Text(f"report: {bundle.path / 'report.html'}"))

@@ -104,7 +104,10 @@ class TuiReport:
 
 def open_report(report_dir: Path) -> TuiReport:
     """A report dir written by `dpo-doctor scan`, read and validated by the one report loader."""
-    return TuiReport(load_report(report_dir))
+    bundle = load_report(report_dir)
+    if bundle.kind == "compare":
+        raise UserError(f"{report_dir} is a compare report; open it on its own: dpo-doctor tui {report_dir}")
+    return TuiReport(bundle)
 
 
 def find_reports(root: Path) -> list[Path]:
@@ -120,6 +123,10 @@ def report_summary(report_dir: Path) -> dict:
     """The picker's row for one report dir; unreadable files show as such instead of failing the list."""
     try:
         doc = read_report_json(report_dir / "report.json")
+        if doc.get("kind") == "compare":
+            return {"name": str(doc.get("name")), "verdict": "compare", "checkpoints": sum(
+                len(r["checkpoints"]) for r in doc["runs"]), "diagnoses": sum(len(r["diagnoses"]) for r in doc["runs"]),
+                "created": str(doc.get("created", ""))[:16]}
         return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict", "?")),
                 "checkpoints": len(doc.get("checkpoints") or []), "diagnoses": len(doc.get("diagnoses") or []),
                 "created": str(doc.get("created", ""))[:16]}

@@ -17,6 +17,14 @@ def build_tui_app(path: Path | None = None):
     root = Path(path) if path is not None else Path("reports")
     if not root.is_dir():
         raise UserError(f"{root} is not a folder: pass a report dir written by `dpo-doctor scan` (e.g. reports/exp1)")
+    if (root / "report.json").is_file():
+        from dpo_doctor.report import load_report
+
+        bundle = load_report(root)
+        if bundle.kind == "compare":  # a `dpo-doctor compare` folder: its own overview
+            from dpo_doctor.views.tui.compare import CompareApp
+
+            return CompareApp(bundle)
     found = find_reports(root)
     if not found:
         raise UserError(f"no scans under {root} (no report.json there or in its sub-folders): run "

@@ -18,6 +18,8 @@ def _fact(label: str, *parts) -> Text:
 def run_facts(report) -> Text:
     """The run at a glance; every value from the report is a literal `Text`."""
     doc = report.doc
+    if doc.get("kind") == "data_audit":
+        return audit_facts(doc)
     run, ref, data = doc.get("run") or {}, doc.get("reference") or {}, doc.get("data") or {}
     names = report.checkpoint_names
     best = doc.get("best_checkpoint") or {}
@@ -33,6 +35,24 @@ def run_facts(report) -> Text:
     facts.append_text(_fact("best", plain(best.get("name") or "—", style="bold green"),
                             Text("  " + one_line(best.get("reason") or "", 70).plain, style="dim")))
     facts.append_text(_fact("train loss", train_loss(report)))
+    warnings = doc.get("warnings") or []
+    facts.append_text(_fact("warnings", Text(f"{len(warnings)}", style="yellow" if warnings else ""),
+                            one_line(f": {warnings[0]}" if warnings else "", 60)))
+    facts.rstrip()
+    return facts
+
+
+def audit_facts(doc: dict) -> Text:
+    """A data audit (`dpo-doctor data`) at a glance: the data, the reference if any, the filter file."""
+    data, ref = doc.get("data") or {}, doc.get("reference") or {}
+    stats, filt = data.get("stats") or {}, (doc.get("audit") or {}).get("filter") or {}
+    facts = Text()
+    facts.append_text(_fact("data audit", tail(data.get("path"), 50), Text(
+        f" · {data.get('format', '?')} · {data.get('n_pairs', '?')} pairs")))
+    facts.append_text(_fact("reference", tail(ref.get("path"), 50) if ref else Text("none (no --ref)")))
+    facts.append_text(_fact("longer wins", Text(fmt(stats.get("length/longer_wins_accuracy")))))
+    facts.append_text(_fact("duplicates", Text(fmt(stats.get("data/duplicate_frac")))))
+    facts.append_text(_fact("filter", Text(f"{filt.get('n_pairs', 0)} pair ids in filter_ids.jsonl")))
     warnings = doc.get("warnings") or []
     facts.append_text(_fact("warnings", Text(f"{len(warnings)}", style="yellow" if warnings else ""),
                             one_line(f": {warnings[0]}" if warnings else "", 60)))
