@@ -37,7 +37,7 @@ class RunInfo:
     name: str
     path: str
     beta: float
-    beta_source: str  # "cli", "run_config" or "default"
+    beta_source: str  # "--beta", the run's file (e.g. "training_args.bin (read without unpickling)"), "default 0.1"
     loss_type: str | None
     framework: str
 
@@ -178,8 +178,8 @@ REQUIRED_COLUMNS = {
     "pair_texts": ("pair_id", "prompt", "chosen", "rejected"),
     "samples": ("checkpoint", "prompt_id", "prompt", "text"),
     "train_log": ("step",),
+    "audit_pairs": ("pair_id", "len_chosen", "len_rejected", "length_ratio"),  # data audits: one row per pair
     "points": ("run", "checkpoint", "step", "sqrt_kl"),  # compare reports: one row per run x checkpoint
-    "audit_pairs": ("pair_id", "len_chosen", "len_rejected", "length_ratio"),
 }
 
 
@@ -312,9 +312,10 @@ def validate(doc: Any, path: Path) -> dict:
         raise UserError(f"{path} has schema_version {doc['schema_version']!r}; this dpo-doctor reads version "
                         f"{SCHEMA_VERSION}. Re-run the scan with this version")
     schema = COMPARE_SCHEMA if doc.get("kind") == "compare" else SCHEMA
-    audit = doc.get("kind") == "data_audit"  # a data audit has no run and no checkpoint, but data
-    required = (("schema_version", "runs", "checkpoints") if schema is COMPARE_SCHEMA
-                else ("schema_version", "data") if audit else ("schema_version", "run", "checkpoints"))
+    if doc.get("kind") == "data_audit":  # a data audit has no run and no checkpoint, but data
+        required = ("schema_version", "data")
+    else:
+        required = ("schema_version", "runs" if schema is COMPARE_SCHEMA else "run", "checkpoints")
     missing = [k for k in required if k not in doc]
     if missing:
         raise UserError(f"{path} is not a dpo-doctor report (it lacks {', '.join(missing)}); re-run the scan")
@@ -341,16 +342,18 @@ class ReportBundle:
     samples: pl.DataFrame | None
     train_log: pl.DataFrame | None
     points: pl.DataFrame | None = None  # compare reports only
-
-    @property
-    def kind(self) -> str:
-        """"scan" (one run, `dpo-doctor scan`), "compare" (a sweep, `dpo-doctor compare`) or "data_audit"."""
-        return self.report.get("kind") or "scan"
     audit_pairs: pl.DataFrame | None = None  # a data audit's per-pair table
 
     @property
+    def kind(self) -> str:
+        """"scan" (one run, `dpo-doctor scan`), "compare" (a sweep, `dpo-doctor compare`) or "data_audit"
+        (`dpo-doctor data`)."""
+        kind = self.report.get("kind")
+        return kind if kind in ("compare", "data_audit") else "scan"
+
+    @property
     def is_data_audit(self) -> bool:
-        return self.report.get("kind") == "data_audit"
+        return self.kind == "data_audit"
 
     @property
     def checkpoints(self) -> list[dict]:

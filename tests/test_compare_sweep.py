@@ -61,7 +61,7 @@ def check_report_is_built_from_the_runs_own_scans(sweep, compared):
     b = load_report(compared)
     r = b.report
     assert [x["name"] for x in r["runs"]] == ["beta-0.02", "beta-0.1", "beta-0.5"]
-    assert [x["beta"] for x in r["runs"]] == [0.02, 0.1, 0.5] and {x["beta_source"] for x in r["runs"]} == {"run config"}
+    assert [x["beta"] for x in r["runs"]] == [0.02, 0.1, 0.5] and {x["beta_source"] for x in r["runs"]} == {"dpo_doctor_config.json"}
     assert {x["learning_rate"] for x in r["runs"]} == {5e-4} and {x["lr_source"] for x in r["runs"]} == {"run config"}
     answers = quality.suite_answers(str(sweep / "probes.jsonl"))
     for x in r["runs"]:

@@ -247,3 +247,15 @@ def test_scan_data_section_is_the_audit(tmp_path, tiny_dir):
         if key.startswith(("length/", "data/")) and not key.startswith(("data/over_max", "data/dropped",
                                                                          "data/full_length")):
             assert value == pytest.approx(audit_stats[key], nan_ok=True), key
+
+
+def test_ches_ranks_one_token_apart_pairs_above_a_clean_set(tmp_path, tiny_dir):
+    """With the reference, DPO302 fires on the one-token-apart set from CHES alone and not on the clean set
+    (measured with the tiny test model: 0.33 of pairs with CHES_norm > 0 against 0.10; threshold 0.2)."""
+    near = audit(tmp_path, one_token_apart(), "ota", ref=tiny_dir, select=("DPO302",),
+                 rule_settings=("DPO302.max_min_edit_frac=1.0",))
+    far = audit(tmp_path, clean(), "far", ref=tiny_dir, select=("DPO302",))
+    s_near, s_far = near.report["data"]["stats"], far.report["data"]["stats"]
+    assert s_near["ches/risk_frac"] > 0.2 >= s_far["ches/risk_frac"]
+    assert s_near["ches/norm_median"] > s_far["ches/norm_median"]
+    assert kinds(near) == {"likelihood_displacement_risk": "warning"} and kinds(far) == {}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dpo_doctor.zoo import tiny
-from dpo_doctor.discover import discover, weight_files
+from dpo_doctor.discover import discover
+from dpo_doctor.weights import weight_files
 from dpo_doctor.errors import UserError
 
 
@@ -278,7 +279,7 @@ def test_malformed_adapter_config(tmp_path, base_dir, tok):
 # ---- the run's settings ---------------------------------------------------------------------------------------
 
 class _Boom:
-    """Unpickling this touches a marker file: proves whether training_args.bin was opened."""
+    """Unpickling this touches a marker file: proves whether training_args.bin was executed."""
 
     def __init__(self, marker):
         self.marker = marker
@@ -287,22 +288,21 @@ class _Boom:
         return (Path.touch, (Path(self.marker),))
 
 
-def test_training_args_bin_never_unpickled_without_trust(full_run, tmp_path):
+@pytest.mark.parametrize("trust", [False, True])
+def test_training_args_bin_never_executed(full_run, tmp_path, trust):
+    """With or without --trust-pickles, training_args.bin is walked as inert records: the marker is never touched."""
     marker = tmp_path / "UNPICKLED"
     ckpt = full_run / "checkpoint-30"
     (ckpt / "training_args.bin").write_bytes(pickle.dumps(_Boom(str(marker))))
     try:
-        run = discover(full_run)
+        run = discover(full_run, trust_pickles=trust)
         assert not marker.exists() and run.train_config == {}
-        assert any("training_args.bin not read" in w and "--trust-pickles" in w for w in run.warnings)
-        trusted = discover(full_run, trust_pickles=True)  # opted in: it is unpickled (and is no config)
-        assert marker.exists() and trusted.train_config == {}
-        assert any("could not be read" in w for w in trusted.warnings)
+        assert any("training_args.bin" in w and "holds no training arguments" in w for w in run.warnings)
     finally:
         (ckpt / "training_args.bin").unlink()
 
 
-def test_training_args_bin_read_when_trusted(tmp_path, tok):
+def test_training_args_bin_read_without_trust(tmp_path, tok):
     import types
 
     import torch
@@ -311,8 +311,9 @@ def test_training_args_bin_read_when_trusted(tmp_path, tok):
     save_full(run_dir / "checkpoint-1", tok)
     torch.save(types.SimpleNamespace(beta=0.25, loss_type=["sigmoid"], label_smoothing=0.0, output_dir="x"),
                run_dir / "checkpoint-1" / "training_args.bin")
-    assert discover(run_dir, trust_pickles=True).train_config == {"beta": 0.25, "loss_type": ["sigmoid"],
-                                                                   "label_smoothing": 0.0}
+    run = discover(run_dir)
+    assert run.train_config == {"beta": 0.25, "loss_type": "sigmoid", "label_smoothing": 0.0}
+    assert run.train_config_source == "training_args.bin (read without unpickling)"
 
 
 def test_our_trainer_config_json_wins(tmp_path, tok):

@@ -16,7 +16,8 @@ import pytest
 
 from dpo_doctor.data.hub import read_dataset
 from dpo_doctor.data.pairs import read_rows
-from dpo_doctor.discover import discover, weight_files
+from dpo_doctor.discover import discover
+from dpo_doctor.weights import weight_files
 from dpo_doctor.errors import UserError
 from dpo_doctor.hub import parse_hub_id, resolve_model_path
 from dpo_doctor.scan.config import ScanConfig, check_config

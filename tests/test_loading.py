@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dpo_doctor import discover as disc
+from dpo_doctor import weights
 from dpo_doctor.discover import ModelSpec, discover
 from dpo_doctor.engine.loading import (
     load_model, load_tokenizer, tokenizers_compatible, validate_weights, weights_fingerprint,
@@ -185,7 +186,7 @@ def test_tokenizers_compatible(tok):
 
 @pytest.mark.parametrize("whole_below", [64 << 20, 0])  # small files hashed whole; big ones sampled per tensor
 def test_fingerprint_identity(tmp_path, tok, base_dir, monkeypatch, whole_below):
-    monkeypatch.setattr(disc, "_HASH_WHOLE_BELOW", whole_below)
+    monkeypatch.setattr(weights, "_HASH_WHOLE_BELOW", whole_below)
     shutil.copytree(base_dir, tmp_path / "copy")
     other = save_full(tmp_path / "other", tok, seed=11)
     fp = weights_fingerprint(full(base_dir))

@@ -38,7 +38,7 @@ def test_report_contract_and_cache(tmp_path, tiny_dir, pairs_jsonl):
     run = make_run(tmp_path / "run", tiny_dir)
     out = scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir))
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == 1 and report["run"]["beta"] == 0.1 and report["run"]["beta_source"] == "default"
+    assert report["schema_version"] == 1 and report["run"]["beta"] == 0.1 and report["run"]["beta_source"] == "default 0.1"
     assert [c["name"] for c in report["checkpoints"]] == ["checkpoint-2", "checkpoint-4"]
     assert [c["step"] for c in report["checkpoints"]] == [2, 4]
     for key in ("rewards/chosen", "rewards/margins", "rewards/accuracies", "logps/chosen", "accuracy/ranking"):

@@ -68,7 +68,7 @@ def _info(path: Path, fmt: str, n: int, n_rows: int, n_identical: int, n_dropped
 
 def load(cfg: AuditConfig, tokenizer) -> Loaded:
     """Read the pairs with the public reader functions `scan` uses (`data.pairs`), never a copy of them."""
-    from dpo_doctor.data.pairs import load_pairs, normalize, read_located, render, subset_indices, truncate
+    from dpo_doctor.data.pairs import load_pairs, read_normalized, render, subset_indices, truncate
 
     path = Path(cfg.data)
     if tokenizer is not None:  # untruncated first (to measure truncation), then cut exactly as the trainer cuts
@@ -79,26 +79,28 @@ def load(cfg: AuditConfig, tokenizer) -> Loaded:
         dropped = sum(t is None for t in trained)
         info = _info(path, pairs.format, len(pairs.tokens), pairs.n_source_rows, sum(pairs.identical), dropped, cfg)
         return Loaded(frame, list(pairs.texts), trained, info, "tokens", list(pairs.warnings))
-    rows, labels = read_located(path)
-    fmt, triples = normalize(rows, path, labels)
+    data = read_normalized(path, chat=False)  # every layout scan reads (TRL, LLaMA-Factory, OpenRLHF, ...)
+    fmt, triples = data.format, list(data.triples)
     keep = subset_indices(len(triples), cfg.max_pairs, cfg.seed)
     texts = [tuple(render(v) for v in triples[i]) for i in keep]
     identical = [triples[i][1] == triples[i][2] for i in keep]
     frame = table.from_words(keep, texts, fmt.startswith("conversational"), identical, cfg.max_length)
-    info = _info(path, fmt, len(keep), len(rows), sum(identical), int(frame["dropped"].sum()), cfg)
-    return Loaded(frame, texts, None, info, "words", [])
+    info = _info(path, fmt, len(keep), len(triples), sum(identical), int(frame["dropped"].sum()), cfg)
+    return Loaded(frame, texts, None, info, "words", list(data.warnings))
 
 
 def reference_pass(cfg: AuditConfig, spec, tokenizer, loaded: Loaded, progress: ProgressFn | None
                    ) -> tuple[dict[str, float | None], pl.DataFrame]:
     """The reference's log-probs and CHES for every trained pair: one forward pass per answer (engine)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from dpo_doctor.engine.devices import pad_id, resolve_device, resolve_dtype
     from dpo_doctor.engine.loading import check_token_range, load_model
     from dpo_doctor.engine.pairs import HiddenSums, PairScores, score_pairs
     from dpo_doctor.metrics import data_reference
 
+    hf_logging.disable_progress_bar()  # our own progress instead of a tqdm bar per weight load
     rows = [i for i, t in enumerate(loaded.trained) if t is not None]
     tokens = [loaded.trained[i] for i in rows]
     device = resolve_device(cfg.device)

@@ -100,11 +100,10 @@ def check_one_reference(runs: list[Path], ref: Path | None, base: Path | None, t
 
 def run_hparams(run: Path, scan_beta: float, scan_beta_source: str, train_log, trust_pickles: bool) -> RunHparams:
     """beta as the scan resolved it (cli / run_config / default) and the peak learning rate: the run's config
-    (our trainer's JSON, or training_args.bin under --trust-pickles), else the largest logged `learning_rate`."""
-    from dpo_doctor.discover import read_train_config
+    (runconfig.py: our trainer's JSON, training_args.bin read without unpickling, ...), else the largest logged `learning_rate`."""
+    from dpo_doctor.runconfig import read_train_config
 
-    config, _ = read_train_config(run, [c for c in run.iterdir() if c.is_dir() and STEP_DIR.match(c.name)],
-                                  trust_pickles)
+    config = read_train_config(run, [c for c in run.iterdir() if c.is_dir() and STEP_DIR.match(c.name)]).values
     lr, lr_source = config.get("learning_rate"), "run config"
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
         lr, lr_source = None, "unknown"
@@ -112,6 +111,7 @@ def run_hparams(run: Path, scan_beta: float, scan_beta_source: str, train_log, t
             logged = [v for v in train_log["learning_rate"].to_list() if isinstance(v, (int, float)) and v > 0]
             if logged:
                 lr, lr_source = float(max(logged)), "training log (peak logged value)"
-    sources = {"cli": "--beta", "run_config": "run config", "default": "not found: TRL's default 0.1 assumed"}
+    sources = {"cli": "--beta", "run_config": "run config", "default": "not found: TRL's default 0.1 assumed",
+               "default 0.1": "not found: TRL's default 0.1 assumed"}
     return RunHparams(beta=scan_beta, beta_source=sources.get(scan_beta_source, scan_beta_source),
                       learning_rate=float(lr) if lr is not None else None, lr_source=lr_source)

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from dpo_doctor.discover import (
-    ModelSpec, _read_json, files_digest, has_tokenizer, read_adapter_config, read_safetensors_header, weight_files,
-)
+from dpo_doctor.discover import ModelSpec
 from dpo_doctor.engine.compat import quiet_peft
 from dpo_doctor.errors import UserError, did_you_mean
+from dpo_doctor.weights import (
+    files_digest, has_tokenizer, read_adapter_config, read_json, read_safetensors_header, weight_files,
+)
 
 _CONFIG_FILES = {"full": "config.json", "adapter": "adapter_config.json"}
 
@@ -66,12 +67,12 @@ def check_custom_code(folder: Path, trust_remote_code: bool) -> dict:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     path = Path(folder) / "config.json"
-    cfg = _read_json(path)
+    cfg = read_json(path)
     if trust_remote_code:
         return cfg
     auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
     custom = sorted(k for k in auto_map if k in ("AutoConfig", "AutoModel", "AutoModelForCausalLM"))
-    if custom:
+    if custom and native_auto_map(folder) is None:
         raise UserError(f"{path} asks for custom model code (auto_map {custom[0]} -> {auto_map[custom[0]]}), which "
                         f"dpo-doctor does not run by default; {_TRUST}")
     kind = cfg.get("model_type")
@@ -83,6 +84,26 @@ def check_custom_code(folder: Path, trust_remote_code: bool) -> dict:
                         f"{transformers.__version__}{hint} Upgrade transformers, fix config.json, or if the model "
                         f"ships its own code, {_TRUST}")
     return cfg
+
+
+def native_auto_map(folder: Path) -> str | None:
+    """A warning when config.json names custom model code (auto_map) for a model_type transformers builds itself:
+    without --trust-remote-code the native class is used (what transformers does too); None otherwise."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    path = Path(folder) / "config.json"
+    try:
+        cfg = read_json(path)
+    except UserError:
+        return None
+    auto_map = cfg.get("auto_map") if isinstance(cfg.get("auto_map"), dict) else {}
+    custom = sorted(k for k in auto_map if k in ("AutoConfig", "AutoModel", "AutoModelForCausalLM"))
+    kind = cfg.get("model_type")
+    if not custom or not isinstance(kind, str) or kind not in CONFIG_MAPPING_NAMES:
+        return None
+    return (f"{path} names custom model code (auto_map {custom[0]} -> {str(auto_map[custom[0]])[:80]}) for model_type "
+            f"{kind}, which transformers builds natively: loaded with the native {kind} class, the custom code not "
+            "run (pass --trust-remote-code to run it, only if you trust it)")
 
 
 def _skeleton(folder: Path, trust_remote_code: bool):
@@ -135,14 +156,15 @@ def check_adapter(adapter_dir: Path, skeleton, base: Path) -> None:
             raise UserError(f"{adapter_dir / 'adapter_config.json'}: target_modules {missing} match no module of the "
                             f"base {base}{hint} Its linear layers: {', '.join(linear[:8])}; pass the --base this "
                             "adapter was trained on or fix target_modules")
-    _check_lora_shapes(adapter_dir / "adapter_model.safetensors", modules, base)
+    _check_lora_shapes(adapter_dir / "adapter_model.safetensors", modules, base, cfg)
 
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
 
 
-def _check_lora_shapes(path: Path, modules: dict, base: Path) -> None:
-    """lora_A.weight is (r, in_features) and lora_B.weight is (out_features, r) of the base module it wraps."""
+def _check_lora_shapes(path: Path, modules: dict, base: Path, cfg: dict | None = None) -> None:
+    """lora_A.weight is (r, in_features) and lora_B.weight is (out_features, r) of the base module it wraps, with r
+    the rank adapter_config.json gives that module (`rank_pattern`, else `r`)."""
     _, header = read_safetensors_header(path)
     for name, info in header.items():
         m = _LORA_KEY.match(name)
@@ -151,11 +173,30 @@ def _check_lora_shapes(path: Path, modules: dict, base: Path) -> None:
             continue
         shape = list(info["shape"])
         side = m.group(2)
+        rank = _config_rank(cfg or {}, m.group(1))
+        got = shape[0] if side == "A" else shape[-1]
+        if rank is not None and len(shape) == 2 and got != rank:
+            raise UserError(f"{path}: tensor {name} has shape {shape} (rank {got}) but {path.parent / 'adapter_config.json'} "
+                            f"says r = {rank}; the config does not belong to these weights: re-save the adapter with "
+                            "PEFT's save_pretrained or re-copy adapter_config.json")
         fits = len(shape) == 2 and (shape[1] == module.in_features if side == "A" else shape[0] == module.out_features)
         if not fits:
             want = f"(r, {module.in_features})" if side == "A" else f"({module.out_features}, r)"
             raise UserError(f"{path}: tensor {name} has shape {shape} but {m.group(1)} of the base {base} needs "
                             f"{want}; this adapter was trained on another base: pass the right --base")
+
+
+def _config_rank(cfg: dict, module_name: str) -> int | None:
+    """The rank PEFT gives `module_name`: the first `rank_pattern` key matching its name's end, else `r`."""
+    pattern = cfg.get("rank_pattern") if isinstance(cfg.get("rank_pattern"), dict) else {}
+    for key, value in pattern.items():
+        try:
+            if re.match(rf"(.*\.)?({key})$", module_name) and isinstance(value, int):
+                return value
+        except re.error:
+            return None
+    r = cfg.get("r")
+    return r if isinstance(r, int) and not isinstance(r, bool) else None
 
 
 def check_token_range(model_or_config, tokenizer, max_token_id: int, where: str) -> None:
@@ -180,6 +221,19 @@ def check_token_range(model_or_config, tokenizer, max_token_id: int, where: str)
                         "pass the tokenizer the model was trained with (the right --ref)")
 
 
+def check_same_rows(spec_config: dict, ref_config: dict, where: str, ref_where: str) -> None:
+    """Generation probes compare the policy's next-token distribution with the reference's over one vocabulary: a
+    checkpoint whose embedding has a different number of rows (tokens added by resize_token_embeddings, no tokenizer
+    of its own saved) cannot be compared; its pairs still can (pass --no-generate)."""
+    rows, ref_rows = embedding_rows(spec_config), embedding_rows(ref_config)
+    if rows is None or ref_rows is None or rows == ref_rows:
+        return
+    diff = f"{rows - ref_rows} more" if rows > ref_rows else f"{ref_rows - rows} fewer"
+    raise UserError(f"{where}: its embedding has {rows} rows, {diff} than the reference's {ref_rows} ({ref_where}): "
+                    "tokens were added or removed in training, so its samples cannot be scored by the reference; pass "
+                    "--no-generate to score the pairs only, or the --ref (with its tokenizer) this run was trained from")
+
+
 def embedding_rows(model_or_config) -> int | None:
     """Rows of the input embedding: from a model's embedding, else the config's vocab_size."""
     if hasattr(model_or_config, "get_input_embeddings"):
@@ -197,7 +251,7 @@ def embedding_rows(model_or_config) -> int | None:
 def model_config(spec: ModelSpec) -> dict:
     """config.json of what the spec computes with (an adapter's base), for check_token_range before loading."""
     folder = Path(spec.base) if spec.kind in ("adapter", "zero") else spec.path
-    return _read_json(Path(folder) / "config.json")
+    return read_json(Path(folder) / "config.json")
 
 
 @contextlib.contextmanager
@@ -338,14 +392,16 @@ def _read_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if (path / "tokenizer.json").exists():
-        loader = PreTrainedTokenizerFast.from_pretrained
+        def load():
+            return PreTrainedTokenizerFast.from_pretrained(str(path))
     else:
         _check_tokenizer_code(path, trust_remote_code)
-        loader = AutoTokenizer.from_pretrained
-    kwargs = {"trust_remote_code": trust_remote_code} if loader is AutoTokenizer.from_pretrained else {}
+
+        def load():  # the flag reaches AutoTokenizer (a bound classmethod is a new object at every access, so an
+            return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)  # `is` test fails)
     try:
         with _quiet_transformers():
-            return loader(str(path), **kwargs)
+            return load()
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise UserError(f"the tokenizer in {path} could not be read ({str(exc).splitlines()[0]}); re-copy "
                         "tokenizer.json / tokenizer_config.json") from None
@@ -355,7 +411,7 @@ def _check_tokenizer_code(path: Path, trust_remote_code: bool) -> None:
     config = path / "tokenizer_config.json"
     if trust_remote_code or not config.exists():
         return
-    auto_map = _read_json(config).get("auto_map")
+    auto_map = read_json(config).get("auto_map")
     if auto_map:
         target = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else auto_map
         raise UserError(f"{config} asks for custom tokenizer code (auto_map AutoTokenizer -> {target}), which "
@@ -377,7 +433,7 @@ def tokenizers_compatible(a, b) -> str | None:
 
 def weights_fingerprint(spec: ModelSpec) -> str:
     """Identity of what the model computes, for the score cache: the config file plus a digest of the weight files
-    (sizes, safetensors headers, samples of every tensor; see discover.file_digest), plus the base's fingerprint
+    (sizes, safetensors headers, samples of every tensor; see weights.file_digest), plus the base's fingerprint
     for an adapter. Independent of the folder's path and mtimes, so a copied run still hits the cache.
     """
     h = hashlib.sha256(spec.kind.encode())

@@ -50,10 +50,9 @@ from typing import Callable
 
 import torch
 
-from dpo_doctor.discover import (
-    FULL_WEIGHTS, TOKENIZER_FILES, ModelSpec, _read_json, files_digest, zero_files,
-)
+from dpo_doctor.discover import ModelSpec
 from dpo_doctor.errors import UserError
+from dpo_doctor.weights import FULL_WEIGHTS, TOKENIZER_FILES, files_digest, read_json, zero_files
 
 CONVERT_VERSION = "zero-v1"
 ProgressFn = Callable[[str, int, int], None]  # (stage description, done, total)
@@ -334,7 +333,7 @@ def write_safetensors(path: Path, plan: Plan, parts, progress: ProgressFn | None
 # ---- the cache ------------------------------------------------------------------------------------------------
 
 def conversion_key(spec: ModelSpec) -> str:
-    """Identity of a conversion: the .pt files' digests (discover.file_digest) and the config.json bytes."""
+    """Identity of a conversion: the .pt files' digests (weights.file_digest) and the config.json bytes."""
     h = hashlib.sha256(CONVERT_VERSION.encode())
     h.update(files_digest(zero_files(spec.path)).encode())
     h.update((Path(spec.base) / "config.json").read_bytes())
@@ -397,7 +396,7 @@ def _convert(spec: ModelSpec, plan: Plan, optims: list[Path], out: Path, size: i
         for name in _EXTRA_FILES:
             if (Path(spec.base) / name).is_file():
                 shutil.copyfile(Path(spec.base) / name, tmp / name)
-        _read_json(tmp / "config.json")
+        read_json(tmp / "config.json")
         (tmp / "source.json").write_text(json.dumps({"zero_folder": str(spec.path), "config_from": str(spec.base),
                                                      "stage": plan.stage, "world_size": plan.world,
                                                      "version": CONVERT_VERSION}, indent=1))

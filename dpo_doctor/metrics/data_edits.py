@@ -20,7 +20,7 @@ import polars as pl
 from dpo_doctor.metrics import MetricInfo
 from dpo_doctor.metrics.minhash import PairPrints, similarity
 
-MIN_EDITS = 2
+MIN_EDITS = 1  # one token apart counts ("No" / "Never"), and 10% of a longer answer
 EDIT_FRAC = 0.1
 CANDIDATE_JACCARD = 0.2
 SHORT = 12  # answers up to this many tokens are always candidates (their shingle sets are too small to filter on)

@@ -29,6 +29,8 @@ References
 
 from __future__ import annotations
 
+import math
+
 from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation, RunFacts, Rule, fmt, make_facts
 
 KEYS = ("drift/chosen", "drift/rejected", "rewards/margins")
@@ -56,8 +58,15 @@ def check(facts: RunFacts, *, atol: float = 1e-6) -> Finding | None:
     evidence = tuple(Evidence(k, last.get(k), atol, n_still) for k in KEYS)
     message = (f"{last.name} (step {last.step}) scores exactly like the reference: margins and chosen/rejected "
                f"log-ratios are 0 (|x| <= {fmt(atol)}); {n_still} of {len(trained)} trained checkpoints are identical "
-               f"to it, so the loss sat at ln 2 = 0.6931.")
+               f"to it, so the loss sat at {_pinned(facts)}.")
     return Finding(message, evidence, no_learning_fix(facts.beta), last.name)
+
+
+def _pinned(facts: RunFacts) -> str:
+    value = facts.loss_at_zero_margin
+    if value is None:
+        return f"its {facts.loss_type} value at zero margin"
+    return "ln 2 = 0.6931" if abs(value - math.log(2)) < 1e-12 else f"{fmt(value)} ({facts.loss_type} at zero margin)"
 
 
 _ZERO = {"drift/chosen": 0.0, "drift/rejected": 0.0, "rewards/margins": 0.0, "rewards/accuracies": 0.0}

@@ -1,6 +1,9 @@
 """DPO201 log-loss-at-ln2: the training loss never leaves ln 2 = 0.6931 (from the training log).
 
 What it detects
+    The loss value is the run's loss type's at zero margin (`loss_type` from the run's settings): ln 2 for sigmoid
+    (and robust, aot, sigmoid_norm), 1 for hinge and APO, 1/(4 beta^2) for IPO, 2 ln 2 for NCA and BCO pairs,
+    0.5/beta^2 for SPPO-hard; for a loss without one (sft mixed in, exo_pair) only the margins decide.
     Every train-loss row after the first `skip_frac` of logged steps lies within `tol` of ln 2 (at least `min_rows`
     rows) and, when the log has `rewards/margins`, every one of those rows' margins is 0 to within `margin_atol`.
     Read from `trainer_state.json` alone, so it works when no model can be loaded.
@@ -48,18 +51,31 @@ def check(facts: RunFacts, *, tol: float = 0.002, skip_frac: float = 0.1, min_ro
     kept = [(s, v) for s, v in rows if s >= start]
     if len(kept) < min_rows:
         return None
-    worst = max(abs(v - LN2) for _, v in kept)
-    if worst > tol:
-        return None
     margins = facts.log("rewards/margins")
     if any(abs(v) > margin_atol for s, v in margins if s >= start):
         return None  # the policy moved (slowly): underfitting, not no-learning
-    evidence = (Evidence("loss", max(kept, key=lambda r: abs(r[1] - LN2))[1], tol, LN2),
+    pinned = facts.loss_at_zero_margin  # ln 2 for sigmoid; 1 for hinge; 1/(4 beta^2) for IPO; None: not defined
+    if pinned is None:
+        if not [v for s, v in margins if s >= start]:
+            return None  # a loss with no zero-margin value (sft mixed in, exo_pair) and no margins: cannot tell
+        worst, where = 0.0, f"its {facts.loss_type} loss has no fixed zero-margin value; the logged margins were 0"
+    else:
+        worst = max(abs(v - pinned) for _, v in kept)
+        if worst > tol * max(1.0, pinned / LN2):
+            return None
+        where = f"the training loss stayed within {fmt(worst)} of {_name(facts, pinned)}"
+    evidence = (Evidence("loss", max(kept, key=lambda r: abs(r[1] - (pinned or 0.0)))[1], tol, pinned),
                 Evidence("rewards/margins", margins[-1][1] if margins else None, None, 0.0))
-    message = (f"the training loss stayed within {fmt(worst)} of ln 2 = 0.6931 for all {len(kept)} logged steps "
-               f"from step {kept[0][0]} to {kept[-1][0]}: the policy never moved from its reference "
-               f"(from the training log).")
+    message = (f"{where} for all {len(kept)} logged steps from step {kept[0][0]} to {kept[-1][0]}: the policy never "
+               f"moved from its reference (from the training log).")
     return Finding(message, evidence, no_learning_fix(facts.beta), None)
+
+
+def _name(facts: RunFacts, pinned: float) -> str:
+    """ln 2 = 0.6931 for sigmoid DPO; the loss type's own zero-margin value otherwise."""
+    if abs(pinned - LN2) < 1e-12:
+        return "ln 2 = 0.6931"
+    return f"{fmt(pinned)}, the {facts.loss_type} loss at zero margin"
 
 
 def _log(losses):
@@ -71,6 +87,11 @@ EXAMPLES = (
             True, beta=0.1),
     Example("loss leaves ln 2 after warm-up", make_facts(log=_log([0.6931, 0.69, 0.62, 0.55, 0.5, 0.45]),
                                                          log_only=True), False),
+    Example("IPO at beta 0.5 pinned at 1/(4 beta^2) = 1.0", make_facts(log=_log([1.0] * 8), log_only=True, beta=0.5,
+                                                                      loss_type="ipo"), True, beta=None),
+    Example("IPO loss 0.69 is not IPO's zero-margin value",
+            make_facts(log=[{"step": 10 * (i + 1), "loss": 0.6931, "rewards/margins": 0.3} for i in range(8)],
+                       log_only=True, beta=0.5, loss_type="ipo"), False),
     Example("too few rows to judge", make_facts(log=_log([0.6931, 0.6931]), log_only=True), False),
     Example("lr 1e-7: loss 0.6930, margins 2e-4: slow learning (DPO107), not no-learning",
             make_facts(log=[{"step": 10 * (i + 1), "loss": 0.6931 - 1e-4 * i / 8, "rewards/margins": 2e-4 * i / 8}

@@ -31,6 +31,29 @@ VARIANTS = ("sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "simpo", "r_dpo
 SOURCES = ("metrics", "log", "both", "data")  # what a rule reads: checkpoint metrics, the training log, either, or
 # the data audit's statistics alone (DPO3xx: run by `dpo-doctor data`, not by a scan)
 LN2 = math.log(2.0)  # DPO loss when margins are 0: -log sigma(0)
+# The per-pair loss of each TRL loss_type (trl 1.16 DPOTrainer) when the policy equals its reference (every
+# log-ratio 0), as a function of beta: what a training loss pinned by "no learning" sits at. sft (an NLL) and
+# exo_pair (depends on label_smoothing) have none. TRL logs rewards/* as beta x summed log-ratio for every type.
+ZERO_MARGIN_LOSS = {
+    "sigmoid": lambda b: LN2, "sigmoid_norm": lambda b: LN2, "robust": lambda b: LN2, "aot": lambda b: LN2,
+    "aot_unpaired": lambda b: LN2, "aot_pair": lambda b: LN2,
+    "hinge": lambda b: 1.0,  # relu(1 - 0)
+    "ipo": lambda b: 1.0 / (4 * b * b),  # (0 - 1/(2 beta))^2
+    "nca_pair": lambda b: 2 * LN2, "bco_pair": lambda b: 2 * LN2,
+    "sppo_hard": lambda b: 0.5 / (b * b),  # (0 - 0.5/beta)^2 + (0 + 0.5/beta)^2
+    "apo_zero": lambda b: 1.0, "apo_down": lambda b: 1.0,  # (1 - 1/2) + 1/2; 1/2 + (1 - 1/2)
+    "discopop": lambda b: 0.5 * LN2 + 0.5,  # logistic x (1 - sigma(0)) + exp(0) x sigma(0)
+}
+
+
+def zero_margin_loss(loss_type: str | None, beta: float) -> float | None:
+    """The training loss of a policy equal to its reference under `loss_type` (TRL's names; several joined by "+",
+    weighted 1 each as TRL does without loss_weights); None when it is not defined or not known. An unknown run
+    (loss_type None) is taken as TRL's default, sigmoid."""
+    parts = (loss_type or "sigmoid").split("+")
+    if not beta > 0 or any(p not in ZERO_MARGIN_LOSS for p in parts):
+        return None
+    return sum(ZERO_MARGIN_LOSS[p](beta) for p in parts)
 
 
 def finite(value) -> bool:
@@ -74,6 +97,11 @@ class RunFacts:
     n_pairs: int | None = None  # held-out pairs scored per checkpoint (sample size of every pair metric)
     data_is_eval: bool = False  # the scanned pairs are the trainer's own eval set (settings.data_is_eval)
     data_audit: bool = False  # a pre-training data audit: only the data rules (source "data") run
+
+    @property
+    def loss_at_zero_margin(self) -> float | None:
+        """What the run's training loss reads when the policy equals its reference (ln 2 for sigmoid DPO)."""
+        return zero_margin_loss(self.loss_type, self.beta)
 
     @property
     def trained(self) -> tuple[CheckpointFacts, ...]:

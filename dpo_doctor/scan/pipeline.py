@@ -138,19 +138,21 @@ def _context(cfg: ScanConfig, run, warnings: list[str], clock: StageClock) -> Sc
     """Tokenizer (checked against the checkpoints'), pairs, devices, cache: everything before the first model."""
     import torch
 
-    from dpo_doctor import discover as disc
     from dpo_doctor.cache import ScoreCache, default_cache_dir
     from dpo_doctor.data.pairs import load_pairs
     from dpo_doctor.engine import distributed
     from dpo_doctor.engine.devices import resolve_device, resolve_dtype
-    from dpo_doctor.engine.loading import check_token_range, load_tokenizer, model_config, tokenizers_compatible
+    from dpo_doctor.engine.loading import (
+        check_same_rows, check_token_range, load_tokenizer, model_config, native_auto_map, tokenizers_compatible,
+    )
+    from dpo_doctor.weights import has_tokenizer
 
     trust = cfg.trust_remote_code
     ref_tok_dir = tokenizer_dir(run.reference)
     tokenizer, tok_warn = load_tokenizer(ref_tok_dir, fallback=None, trust_remote_code=trust)
     warnings += tok_warn
     for ckpt in run.checkpoints[:1] + run.checkpoints[-1:]:
-        if disc.has_tokenizer(ckpt.spec.path):
+        if has_tokenizer(ckpt.spec.path):
             ck_tok, _ = load_tokenizer(ckpt.spec.path, fallback=ref_tok_dir, trust_remote_code=trust)
             reason = tokenizers_compatible(tokenizer, ck_tok)
             if reason:
@@ -160,8 +162,14 @@ def _context(cfg: ScanConfig, run, warnings: list[str], clock: StageClock) -> Sc
                        spec=data_spec(cfg))
     warnings += pairs.warnings
     top = max((max((*t.prompt_ids, *t.chosen_ids, *t.rejected_ids), default=0) for t in pairs.tokens), default=0)
+    ref_config = model_config(run.reference)
     for spec in (run.reference, *(c.spec for c in run.checkpoints)):  # an id past the embedding: caught before a forward
         check_token_range(model_config(spec), tokenizer, top, str(spec.path))
+        if cfg.generate:
+            check_same_rows(model_config(spec), ref_config, str(spec.path), str(run.reference.path))
+        note = native_auto_map(Path(spec.base) if spec.kind in ("adapter", "zero") and spec.base else spec.path)
+        if note and not cfg.trust_remote_code and note not in warnings:
+            warnings.append(note)
     d = distributed.init()
     device = resolve_device(cfg.device if not (d.active and cfg.device == "auto" and torch.cuda.is_available())
                             else f"cuda:{d.local_rank}")
@@ -174,6 +182,7 @@ def _discover(cfg: ScanConfig):
     from dpo_doctor import discover as disc
 
     run = disc.discover(Path(cfg.run_dir), ref=cfg.ref, base=cfg.base, trust_pickles=cfg.trust_pickles)
+    refuse_reference_free(run.path, run.train_config, run.train_config_source)
     if run.reference is None:
         raise UserError(f"cannot tell the reference model of {run.path}: pass --ref PATH (the model DPO started from)")
     if cfg.checkpoint_filter or cfg.skip_checkpoints:
@@ -209,7 +218,8 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None, checked: bool = Fa
     with clock("discovery"):
         run = _discover(cfg)
     warnings = list(run.warnings)
-    beta, beta_source = resolve_beta(cfg, run.train_config)
+    beta, beta_source = resolve_beta(cfg, run.train_config, run.train_config_source)
+    warnings += loss_notes(run.train_config)
     with clock("data"):  # every input is read once, here, before any model loads
         log = load_train_log(run.path, cfg.log)
         suite = _suite(cfg)
@@ -308,7 +318,8 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
                           n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats,
                           data_format=pairs.data_format),
         settings=settings, checkpoints=records, metric_info=info, train_log=rep.TrainLogInfo.of(log),
-        warnings=warnings, diagnosis=diagnosis, timings=ctx.clock.to_dict())
+        warnings=warnings + beta_warning(beta_source), diagnosis=with_beta_caveat(diagnosis, beta_source),
+        timings=ctx.clock.to_dict())
     texts = pl.DataFrame({"pair_id": list(pairs.pair_ids), "prompt": [t[0] for t in pairs.texts],
                           "chosen": [t[1] for t in pairs.texts], "rejected": [t[2] for t in pairs.texts]})
     out = out_dir(cfg)
@@ -319,14 +330,14 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
 
 def scan_log_only(cfg: ScanConfig, clock: StageClock | None = None) -> Path:
     """No pairs given: diagnose from trainer_state.json / trainer_log.jsonl alone, and say the verdict is log-only."""
-    from dpo_doctor.discover import read_train_config
+    from dpo_doctor.discover import run_train_config
     from dpo_doctor.hub import resolve_model_path
     from dpo_doctor.trainlog import detect_framework, load_train_log
 
     clock = clock or StageClock()
     with clock("discovery"):
         run_dir = resolve_model_path(cfg.run_dir, "RUN_DIR")
-        train_config, warnings = read_train_config(run_dir, [], cfg.trust_pickles)
+        settings = run_train_config(run_dir)
     with clock("data"):
         log = load_train_log(run_dir, cfg.log)
     train_log = log.frame
@@ -334,8 +345,11 @@ def scan_log_only(cfg: ScanConfig, clock: StageClock | None = None) -> Path:
         why = f" ({log.warnings[0]})" if log.warnings else ""
         raise UserError(f"{run_dir}: no trainer_state.json or other training log to read{why}, and no --data given; pass --data PAIRS (and --ref "
                         "REF) to score the checkpoints, or --log PATH to name the log")
-    warnings = list(log.warnings) + warnings
-    beta, beta_source = resolve_beta(cfg, train_config)
+    train_config, warnings = settings.values, list(log.warnings) + list(settings.warnings)
+    if settings.values.get("reference_free") is True or str(train_config.get("loss_type")) in REFERENCE_FREE:
+        warnings.append(f"reference-free run ({train_config.get('loss_type') or 'reference_free=True'}): its loss "
+                        "has no fixed value at zero margin, so DPO201 judges it by the logged margins alone")
+    beta, beta_source = resolve_beta(cfg, train_config, settings.source)
     with clock("metrics_rules"):
         facts = run_facts([], {}, {}, None, beta, train_config.get("loss_type"), train_log, False, log_only=True)
         diagnosis = run_diagnosis(facts, cfg)
@@ -344,27 +358,78 @@ def scan_log_only(cfg: ScanConfig, clock: StageClock | None = None) -> Path:
                         loss_type=train_config.get("loss_type"), framework=detect_framework(train_log, run_dir)),
         reference=None, data=None, settings={"log_only": True}, checkpoints=[], metric_info={},
         train_log=rep.TrainLogInfo.of(log),
-        warnings=warnings + ["log-only verdict: no --data given, so no checkpoint was scored; the diagnoses below "
-                             "come from the training curves alone"],
-        diagnosis=diagnosis, log_only=True, timings=clock.to_dict())
+        warnings=warnings + beta_warning(beta_source) + [
+            "log-only verdict: no --data given, so no checkpoint was scored; the diagnoses below come from the "
+            "training curves alone"],
+        diagnosis=with_beta_caveat(diagnosis, beta_source), log_only=True, timings=clock.to_dict())
     out = out_dir(cfg)
     rep.write_report(out, report, {"pairs": None, "pair_texts": None, "samples": None, "train_log": train_log})
     return out
 
 
+def loss_notes(train_config: dict) -> list[str]:
+    """Where the run's loss makes TRL's logged numbers differ from the rewards scored here (beta x summed log-ratio,
+    which TRL logs for every loss_type)."""
+    notes = []
+    if isinstance(train_config.get("ld_alpha"), (int, float)) and not isinstance(train_config["ld_alpha"], bool):
+        notes.append(f"the run used ld_alpha={train_config['ld_alpha']:g} (LD-DPO): TRL's logged rewards and logps "
+                     "down-weight tokens past the shorter response; the rewards here sum every token, so they differ "
+                     "from the trainer's log")
+    return notes
+
+
+REFERENCE_FREE = {"simpo": "SimPO", "orpo": "ORPO", "cpo": "CPO"}
+
+
+def refuse_reference_free(run_dir: Path, train_config: dict, source: str | None) -> None:
+    """SimPO, ORPO, CPO (or reference_free=True) train without a reference: a reward of beta x log(pi / pi_ref) is
+    not what they optimised, so a scored scan would measure the wrong thing. One line, exit 2."""
+    loss = str(train_config.get("loss_type") or "")
+    named = [REFERENCE_FREE[p] for p in loss.split("+") if p in REFERENCE_FREE]
+    if not named and train_config.get("reference_free") is not True:
+        return
+    what = named[0] if named else "reference_free=True"
+    raise UserError(f"{run_dir} was trained with {what} (from {source or 'the run config'}), which has no reference "
+                    "model: its rewards are not beta x log(pi/pi_ref), so scoring checkpoints against a reference "
+                    "would measure something it never optimised; run `dpo-doctor scan` without --data for a "
+                    "diagnosis from the training log alone")
+
+
 def tokenizer_dir(spec) -> Path:
     """Adapters often carry no tokenizer: use their base's."""
-    from dpo_doctor.discover import has_tokenizer
+    from dpo_doctor.weights import has_tokenizer
 
     return spec.path if has_tokenizer(spec.path) or spec.base is None else Path(spec.base)
 
 
-def resolve_beta(cfg: ScanConfig, train_config: dict) -> tuple[float, str]:
+DEFAULT_BETA_SOURCE = "default 0.1"  # TRL's default, used when neither --beta nor the run names a beta
+
+
+def resolve_beta(cfg: ScanConfig, train_config: dict, source: str | None = None) -> tuple[float, str]:
+    """beta and where it came from: "--beta", the run's settings file (runconfig.py), or "default 0.1"."""
     if cfg.beta is not None:
-        return cfg.beta, "cli"
-    if isinstance(train_config.get("beta"), (int, float)) and train_config["beta"] > 0:
-        return float(train_config["beta"]), "run_config"
-    return 0.1, "default"
+        return cfg.beta, "--beta"
+    beta = train_config.get("beta")
+    if isinstance(beta, (int, float)) and not isinstance(beta, bool) and beta > 0:
+        return float(beta), source or "run config"
+    return 0.1, DEFAULT_BETA_SOURCE
+
+
+BETA_CAVEAT = ("beta was not found in the run's files, so rewards are scored at TRL's default 0.1 (they scale with "
+               "beta): pass --beta")
+
+
+def beta_warning(beta_source: str) -> list[str]:
+    """The defaulted-beta warning, only when neither --beta nor the run gave one."""
+    return [BETA_CAVEAT] if beta_source == DEFAULT_BETA_SOURCE else []
+
+
+def with_beta_caveat(diagnosis: dict, beta_source: str) -> dict:
+    """The verdict line (summary) says when beta was defaulted, not only the warnings list."""
+    if beta_source != DEFAULT_BETA_SOURCE:
+        return diagnosis
+    summary = str(diagnosis.get("summary") or "").rstrip(". ")
+    return {**diagnosis, "summary": f"{summary}. Caveat: {BETA_CAVEAT}." if summary else f"Caveat: {BETA_CAVEAT}."}
 
 
 def sanity_checks(long: pl.DataFrame | None, records: list) -> list[str]:

@@ -34,7 +34,8 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
         console.print(Text("log-only verdict: diagnosed from the training curves; no checkpoint scored", style="bold"))
     table = Table(caption="margin = rewards/margins, acc = rewards/accuracies, rank acc = pi(chosen) > pi(rejected), "
                   "drift/tok = chosen log-prob change per token, KL = sampled KL(pi||ref), len x = generated length "
-                  "vs reference, EAD = per-prompt diversity", title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g}, "
+                  "vs reference, EAD = per-prompt diversity", title=f"dpo-doctor: {report['run']['name']} (beta={report['run']['beta']:g} from "
+                        f"{report['run'].get('beta_source') or '?'}, "
                         f"{(report.get('data') or {}).get('n_pairs', 0)} pairs{_layout(report)})")
     table.add_column("checkpoint", no_wrap=True)
     for k in keys:
@@ -51,6 +52,9 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
         console.print(Text(f"        fix: {d['recommendation']['text']}"))
     if not report["diagnoses"]:
         console.print(Text("verdict: healthy, no finding", style="green"))
+    if str(report['run'].get('beta_source', '')).startswith("default"):
+        console.print(Text(f"verdict caveat: beta {report['run']['beta']:g} is a default (not found in the run's "
+                           "files): rewards scale with beta; pass --beta", style="bold yellow"))
     split = time_split(report.get("timings"))
     if split:
         console.print(Text(split))

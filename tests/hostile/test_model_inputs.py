@@ -338,3 +338,84 @@ def test_pickle_file_is_not_loaded_as_cache(run, tiny_dir, pairs_jsonl, tmp_path
         entry.write_bytes(pickle.dumps(_Payload(str(marker))))
     proc = scan(run, tiny_dir, pairs_jsonl, tmp_path)
     assert proc.returncode == 0 and not marker.exists(), proc.stderr[-3000:]
+
+
+# ---- issue 21: adapters, configs, custom code, vocabulary ---------------------------------------------------------
+
+def test_adapter_rank_disagrees_with_its_config(lora_run, tiny_dir, pairs_jsonl, tmp_path):
+    """The tensors are rank 4; adapter_config.json says r = 8: PEFT would fail deep inside load_state_dict."""
+    edit_json(lora_run / "checkpoint-20" / "adapter_config.json", r=8)
+    assert_user_error(scan(lora_run, tiny_dir, pairs_jsonl, tmp_path), "adapter_model.safetensors", "r = 8",
+                      "[4, 32]", "re-save")
+
+
+def test_adapter_config_nested_too_deeply(lora_run, tiny_dir, pairs_jsonl, tmp_path):
+    cfg = lora_run / "checkpoint-20" / "adapter_config.json"
+    cfg.write_text('{"x": ' + "[" * 200000 + "]" * 200000 + "}")
+    assert_user_error(scan(lora_run, tiny_dir, pairs_jsonl, tmp_path), "adapter_config.json", "nested too deeply")
+
+
+def _custom_tokenizer_dir(tiny_dir: Path, dst: Path) -> Path:
+    """The tiny tokenizer without tokenizer.json, whose tokenizer_config.json names custom code that subclasses the
+    fast tokenizer and only tags itself (so trusting it is harmless here)."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(dst)
+    (dst / "tokenization_custom.py").write_text(
+        "import json, os\n"
+        "from transformers import PreTrainedTokenizerFast\n\n"
+        "class CustomTokenizer(PreTrainedTokenizerFast):\n"
+        "    custom_code_ran = True\n\n"
+        "    @classmethod\n"
+        "    def from_pretrained(cls, path, *args, **kwargs):\n"
+        "        cfg = json.load(open(os.path.join(str(path), 'tokenizer_config.json')))\n"
+        "        keep = {k: cfg[k] for k in ('eos_token', 'pad_token', 'bos_token', 'unk_token') if cfg.get(k)}\n"
+        "        return cls(tokenizer_file=os.path.join(str(path), 'tokenizer_file.json'), **keep)\n")
+    cfg = json.loads((dst / "tokenizer_config.json").read_text())
+    cfg["auto_map"] = {"AutoTokenizer": [None, "tokenization_custom.CustomTokenizer"]}
+    cfg["tokenizer_class"] = "CustomTokenizer"
+    (dst / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (dst / "tokenizer.json").rename(dst / "tokenizer_file.json")  # no tokenizer.json: AutoTokenizer's path
+    return dst
+
+
+def test_trust_remote_code_reaches_the_tokenizer(tmp_path, tiny_dir, pairs_jsonl):
+    ref = copy_model(tiny_dir, tmp_path / "ref")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (ref / name).unlink(missing_ok=True)
+    _custom_tokenizer_dir(tiny_dir, tmp_path / "tok")
+    for f in (tmp_path / "tok").iterdir():
+        shutil.copy(f, ref / f.name)
+    copy_model(tiny_dir, tmp_path / "run" / "checkpoint-1")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (tmp_path / "run" / "checkpoint-1" / name).unlink(missing_ok=True)
+    assert_user_error(scan(tmp_path / "run", ref, pairs_jsonl, tmp_path), "custom tokenizer code",
+                      "--trust-remote-code")
+    proc = scan(tmp_path / "run", ref, pairs_jsonl, tmp_path, "--trust-remote-code")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_native_model_type_with_auto_map_loads_natively(run, tiny_dir, pairs_jsonl, tmp_path):
+    """config.json names custom code for a model type transformers has (llama): loaded with the native class, warned."""
+    edit_json(run / "checkpoint-1" / "config.json",
+              auto_map={"AutoModelForCausalLM": "modeling_llama_custom.LlamaForCausalLM"})
+    assert_ok_with_warning(scan(run, tiny_dir, pairs_jsonl, tmp_path), "auto_map", "native llama",
+                           "--trust-remote-code")
+
+
+def test_checkpoint_with_more_embedding_rows_and_no_tokenizer(tmp_path, tiny_dir, pairs_jsonl):
+    """Training added 17 tokens (resize_token_embeddings) but saved no tokenizer: the pairs score with the reference's
+    tokenizer; generation probes cannot compare vocabularies of different sizes, so they are refused in one line."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    rows = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(rows + 17)
+    ckpt = tmp_path / "run" / "checkpoint-1"
+    model.save_pretrained(ckpt)
+    proc = run_cli("scan", tmp_path / "run", "--ref", tiny_dir, "--data", pairs_jsonl, "--out", tmp_path / "out",
+                   "--cache-dir", tmp_path / "cache", "--max-prompts", 4, "--samples-per-prompt", 2,
+                   "--max-new-tokens", 16)
+    assert_user_error(proc, "checkpoint-1", "17 more", "--no-generate", "--ref")
+    proc = scan(tmp_path / "run", tiny_dir, pairs_jsonl, tmp_path)  # pairs only: the reference's ids all fit
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
