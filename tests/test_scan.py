@@ -50,9 +50,20 @@ def test_report_contract_and_cache(tmp_path, tiny_dir, pairs_jsonl):
     pairs = pl.read_parquet(out / "pairs.parquet")
     assert pairs.height == 2 * 12 and set(pairs["checkpoint"]) == {"checkpoint-2", "checkpoint-4"}
 
+    timings = report["timings"]  # where the time went: per stage and per model, stages not overlapping
+    assert {"startup", "discovery", "data", "loading", "pair_scoring", "metrics_rules"} <= set(timings["stages"])
+    assert set(timings["checkpoints"]) == {"reference", "checkpoint-2", "checkpoint-4"}
+    assert all(set(t) == {"cache", "loading", "pair_scoring"} and min(t.values()) > 0
+               for t in timings["checkpoints"].values())
+    assert timings["stages"]["loading"] == pytest.approx(sum(t["loading"] for t in timings["checkpoints"].values()), abs=1e-3)
+    assert sum(timings["stages"].values()) <= timings["total_s"] + 1e-3
+
     again = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir)) / "report.json").read_text())
     assert again["settings"]["scored"] == [] and len(again["settings"]["from_cache"]) == 3
     assert again["checkpoints"] == report["checkpoints"]
+    assert "loading" not in again["timings"]["stages"]  # all cached: no model loaded, only the lookups
+    assert {name: set(t) for name, t in again["timings"]["checkpoints"].items()} == {
+        name: {"cache"} for name in ("reference", "checkpoint-2", "checkpoint-4")}
 
     make_run(run, tiny_dir, steps=(6,))
     third = json.loads((scan(cfg(tmp_path, run, pairs_jsonl, ref=tiny_dir)) / "report.json").read_text())

@@ -62,10 +62,10 @@ def test_injected_kind_is_the_first_diagnosis(zoo_reports, name):
 
 def test_length_recommendation_is_trainable(zoo_reports):
     """The length fix names a variant the built-in trainer (and so `dpo-doctor repro`) can run."""
-    from dpo_doctor.train.repro import VARIANT_LOSS
+    from dpo_doctor.train.config import LOSS_NAMES
 
     first = _loud(zoo_reports["length_exploitation"])[0]
-    assert first["recommendation"]["variant"] in VARIANT_LOSS
+    assert first["recommendation"]["variant"] in LOSS_NAMES
 
 
 def test_grading_on_unseen_questions_matches_a_hand_regrade(zoo_reports, tmp_path_factory):

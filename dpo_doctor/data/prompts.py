@@ -63,7 +63,7 @@ def as_messages(prompts: list[Prompt]) -> list[Prompt]:
     return [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
 
 
-def resolve_prompts(path: str | Path | None, suite: str | None, pair_prompts: list[Prompt],
+def resolve_prompts(path: str | Path | None, suite: str | Suite | None, pair_prompts: list[Prompt],
                     conversational: bool = False) -> list[Prompt]:
     """The probe prompts of a scan: `--prompts PATH`, else `--probe-suite NAME`, else the held-out pairs' prompts.
 
@@ -72,10 +72,11 @@ def resolve_prompts(path: str | Path | None, suite: str | None, pair_prompts: li
         raise UserError(f"--prompts {path} and --probe-suite {suite} both given; pass one of them")
     if path is not None:
         return load_prompts(path)
-    if suite is None or load_suite(suite).mirrors_pairs:
+    suite = load_suite(suite) if suite is not None else None  # read once (a Suite passed in is not read again)
+    if suite is None or suite.mirrors_pairs:
         if not pair_prompts:
             raise UserError("no prompts to generate from: the data has no held-out pairs; pass --prompts PATH or "
                             "--probe-suite NAME, or --no-generate")
         return list(pair_prompts)
-    prompts = list(load_suite(suite).prompts)
+    prompts = list(suite.prompts)
     return as_messages(prompts) if conversational else prompts

@@ -173,12 +173,30 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or spec.endswith((".jsonl", ".json")) or Path(spec).exists()
 
 
-def load_suite(spec: str) -> Suite:
-    """`--probe-suite SPEC`: a shipped suite by name, else a user suite by path; unknown names suggest the nearest."""
+def find_suite(spec: str) -> Path:
+    """Where `--probe-suite SPEC` is, without reading it: a shipped suite's folder, else the user's folder or JSONL
+    file; an unknown name or a missing path is a UserError (the nearest shipped name suggested)."""
     names = suite_names()
     if spec in names:
-        return _from_folder(Path(str(_suites_root() / spec)), spec)
+        return Path(str(_suites_root() / spec))
     if _looks_like_path(spec):
-        return load_suite_path(spec)
+        path = Path(spec)
+        if path.is_dir() and not (path / "manifest.json").is_file():
+            raise UserError(f"{path}: a probe-suite folder needs a manifest.json (name, description, file, checker)")
+        if not path.exists():
+            raise UserError(f"{path}: probe suite not found; pass a shipped name ({', '.join(names)}), a folder "
+                            f"with manifest.json, or a JSONL file of {{\"prompt\", \"answer\", \"check\"}} rows")
+        return path
     raise UserError(f"unknown probe suite {spec!r}{did_you_mean(spec, names)} (choose one of {', '.join(names)}, "
                     f"or pass a suite folder or JSONL file)")
+
+
+def load_suite(spec: str | Suite) -> Suite:
+    """`--probe-suite SPEC`: a shipped suite by name, else a user suite by path; unknown names suggest the nearest.
+    A Suite already loaded is returned as it is (callers that have one need not read it again)."""
+    if isinstance(spec, Suite):
+        return spec
+    path = find_suite(spec)
+    if spec in suite_names():
+        return _from_folder(path, spec)
+    return load_suite_path(path)

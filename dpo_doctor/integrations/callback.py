@@ -226,13 +226,13 @@ class DoctorCallback(TrainerCallback):
     # ---- on_log: the log rules ------------------------------------------------------------------------------------
 
     def _log_findings(self, args, state) -> list[dict]:
-        from dpo_doctor.rules import facts_from_report, parse_settings, run_rules
+        from dpo_doctor.rules import RunFacts, parse_settings, run_rules
 
         frame = log_frame(state.log_history)
         if frame is None:
             return []
         overrides = parse_settings(self.config.rule_settings)
-        facts = facts_from_report({"run": {"beta": self._beta(args) or 0.1}, "log_only": True}, frame)
+        facts = RunFacts(checkpoints=(), beta=self._beta(args) or RunFacts.beta, train_log=frame, log_only=True)
         found = run_rules(facts, select=set(self.config.select) or None, ignore=set(self.config.ignore) or None,
                           overrides=overrides)
         return [d.to_dict() for d in found]

@@ -32,7 +32,7 @@ Recommended fix
     cDPO (`label_smoothing` = epsilon) with epsilon the estimated flip rate, taken as the persistent negative
     share at the last checkpoint, clipped to [0.05, 0.45] (the pairs a learned policy still ranks wrong are the
     flipped ones plus some true misses, so this is an upper estimate). cDPO's margins then plateau at
-    beta h* = log((1 - epsilon) / epsilon). rDPO (robust_dpo) with the same epsilon is the unbiased alternative.
+    beta h* = log((1 - epsilon) / epsilon). rDPO (loss `robust`, TRL's name) with the same epsilon is the unbiased alternative.
     Relabel or filter pairs with low annotator agreement if you have it.
 
 References

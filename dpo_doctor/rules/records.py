@@ -24,8 +24,10 @@ KINDS = ("length_exploitation", "likelihood_displacement", "over_optimization", 
          # the data audit (`dpo-doctor data`, DPO3xx): risks in the pairs before any training
          "length_bias", "likelihood_displacement_risk", "mode_collapse_risk", "duplicates", "contradictions",
          "truncation", "reference_disfavours", "degenerate_pairs")
-VARIANTS = ("dpo", "ipo", "simpo", "sigmoid_norm", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo", "robust_dpo", "f_dpo",
-            "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
+# What a recommendation may name: TRL's loss_type names where TRL has the loss (sigmoid = DPO, ipo, hinge, robust,
+# sigmoid_norm), else one descriptive spelling; the built-in trainer's loss names are the same strings.
+VARIANTS = ("sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "simpo", "r_dpo", "ld_dpo", "dpop", "rpo", "cdpo",
+            "f_dpo", "tr_dpo", "beta_dpo", "online_dpo", "kto", "orpo")
 SOURCES = ("metrics", "log", "both", "data")  # what a rule reads: checkpoint metrics, the training log, either, or
 # the data audit's statistics alone (DPO3xx: run by `dpo-doctor data`, not by a scan)
 LN2 = math.log(2.0)  # DPO loss when margins are 0: -log sigma(0)

@@ -1,8 +1,9 @@
 """`ScanConfig`: every flag of `dpo-doctor scan` (and `watch`), and the checks that run before any model loads.
 
 `check_config` validates everything that can be validated from the flags alone (numbers, names, rule codes and
-thresholds, the output location, the files named), so a typo costs a second, not a scan. The pipeline calls it
-first; the CLI calls it before printing anything.
+thresholds, the output location, that the files named exist), without reading any file, so a typo costs a second,
+not a scan. The pipeline calls it once, first (`scan(cfg, checked=True)` skips it for a config already checked,
+as `watch` does), then reads each input once, before any model loads, so a bad file also fails early.
 """
 
 from __future__ import annotations
@@ -21,41 +22,51 @@ DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "flo
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 
+def _flag(default, help: str, **spelling):
+    """A field that is also a `dpo-doctor scan`/`watch` flag: `help` states the default and the unit. The CLI makes
+    every field with a help text a flag named after it (`max_pairs` -> `--max-pairs`; a bool -> `--x/--no-x`;
+    a tuple -> a repeatable flag whose values may also be comma-separated); `flag="--name"` keeps another spelling
+    and `aliases=("--other",)` adds more."""
+    return field(default=default, metadata={"help": help, **spelling})
+
+
 @dataclass(frozen=True)
 class ScanConfig:
-    """Every flag of `dpo-doctor scan`, one field each (see `dpo-doctor scan --help` for units and defaults)."""
+    """Every setting of `dpo-doctor scan` (and `watch`), one field each; the CLI's flags are made from these fields
+    (name, default, help), and every other caller (the callback, `repro`, the zoo) builds one with
+    `dataclasses.replace`. `run_dir` is the commands' argument."""
 
     run_dir: Path
-    data: Path | None  # None: diagnose from the training log alone (log-only verdict)
-    ref: Path | None = None
-    base: Path | None = None
-    beta: float | None = None
-    out: Path | None = None
-    max_pairs: int | None = None
-    max_length: int | None = 1024
-    batch_size: str = "auto"
-    device: str = "auto"
-    dtype: str = "auto"
-    cache_dir: Path | None = None
-    device_map: str | None = None  # "auto": shard a model larger than one device (accelerate)
-    seed: int = 0
-    trust_pickles: bool = False
-    trust_remote_code: bool = False
-    generate: bool = True
-    prompts: Path | None = None
-    probe_suite: str | None = None
-    max_prompts: int = 32
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 64
-    select: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    rule_settings: tuple[str, ...] = ()
-    render: bool = True  # the CLI renders HTML/Markdown after the scan; the pipeline itself never does
-    checkpoint_filter: tuple[str, ...] = ()  # --checkpoints: names or globs (empty: all)
-    skip_checkpoints: tuple[str, ...] = ()  # --skip-checkpoint: names or globs
-    data_is_eval: bool = False  # --data is the trainer's own eval set: compare its eval_* log with our numbers
-    log: Path | None = None  # --log: a training log to read instead of auto-detecting one in the run dir
-    judge: str | None = None  # --judge: a reward-model folder or module:function scoring the probes' answers
+    data: Path | None = _flag(None, "Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats or LLaMA-Factory, OpenRLHF and ms-swift layouts (see --data-format). Without it: a log-only diagnosis from the training log.")
+    ref: Path | None = _flag(None, "Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base.")
+    base: Path | None = _flag(None, "Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO checkpoints.")
+    beta: float | None = _flag(None, "DPO beta for implicit rewards. Default: the run's own (training_args.bin read without unpickling, W&B/TensorBoard args, LLaMA-Factory/ms-swift configs), else 0.1 (TRL's default).")
+    out: Path | None = _flag(None, "Report folder (created if missing). Default: reports/<run-name>/.")
+    max_pairs: int | None = _flag(None, "Score a deterministic (seeded) subset of N pairs. Default: all.")
+    max_length: int | None = _flag(1024, "Truncate prompt+response to N tokens, keep_start, as TRL does (default 1024).")
+    batch_size: str = _flag("auto", "Pairs per forward pass, or auto (a token budget from free memory, length-bucketed).")
+    device: str = _flag("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N.")
+    dtype: str = _flag("auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.")
+    cache_dir: Path | None = _flag(None, "Score cache. Default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor.")
+    device_map: str | None = _flag(None, "auto: spread a model too large for one GPU over all GPUs (and CPU RAM) with accelerate.")
+    seed: int = _flag(0, "Seed for --max-pairs subsets and sampling (default 0).")
+    trust_pickles: bool = _flag(False, "Allow reading pytorch_model.bin weights and DeepSpeed ZeRO global_stepN/ checkpoints (pickles: only for runs you trust; read with torch.load(weights_only=True)). Not needed for beta.")
+    trust_remote_code: bool = _flag(False, "Allow model and tokenizer code from the checkpoint dirs (never on by default).")
+    generate: bool = _flag(True, "Generation probes (length, KL, diversity); --no-generate gives a quick pairs-only scan (default on).")
+    prompts: Path | None = _flag(None, "Prompts for generation probes (JSONL with a prompt field). Default: the pairs' prompts. Combines with a --probe-suite that has answers.")
+    probe_suite: str | None = _flag(None, "A probe suite: a shipped name (default, arithmetic, format, multiple_choice: verifiable, graded as task/accuracy next to the run's own prompts; open_ended, short_answer: prompts only) or your own folder with manifest.json / JSONL of {prompt, answer, check} (make one with: dpo-doctor suite make).")
+    judge: str | None = _flag(None, "Score each checkpoint's answers against the reference's with a reward-model folder (safetensors) or module:function (prompts, completions) -> floats: judge/win_rate.")
+    max_prompts: int = _flag(32, "Prompts used by generation probes (default 32).")
+    samples_per_prompt: int = _flag(4, "Samples per prompt at temperature 1, for KL and diversity (default 4).")
+    max_new_tokens: int = _flag(64, "Longest generated completion, in tokens (default 64).")
+    select: tuple[str, ...] = _flag((), "Only these rule codes or prefixes (comma-separated or repeated, e.g. DPO101,DPO2).")
+    ignore: tuple[str, ...] = _flag((), "Skip these rule codes or prefixes (comma-separated or repeated).")
+    rule_settings: tuple[str, ...] = _flag((), "Override a rule threshold, e.g. --set DPO101.max_ratio=1.5 (repeatable; see dpo-doctor explain CODE).", flag="--set")
+    render: bool = _flag(True, "Render report.html and report.md after the scan; --no-render writes report.json and tables only (default on).")
+    checkpoint_filter: tuple[str, ...] = _flag((), "Only these checkpoints: comma-separated names or globs, e.g. 'checkpoint-1*'. Default: all.", flag="--checkpoints")
+    skip_checkpoints: tuple[str, ...] = _flag((), "Leave out a checkpoint (name or glob; repeatable), e.g. one with NaN weights.", flag="--skip-checkpoint")
+    data_is_eval: bool = _flag(False, "--data is the eval set the trainer logged eval_* on: check the trainer's numbers against ours (DPO004).")
+    log: Path | None = _flag(None, "Training log to read (trainer_state.json, trainer_log.jsonl, ...). Default: found in the run dir.")
     data_format: str | None = field(default=None, metadata={"help": (
         "Layout of --data: trl, llamafactory-alpaca, llamafactory-sharegpt, openrlhf, ms-swift, columns (aliases "
         "alpaca, sharegpt, llamafactory, swift). Default: detected from the columns; report.json records it.")})
@@ -130,22 +141,14 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
     if cfg.device_map not in (None, "auto"):
         raise UserError(f"--device-map {cfg.device_map!r}: the only value is auto")
     if cfg.probe_suite is not None:
-        from dpo_doctor.data.suites import load_suite
+        from dpo_doctor.data.suites import find_suite
 
-        suite = load_suite(cfg.probe_suite)  # unknown name or a bad user suite -> UserError, row by row
-        if cfg.prompts is not None and not suite.verifiable:
-            raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both name the prompts to "
-                            f"sample, and {cfg.probe_suite} has no answers to grade; pass one of them (a suite with "
-                            f"answers combines with --prompts: its answers are graded, your prompts probe the run)")
+        find_suite(cfg.probe_suite)  # an unknown name or a missing path; its rows are checked when the scan reads it
     if cfg.judge is not None and not cfg.generate:
         raise UserError(f"--judge {cfg.judge} scores the probes' answers, but --no-generate turns the probes off; "
                         "drop one of them")
     check_selection(cfg.select, cfg.ignore, cfg.rule_settings)
     check_spec(data_spec(cfg))
-    if cfg.log is not None:  # an explicit log that cannot be read fails now, not after the scoring
-        from dpo_doctor.trainlog import load_train_log
-
-        load_train_log(resolve_model_path(cfg.run_dir, "RUN_DIR"), cfg.log)
     check_out(out_dir(cfg))
     return cfg
 

@@ -18,6 +18,7 @@ import polars as pl
 from dpo_doctor import report as rep
 from dpo_doctor.errors import UserError
 from dpo_doctor.scan.config import ScanConfig, check_config, data_spec, out_dir, run_name  # noqa: F401 (re-exported)
+from dpo_doctor.scan.timing import StageClock
 
 ProgressFn = Callable[[str, int, int], None]  # (stage description, done, total)
 
@@ -37,14 +38,17 @@ class ScanContext:
     pairs: Any  # data.pairs.PairSet
     pairs_fp: str
     cache: Any  # cache.ScoreCache
+    clock: StageClock  # where the time goes (report.json's timings)
 
-    def load(self, spec):
-        """The one model-loading call of a scan (pair scoring and the probes both use it)."""
+    def load(self, spec, label: str):
+        """The one model-loading call of a scan (pair scoring and the probes both use it); `label` names the model
+        in the timings (reference or the checkpoint's name)."""
         from dpo_doctor.engine.loading import load_model
 
-        model = load_model(spec, self.device, self.dtype, trust_remote_code=self.cfg.trust_remote_code,
-                           device_map=self.cfg.device_map, cache_dir=self.cfg.cache_dir)
-        check_finite_weights(model, spec.path)
+        with self.clock("loading", label):
+            model = load_model(spec, self.device, self.dtype, trust_remote_code=self.cfg.trust_remote_code,
+                               device_map=self.cfg.device_map, cache_dir=self.cfg.cache_dir)
+            check_finite_weights(model, spec.path)
         return model
 
 
@@ -90,14 +94,15 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
     from dpo_doctor.engine.pairs import PairScores, score_pairs
 
     n = len(ctx.pairs.tokens)
-    key = score_key(weights_fingerprint(spec), ctx.pairs_fp, str(ctx.dtype), ctx.device.type)
-    cached = ctx.cache.load(key, length=n)
+    with ctx.clock("cache", label):  # the weights' digest and the cache lookup
+        key = score_key(weights_fingerprint(spec), ctx.pairs_fp, str(ctx.dtype), ctx.device.type)
+        cached = ctx.cache.load(key, length=n)
     scores = PairScores(**cached) if cached is not None else None
     finished = complete_on_every_rank(scores, key, ctx)
     if finished is not None:
         return Scored(finished, None, True)
     scores = scores or PairScores.empty(n)  # a partial entry: this rank resumes its own shard from it
-    model = ctx.load(spec)
+    model = ctx.load(spec, label)
     d = ctx.dist
     mine = shard_mask(n, d)
     work = PairScores(**{k: np.where(mine, v, 0) if k.startswith("logp") else v.copy()
@@ -112,15 +117,18 @@ def score_spec(spec, label: str, ctx: ScanContext, progress: ProgressFn | None) 
 
     budget, rows = _budget(ctx.cfg)
     try:
-        score_pairs(model, ctx.pairs.tokens, pad_id(ctx.tokenizer), ctx.device, work, token_budget=budget,
-                    max_rows=rows, progress=tick)
+        with ctx.clock("pair_scoring", label):
+            score_pairs(model, ctx.pairs.tokens, pad_id(ctx.tokenizer), ctx.device, work, token_budget=budget,
+                        max_rows=rows, progress=tick)
     finally:  # on Ctrl-C too: keep every finished batch
         if not d.active:
-            ctx.cache.save(key, work.arrays())
+            with ctx.clock("cache", label):
+                ctx.cache.save(key, work.arrays())
     if d.active:
         work = PairScores(**merge(work.arrays(), mine, d))
         if d.is_main:
-            ctx.cache.save(key, work.arrays())
+            with ctx.clock("cache", label):
+                ctx.cache.save(key, work.arrays())
     return Scored(work, model, False)
 
 
@@ -147,7 +155,7 @@ def complete_on_every_rank(scores, key: str, ctx: ScanContext):
 # ---- the pipeline --------------------------------------------------------------------------------------------
 
 
-def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
+def _context(cfg: ScanConfig, run, warnings: list[str], clock: StageClock) -> ScanContext:
     """Tokenizer (checked against the checkpoints'), pairs, devices, cache: everything before the first model."""
     import torch
 
@@ -188,7 +196,7 @@ def _context(cfg: ScanConfig, run, warnings: list[str]) -> ScanContext:
                             else f"cuda:{d.local_rank}")
     return ScanContext(cfg=cfg, dist=d, device=device, dtype=resolve_dtype(cfg.dtype, device), tokenizer=tokenizer,
                        pairs=pairs, pairs_fp=pairs.fingerprint(),
-                       cache=ScoreCache(cfg.cache_dir or default_cache_dir()))
+                       cache=ScoreCache(cfg.cache_dir or default_cache_dir()), clock=clock)
 
 
 def _discover(cfg: ScanConfig):
@@ -206,31 +214,45 @@ def _discover(cfg: ScanConfig):
     return run
 
 
-def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
-    """Run the whole scan and write report.json + tables; returns the report directory."""
-    check_config(cfg)
-    if cfg.data is None:
-        return scan_log_only(cfg)
-    import torch
-    from transformers.utils import logging as hf_logging
+def scan(cfg: ScanConfig, progress: ProgressFn | None = None, checked: bool = False) -> Path:
+    """Run the whole scan and write report.json + tables; returns the report directory.
 
-    from dpo_doctor.metrics import across_checkpoints, pair_metrics
-    from dpo_doctor.scan.table import checkpoint_table
+    `checked=True`: `cfg` already passed `check_config` (the CLI's watch checks once, then rescans)."""
+    clock = StageClock()
+    if cfg.data is None:
+        with clock("startup"):
+            if not checked:
+                check_config(cfg)
+        return scan_log_only(cfg, clock)
+    with clock("startup"):
+        if not checked:
+            check_config(cfg)
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from dpo_doctor.metrics import across_checkpoints, pair_metrics
+        from dpo_doctor.scan.table import checkpoint_table
+        from dpo_doctor.trainlog import load_train_log
 
     hf_logging.disable_progress_bar()  # our own progress bars instead of one tqdm bar per weight load
     torch.manual_seed(cfg.seed)
-    run = _discover(cfg)
+    with clock("discovery"):
+        run = _discover(cfg)
     warnings = list(run.warnings)
     beta, beta_source = resolve_beta(cfg, run.train_config, run.train_config_source)
     warnings += loss_notes(run.train_config)
-    ctx = _context(cfg, run, warnings)
+    with clock("data"):  # every input is read once, here, before any model loads
+        log = load_train_log(run.path, cfg.log)
+        suite = _suite(cfg)
+        ctx = _context(cfg, run, warnings, clock)
     scored, cached = [], []
 
     probes = None
     if cfg.generate:  # the probe prompts are read (and checked) before any model is scored
         from dpo_doctor.scan.probes import GenerationStage
 
-        probes = GenerationStage(ctx, progress)
+        with clock("data"):
+            probes = GenerationStage(ctx, progress, suite)
     ref = score_spec(run.reference, "reference", ctx, progress)
     (cached if ref.from_cache else scored).append("reference")
     if probes is not None:
@@ -241,10 +263,11 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     for ckpt in run.checkpoints:
         res = score_spec(ckpt.spec, ckpt.name, ctx, progress)
         (cached if res.from_cache else scored).append(ckpt.name)
-        frame = checkpoint_table(ckpt.name, ckpt.step, ctx.pairs.pair_ids, res.scores, ref.scores, beta,
-                                 ctx.pairs.identical)
-        frames.append(frame)
-        pair_m[ckpt.name] = pair_metrics(frame, beta)
+        with clock("metrics_rules"):
+            frame = checkpoint_table(ckpt.name, ckpt.step, ctx.pairs.pair_ids, res.scores, ref.scores, beta,
+                                     ctx.pairs.identical)
+            frames.append(frame)
+            pair_m[ckpt.name] = pair_metrics(frame, beta)
         model = probes.checkpoint(ckpt, res.model) if probes is not None else res.model
         if model is not None:
             _free(model)
@@ -254,9 +277,10 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
     gen = probes.finish(beta) if probes is not None else None
     if probes is not None:
         probes.close()
-    long = pl.concat(frames) if frames else None
-    for c, extra in zip(run.checkpoints, across_checkpoints(frames)):
-        pair_m[c.name].update(extra)
+    with clock("metrics_rules"):
+        long = pl.concat(frames) if frames else None
+        for c, extra in zip(run.checkpoints, across_checkpoints(frames)):
+            pair_m[c.name].update(extra)
     records = [rep.CheckpointRecord(name=c.name, step=c.step, path=str(c.spec.path), kind=c.spec.kind,
                                     metrics={**pair_m[c.name], **(gen.metrics[c.name] if gen else {})},
                                     per_prompt=(gen.per_prompt or {}).get(c.name, {}) if gen else {})
@@ -268,34 +292,55 @@ def scan(cfg: ScanConfig, progress: ProgressFn | None = None) -> Path:
                 "data_format": cfg.data_format, "columns": cfg.columns, "input_template": cfg.input_template,
                 "template": cfg.template,
                 "quality": (gen.quality if gen else None) or {"signal": None, "why": "generation probes off"}}
+    return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings + list(log.warnings), settings, gen,
+                      log)
 
-    return write_scan(cfg, run, ctx, long, records, beta, beta_source, warnings, settings, gen)
+
+def _suite(cfg: ScanConfig):
+    """The --probe-suite, read once before any model (None without one or without probes). A suite with answers
+    combines with --prompts (its answers are graded, the prompts probe the run); a prompt-only suite cannot."""
+    if not cfg.generate or cfg.probe_suite is None:
+        return None
+    from dpo_doctor.data.suites import load_suite
+
+    suite = load_suite(cfg.probe_suite)  # a bad user suite -> UserError, row by row, before any model
+    if cfg.prompts is not None and not suite.verifiable:
+        raise UserError(f"--prompts {cfg.prompts} and --probe-suite {cfg.probe_suite} both name the prompts to "
+                        f"sample, and {cfg.probe_suite} has no answers to grade; pass one of them (a suite with "
+                        f"answers combines with --prompts: its answers are graded, your prompts probe the run)")
+    return suite
 
 
-def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, warnings, settings, gen) -> Path:
+def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, warnings, settings, gen, log) -> Path:
     """Data statistics, sanity checks, rules, then report.json + tables."""
     from dpo_doctor.audit.table import from_pairset
     from dpo_doctor.metrics import data_audit, metric_info
-    from dpo_doctor.trainlog import detect_framework, load_train_log
+    from dpo_doctor.trainlog import detect_framework
 
     pairs = ctx.pairs
-    info = metric_info()
-    info.update(gen.info if gen else {})
-    info.update({k: v.to_dict() for k, v in data_audit.info().items()})
-    log = load_train_log(run.path, cfg.log)
     train_log = log.frame
-    warnings = warnings + list(log.warnings) + sanity_checks(long, records) + list(ctx.cache.notes)
-    # the data section is the data audit's no-model part (`dpo-doctor data`), on the pairs as scored
-    stats = data_audit.compute(from_pairset(pairs), cfg.max_length).stats
+    loss_type = run.train_config.get("loss_type")
     framework = detect_framework(train_log, run.path) if train_log is not None else "unknown"
     if framework == "llama-factory" and cfg.template is None:
-        warnings.append("LLaMA-Factory trained this run; its tokenization differs from TRL's, used here (its `empty` "
-                        "template adds no EOS, cutoff_len cuts prompts too), so rewards can differ from its log: pass "
-                        "--template empty|default and --max-length CUTOFF_LEN for its own ids (README: Other "
-                        "trainers' data)")
+        warnings = warnings + [
+            "LLaMA-Factory trained this run; its tokenization differs from TRL's, used here (its `empty` template adds "
+            "no EOS, cutoff_len cuts prompts too), so rewards can differ from its log: pass --template empty|default "
+            "and --max-length CUTOFF_LEN for its own ids (README: Other trainers' data)"]
+    with ctx.clock("metrics_rules"):
+        info = metric_info()
+        info.update(gen.info if gen else {})
+        info.update({k: v.to_dict() for k, v in data_audit.info().items()})
+        warnings = warnings + sanity_checks(long, records) + list(ctx.cache.notes)
+        # the data section is the data audit's no-model part (`dpo-doctor data`), on the pairs as scored
+        stats = data_audit.compute(from_pairset(pairs), cfg.max_length).stats
+        facts = run_facts(records, gen.reference_metrics if gen else {}, stats, len(pairs.tokens), beta, loss_type,
+                          train_log, cfg.data_is_eval,
+                          reference_per_prompt=(gen.per_prompt or {}).get("reference", {}) if gen else {},
+                          quality=(gen.quality if gen else None) or {})
+        diagnosis = run_diagnosis(facts, cfg)
     report = rep.build_report(
-        run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source,
-                        loss_type=run.train_config.get("loss_type"), framework=framework),
+        run=rep.RunInfo(name=run.name, path=str(run.path), beta=beta, beta_source=beta_source, loss_type=loss_type,
+                        framework=framework),
         reference=rep.ReferenceInfo(path=str(run.reference.path), kind=run.reference.kind,
                                     base=str(run.reference.base) if run.reference.base else None,
                                     source=run.reference_source, metrics=gen.reference_metrics if gen else {},
@@ -305,8 +350,8 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
                           n_dropped_too_long=pairs.n_dropped_too_long, max_length=pairs.max_length, stats=stats,
                           data_format=pairs.data_format),
         settings=settings, checkpoints=records, metric_info=info, train_log=rep.TrainLogInfo.of(log),
-        warnings=warnings + beta_warning(beta_source),
-        diagnosis=with_beta_caveat(diagnose(records, gen, stats, pairs, run, beta, train_log, cfg), beta_source))
+        warnings=warnings + beta_warning(beta_source), diagnosis=with_beta_caveat(diagnosis, beta_source),
+        timings=ctx.clock.to_dict())
     texts = pl.DataFrame({"pair_id": list(pairs.pair_ids), "prompt": [t[0] for t in pairs.texts],
                           "chosen": [t[1] for t in pairs.texts], "rejected": [t[2] for t in pairs.texts]})
     out = out_dir(cfg)
@@ -315,27 +360,31 @@ def write_scan(cfg, run, ctx: ScanContext, long, records, beta, beta_source, war
     return out
 
 
-def scan_log_only(cfg: ScanConfig) -> Path:
+def scan_log_only(cfg: ScanConfig, clock: StageClock | None = None) -> Path:
     """No pairs given: diagnose from trainer_state.json / trainer_log.jsonl alone, and say the verdict is log-only."""
     from dpo_doctor.discover import run_train_config
     from dpo_doctor.hub import resolve_model_path
     from dpo_doctor.trainlog import detect_framework, load_train_log
 
-    run_dir = resolve_model_path(cfg.run_dir, "RUN_DIR")
-    log = load_train_log(run_dir, cfg.log)
+    clock = clock or StageClock()
+    with clock("discovery"):
+        run_dir = resolve_model_path(cfg.run_dir, "RUN_DIR")
+        settings = run_train_config(run_dir)
+    with clock("data"):
+        log = load_train_log(run_dir, cfg.log)
     train_log = log.frame
     if train_log is None:
         why = f" ({log.warnings[0]})" if log.warnings else ""
         raise UserError(f"{run_dir}: no trainer_state.json or other training log to read{why}, and no --data given; pass --data PAIRS (and --ref "
                         "REF) to score the checkpoints, or --log PATH to name the log")
-    settings = run_train_config(run_dir)
     train_config, warnings = settings.values, list(log.warnings) + list(settings.warnings)
     if settings.values.get("reference_free") is True or str(train_config.get("loss_type")) in REFERENCE_FREE:
         warnings.append(f"reference-free run ({train_config.get('loss_type') or 'reference_free=True'}): its loss "
                         "has no fixed value at zero margin, so DPO201 judges it by the logged margins alone")
     beta, beta_source = resolve_beta(cfg, train_config, settings.source)
-    facts_report = {"run": {"beta": beta, "loss_type": train_config.get("loss_type")}, "checkpoints": [],
-                    "log_only": True}
+    with clock("metrics_rules"):
+        facts = run_facts([], {}, {}, None, beta, train_config.get("loss_type"), train_log, False, log_only=True)
+        diagnosis = run_diagnosis(facts, cfg)
     report = rep.build_report(
         run=rep.RunInfo(name=run_dir.resolve().name, path=str(run_dir.resolve()), beta=beta, beta_source=beta_source,
                         loss_type=train_config.get("loss_type"), framework=detect_framework(train_log, run_dir)),
@@ -344,7 +393,7 @@ def scan_log_only(cfg: ScanConfig) -> Path:
         warnings=warnings + beta_warning(beta_source) + [
             "log-only verdict: no --data given, so no checkpoint was scored; the diagnoses below come from the "
             "training curves alone"],
-        diagnosis=with_beta_caveat(run_diagnosis(facts_report, train_log, cfg), beta_source), log_only=True)
+        diagnosis=with_beta_caveat(diagnosis, beta_source), log_only=True, timings=clock.to_dict())
     out = out_dir(cfg)
     rep.write_report(out, report, {"pairs": None, "pair_texts": None, "samples": None, "train_log": train_log})
     return out
@@ -427,24 +476,31 @@ def sanity_checks(long: pl.DataFrame | None, records: list) -> list[str]:
     return found
 
 
-def diagnose(records, gen, stats, pairs, run, beta, train_log, cfg: ScanConfig) -> dict:
-    """The rules' input, built from the typed records (rules never see raw rows)."""
-    facts_report = {"checkpoints": [{"name": r.name, "step": r.step, "metrics": r.metrics,
-                                     "per_prompt": r.per_prompt} for r in records],
-                    "reference": {"metrics": gen.reference_metrics if gen else {},
-                                  "per_prompt": (gen.per_prompt or {}).get("reference", {}) if gen else {}},
-                    "data": {"stats": stats, "n_pairs": len(pairs.tokens)},
-                    "run": {"beta": beta, "loss_type": run.train_config.get("loss_type")},
-                    "settings": {"data_is_eval": cfg.data_is_eval, "quality": (gen.quality if gen else None) or {}}}
-    return run_diagnosis(facts_report, train_log, cfg)
+def run_facts(records, reference_metrics, stats, n_pairs, beta, loss_type, train_log, data_is_eval,
+              log_only: bool = False, reference_per_prompt=None, quality=None):
+    """The rules' input, built from the typed records (rules never see raw rows); the same RunFacts that
+    `rules.facts_from_report` reads back from a saved report.json."""
+    from types import MappingProxyType
+
+    from dpo_doctor.rules import CheckpointFacts, RunFacts
+
+    def scores(per_prompt) -> MappingProxyType:
+        return MappingProxyType({k: tuple(v) for k, v in (per_prompt or {}).items()})
+
+    ckpts = tuple(sorted((CheckpointFacts(r.name, r.step, MappingProxyType(dict(r.metrics)),
+                                          scores(getattr(r, "per_prompt", None))) for r in records),
+                         key=lambda c: c.step))
+    return RunFacts(checkpoints=ckpts, reference_metrics=MappingProxyType(dict(reference_metrics)),
+                    data_stats=MappingProxyType(dict(stats)), beta=beta, loss_type=loss_type, train_log=train_log,
+                    log_only=log_only or not ckpts, n_pairs=n_pairs, data_is_eval=data_is_eval,
+                    reference_per_prompt=scores(reference_per_prompt), quality=MappingProxyType(dict(quality or {})))
 
 
-def run_diagnosis(facts_report: dict, train_log, cfg: ScanConfig) -> dict:
+def run_diagnosis(facts, cfg: ScanConfig) -> dict:
     """The rule catalogue over the finished metrics, and the checkpoint to ship."""
-    from dpo_doctor.rules import facts_from_report, parse_settings, run_rules, verdict_record
+    from dpo_doctor.rules import parse_settings, run_rules, verdict_record
     from dpo_doctor.rules.best import choose_best
 
-    facts = facts_from_report(facts_report, train_log)
     diagnoses = run_rules(facts, select=set(cfg.select) or None, ignore=set(cfg.ignore) or None,
                           overrides=parse_settings(cfg.rule_settings))
     record = verdict_record(diagnoses, facts)

@@ -42,18 +42,19 @@ def _prompts(cfg, pairs, suite) -> list:
     (deduplicated, in file order). A verifiable suite is sampled apart (`quality_suite`), never instead of them."""
     from dpo_doctor.data.prompts import resolve_prompts
 
-    spec = cfg.probe_suite if suite is None or not suite.verifiable else None
+    spec = suite if suite is not None and not suite.verifiable else None
     found = resolve_prompts(cfg.prompts, spec, _pair_prompts(pairs), conversational=pairs.format.startswith("conv"))
     return list(found)[: cfg.max_prompts]
 
 
-def quality_suite(cfg):
+def quality_suite(cfg, given=None):
     """(suite, is_default) of the verifiable suite a scan grades answers on, or (None, False): the user's
-    --probe-suite when it has answers, else the shipped `default` suite unless --no-quality or --judge."""
+    --probe-suite when it has answers (`given`: already read by the pipeline), else the shipped `default` suite
+    unless --no-quality or --judge."""
     from dpo_doctor.data.suites import load_suite
 
     if cfg.probe_suite is not None:
-        suite = load_suite(cfg.probe_suite)
+        suite = given if given is not None else load_suite(cfg.probe_suite)
         return (suite, False) if suite.verifiable else (None, False)
     if not cfg.quality or cfg.judge is not None:
         return None, False
@@ -86,16 +87,17 @@ class ProbeResult:
 class GenerationStage:
     """Driven by `scan`: start(reference) once, checkpoint(...) per checkpoint, finish(beta) for the metrics."""
 
-    def __init__(self, ctx, progress=None):
+    def __init__(self, ctx, progress=None, suite=None):
+        """`suite`: the --probe-suite, already read by the pipeline (None: none given)."""
         from dpo_doctor.engine.generate import GenConfig
 
         cfg = ctx.cfg
         self.ctx, self.dist, self.progress = ctx, ctx.dist, progress
-        self.suite, self.default_suite = quality_suite(cfg)
+        self.suite, self.default_suite = quality_suite(cfg, suite)
         self.gen = GenConfig(samples_per_prompt=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
                              seed=cfg.seed)
         conversational = ctx.pairs.format.startswith("conv")
-        self.run_set = self._set("run", _prompts(cfg, ctx.pairs, self.suite))
+        self.run_set = self._set("run", _prompts(cfg, ctx.pairs, suite))
         self.suite_set = None
         self.answers = None  # prompt_id -> (answer, check, tolerance) of the suite
         if self.suite is not None:
@@ -176,7 +178,7 @@ class GenerationStage:
     # ---- stages ----
     def _ensure_ref(self):
         if self.ref_model is None:
-            self.ref_model = self.ctx.load(self.ref_spec)
+            self.ref_model = self.ctx.load(self.ref_spec, "reference")
         return self.ref_model
 
     def _run(self, name: str, step: int, model, pset: PromptSet):
@@ -186,9 +188,11 @@ class GenerationStage:
         what = f"sampling {name}" + (" (quality suite)" if pset.label == "suite" else "")
         tick = (lambda done, total: self.progress(what, done, total)) \
             if self.progress is not None and self.dist.is_main else None
-        samples = sample(model, self.ctx.tokenizer, list(pset.prompt_ids), self.gen, self.ctx.device, only=mine,
-                         progress=tick)
-        scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
+        with self.ctx.clock("sampling", name):
+            samples = sample(model, self.ctx.tokenizer, list(pset.prompt_ids), self.gen, self.ctx.device, only=mine,
+                             progress=tick)
+        with self.ctx.clock("kl_scoring", name):
+            scored = score_samples(model, self.ref_model, samples, self.ctx.tokenizer, self.gen, self.ctx.device)
         frame = samples_frame(name, step, list(pset.texts), scored)
         if not self.dist.active:
             return frame
@@ -215,13 +219,17 @@ class GenerationStage:
 
     def _sampled(self, fp: str, name: str, step: int, model, pset: PromptSet, data_kl: bool):
         """(samples, data KL) of one model on one prompt set, from the cache or sampled now; (frame, kl, model)."""
-        cached = self._load_cached(fp, pset)
+        with self.ctx.clock("cache", name):
+            cached = self._load_cached(fp, pset)
         if cached is None:
             if model is None:
-                model = self._ensure_ref() if name == "reference" else self.ctx.load(self._spec[name])
+                model = self._ensure_ref() if name == "reference" else self.ctx.load(self._spec[name], name)
             self._ensure_ref()
-            cached = (self._run(name, step, model, pset), self._data_kl(model) if data_kl else 0.0)
-            self._save(fp, pset, *cached)
+            frame = self._run(name, step, model, pset)
+            with self.ctx.clock("kl_scoring", name):
+                cached = (frame, self._data_kl(model) if data_kl else 0.0)
+            with self.ctx.clock("cache", name):
+                self._save(fp, pset, *cached)
         return cached[0], cached[1], model
 
     def start(self, ref_spec, ref_model) -> None:

@@ -18,14 +18,17 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from dpo_doctor.train.config import LossParams
+
 F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
 # Losses whose log-ratios are replaced by f-divergence scores (TRL allows f-divergences with these only).
 F_DIVERGENCE_LOSSES = frozenset({"sigmoid", "hinge", "ipo", "robust", "sigmoid_norm", "cdpo", "rpo", "f_dpo"})
 
 
-@dataclass(frozen=True)
-class LossInputs:
-    """What a loss sees for a batch of B pairs. Log-probs are summed over response tokens (TRL's convention)."""
+@dataclass(frozen=True, kw_only=True)
+class LossInputs(LossParams):
+    """What a loss sees for a batch of B pairs: the log-probs (summed over response tokens, TRL's convention) and
+    the hyperparameters, whose defaults live in `LossParams` (dpo_doctor/train/config.py)."""
 
     policy_chosen: torch.Tensor  # (B,)
     policy_rejected: torch.Tensor  # (B,)
@@ -33,14 +36,6 @@ class LossInputs:
     ref_rejected: torch.Tensor  # (B,)
     n_chosen: torch.Tensor  # (B,) response token counts
     n_rejected: torch.Tensor  # (B,)
-    beta: float = 0.1
-    label_smoothing: float = 0.0  # epsilon of cdpo / robust: the assumed label-flip rate
-    dpop_lambda: float = 50.0  # DPOP penalty weight (Pal et al. used ~50)
-    rpo_alpha: float = 1.0  # weight of the chosen NLL term (Pang et al. recommend 1)
-    simpo_gamma: float = 0.5  # SimPO target margin gamma (in reward units, i.e. after beta)
-    r_dpo_alpha: float = 0.01  # R-DPO length penalty per token (0.01 HH, 0.05 TL;DR)
-    f_divergence: str = "reverse_kl"
-    f_alpha: float = 0.5  # alpha of the alpha-divergence
 
 
 def log_ratios(x: LossInputs) -> tuple[torch.Tensor, torch.Tensor]:

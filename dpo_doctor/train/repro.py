@@ -13,11 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpo_doctor.errors import UserError
+from dpo_doctor.errors import UserError, did_you_mean
 
-# recommendation "variant" -> the built-in trainer's loss name
-VARIANT_LOSS = {"dpo": "sigmoid", "ipo": "ipo", "simpo": "simpo", "sigmoid_norm": "sigmoid_norm", "r_dpo": "r_dpo",
-                "dpop": "dpop", "rpo": "rpo", "cdpo": "cdpo", "robust_dpo": "robust", "f_dpo": "f_dpo"}
+from dpo_doctor.train.config import LOSS_NAMES  # a recommendation's variant is the trainer's loss name
+
 # recommendation params -> TrainConfig fields
 PARAM_FIELDS = {"alpha": "r_dpo_alpha", "r_dpo_alpha": "r_dpo_alpha", "label_smoothing": "label_smoothing",
                 "epsilon": "label_smoothing", "dpop_lambda": "dpop_lambda", "lambda": "dpop_lambda",
@@ -42,7 +41,7 @@ def pick_diagnosis(report: dict, code: str | None) -> dict:
         if not found:
             raise UserError(f"no diagnosis {code} in this report; it has: {', '.join(d['code'] for d in diags) or 'none'}")
         return found[0]
-    usable = [d for d in diags if d["recommendation"].get("beta") or d["recommendation"].get("variant") in VARIANT_LOSS]
+    usable = [d for d in diags if d["recommendation"].get("beta") or d["recommendation"].get("variant") in LOSS_NAMES]
     if not usable:
         raise UserError("no diagnosis in this report recommends a beta or a trainable variant; nothing to reproduce")
     return usable[0]
@@ -50,7 +49,7 @@ def pick_diagnosis(report: dict, code: str | None) -> dict:
 
 def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
     """The original TrainConfig with only the recommended change applied."""
-    from dpo_doctor.train.trainer import TrainConfig
+    from dpo_doctor.train.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {k: (tuple(v) if isinstance(v, list) else v) for k, v in train_cfg.items() if k in names}
@@ -60,15 +59,16 @@ def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
     if beta:
         change["beta"] = float(beta)
     if variant:
-        if variant not in VARIANT_LOSS:
-            raise UserError(f"variant {variant!r} is not in the built-in trainer; trainable: {', '.join(VARIANT_LOSS)}")
-        change["loss"] = VARIANT_LOSS[variant]
+        if variant not in LOSS_NAMES:
+            raise UserError(f"variant {variant!r} is not in the built-in trainer{did_you_mean(variant, LOSS_NAMES)} "
+                            f"trainable: {', '.join(LOSS_NAMES)}")
+        change["loss"] = variant
         for k, v in (rec.get("params") or {}).items():
             if k in PARAM_FIELDS:
                 change[PARAM_FIELDS[k]] = v
     if len(change) == 1:
         raise UserError("the recommendation changes neither beta nor the loss; pass --beta or --variant")
-    return TrainConfig(**{**base, **change}), {k: v for k, v in change.items() if k != "output_dir"}
+    return dataclasses.replace(TrainConfig(**base), **change), {k: v for k, v in change.items() if k != "output_dir"}
 
 
 def run_repro(cfg: ReproConfig) -> dict:
@@ -90,10 +90,12 @@ def run_repro(cfg: ReproConfig) -> dict:
     train_cfg, change = changed_config(json.loads(conf_path.read_text()), diag["recommendation"], cfg, out / "run")
     train(train_cfg)
     s = report["settings"]
-    new = scan(ScanConfig(run_dir=out / "run", data=Path(report["data"]["path"]), ref=Path(report["reference"]["path"]),
-                          beta=report["run"]["beta"], out=out / "report", max_length=report["data"]["max_length"],
-                          generate=bool(s.get("generate")), samples_per_prompt=s.get("samples_per_prompt", 4),
-                          max_new_tokens=s.get("max_new_tokens", 64), seed=s.get("seed", 0)))
+    same = ScanConfig(run_dir=out / "run")  # the scan's defaults, then the original scan's settings
+    new = scan(dataclasses.replace(
+        same, data=Path(report["data"]["path"]), ref=Path(report["reference"]["path"]), beta=report["run"]["beta"],
+        out=out / "report", max_length=report["data"]["max_length"], generate=bool(s.get("generate")),
+        samples_per_prompt=s.get("samples_per_prompt", same.samples_per_prompt),
+        max_new_tokens=s.get("max_new_tokens", same.max_new_tokens), seed=s.get("seed", same.seed)))
     after_report = load_report(new).report
     keys = list(diag["evidence"]) + [k for k in ("gen/length_ratio", "gen/kl_mean", "rewards/accuracies")
                                      if k not in diag["evidence"]]

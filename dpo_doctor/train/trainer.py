@@ -30,57 +30,11 @@ from dpo_doctor.engine.compat import quiet_peft
 from dpo_doctor.engine.devices import pad_id as pad_token_id, resolve_device
 from dpo_doctor.engine.logprobs import collate_pairs, pair_logps
 from dpo_doctor.errors import UserError, did_you_mean
+from dpo_doctor.train.config import TrainConfig  # noqa: F401 (re-exported: the trainer's config lives there)
 from dpo_doctor.train.losses import F_DIVERGENCE_LOSSES, F_DIVERGENCES, LOSSES, LossInputs
 
 CONFIG_NAME = "dpo_doctor_config.json"
 STATE_NAME = "trainer_state.json"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training run needs; `dpo-doctor train` mirrors these fields 1:1 as flags."""
-
-    model: str  # policy initialisation (an SFT model dir, or the LoRA base)
-    data: str  # preference pairs (any format `dpo_doctor.data.load_pairs` reads)
-    output_dir: str
-    ref: str | None = None  # reference model dir; default: the policy's initialisation (TRL's default)
-    loss: str = "sigmoid"  # a key of dpo_doctor.train.losses.LOSSES
-    beta: float = 0.1
-    label_smoothing: float = 0.0  # cdpo / robust epsilon
-    dpop_lambda: float = 50.0
-    rpo_alpha: float = 1.0
-    simpo_gamma: float = 0.5
-    r_dpo_alpha: float = 0.01
-    f_divergence: str = "reverse_kl"
-    f_alpha: float = 0.5
-    learning_rate: float = 1e-6  # TRL's DPOConfig default
-    warmup_steps: int = 0
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 8  # pairs per micro-batch
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0  # clip (HF default); <= 0 disables clipping
-    weight_decay: float = 0.0
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: tuple[str, ...] = ("all-linear",)
-    seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 500
-    eval_data: str | None = None
-    eval_steps: int | None = None  # default: save_steps
-    max_length: int | None = 1024
-    max_pairs: int | None = None
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    progress: bool = True  # rich progress bar
-
-    def loss_inputs(self, pc, pr, rc, rr, nc, nr) -> LossInputs:
-        return LossInputs(pc, pr, rc, rr, nc, nr, beta=self.beta, label_smoothing=self.label_smoothing,
-                          dpop_lambda=self.dpop_lambda, rpo_alpha=self.rpo_alpha, simpo_gamma=self.simpo_gamma,
-                          r_dpo_alpha=self.r_dpo_alpha, f_divergence=self.f_divergence, f_alpha=self.f_alpha)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -198,7 +152,9 @@ def dpo_step(policy, pairs, ref_c, ref_r, pad_id, cfg: TrainConfig, device):
     pc, pr, nc, nr = batch_logps(policy, pairs, pad_id, cfg, device)  # (B,) each
     pc, pr = pc.float(), pr.float()
     ref_c, ref_r = ref_c.to(device), ref_r.to(device)
-    loss = LOSSES[cfg.loss](cfg.loss_inputs(pc, pr, ref_c, ref_r, nc.float(), nr.float())).mean()
+    x = LossInputs(policy_chosen=pc, policy_rejected=pr, ref_chosen=ref_c, ref_rejected=ref_r, n_chosen=nc.float(),
+                   n_rejected=nr.float(), **cfg.loss_params())
+    loss = LOSSES[cfg.loss](x).mean()
     chosen_rewards = cfg.beta * (pc - ref_c).detach()  # TRL: rewards are beta * log-ratios for every loss type
     rejected_rewards = cfg.beta * (pr - ref_r).detach()
     metrics = {

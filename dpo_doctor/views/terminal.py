@@ -57,12 +57,34 @@ def print_summary(bundle: ReportBundle, console: Console) -> None:
     if str(report['run'].get('beta_source', '')).startswith("default"):
         console.print(Text(f"verdict caveat: beta {report['run']['beta']:g} is a default (not found in the run's "
                            "files): rewards scale with beta; pass --beta", style="bold yellow"))
+    split = time_split(report.get("timings"))
+    if split:
+        console.print(Text(split))
     best = report.get("best_checkpoint")
     if best:
         console.print(Text(f"best checkpoint: {best['name']} ({best['reason']})"))
     console.print(Text(f"report: {out / 'report.json'}"))
     if (out / "report.html").exists():
         console.print(Text(f"html:   {out / 'report.html'}"))
+
+
+STAGE_NAMES = {"startup": "startup", "discovery": "discovery", "data": "data", "cache": "cache lookups", "loading": "loading models", "pair_scoring": "pair scoring",
+               "sampling": "sampling", "kl_scoring": "KL scoring", "judging": "judging",
+               "metrics_rules": "metrics and rules", "rendering": "rendering"}
+
+
+def time_split(timings: dict | None) -> str:
+    """`time: 41.2 s = loading models 12.0 s (29%), sampling 20.1 s (49%), ...` with what to cut when the
+    generation probes dominate; '' when the report has no timings."""
+    if not timings or not timings.get("stages"):
+        return ""
+    total = timings["total_s"] or sum(timings["stages"].values()) or 1e-9
+    parts = [f"{STAGE_NAMES.get(k, k)} {v:.1f} s ({100 * v / total:.0f}%)"
+             for k, v in sorted(timings["stages"].items(), key=lambda kv: -kv[1]) if v >= 0.05]
+    probes = timings["stages"].get("sampling", 0.0) + timings["stages"].get("kl_scoring", 0.0)
+    hint = "; the generation probes took most of it: --max-prompts N or --no-generate cut it" \
+        if probes > 0.5 * total else ""
+    return f"time: {total:.1f} s = " + ", ".join(parts) + hint
 
 
 def print_compare_summary(bundle: ReportBundle, console: Console) -> None:

@@ -99,6 +99,15 @@ class DoctorApp(App[None]):
         if self.watcher is not None:
             self.watcher.stop()
 
+    crash: Exception | None = None  # an exception that ended the app (a bug): the CLI saves it and exits 3
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual's hook for an unhandled exception (it exits the app): keep the exception for the CLI, which saves
+        the traceback to a file and prints one line, instead of Textual's full-screen traceback with locals."""
+        super()._handle_exception(error)
+        self.crash = self.crash or error
+        getattr(self, "_exit_renderables", []).clear()
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in NEEDS_REPORT and self.report is None:
             return False

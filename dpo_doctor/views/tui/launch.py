@@ -34,11 +34,18 @@ def build_tui_app(path: Path | None = None):
     return DoctorApp(choices=found)
 
 
+def _ended(app) -> int:
+    """The app's exit code; a crash (a bug) is raised again for the CLI, which saves its traceback and exits 3."""
+    if app.crash is not None:
+        raise app.crash
+    return app.return_code or 0
+
+
 def run_tui(path: Path | None = None) -> int:
-    """Run the dashboard; the exit code is Textual's (1 after a crash, whose traceback Textual prints)."""
+    """Run the dashboard; returns its exit code, or raises the exception that crashed it."""
     app = build_tui_app(path)
     app.run()
-    return app.return_code or 0
+    return _ended(app)
 
 
 def build_watch_app(run_dir: Path, scan_fn: ScanFn, poll_s: float = 5.0, report_dir: Path | None = None):
@@ -59,4 +66,4 @@ def run_watch(run_dir: Path, scan_fn: ScanFn, report_dir: Path, poll_s: float = 
     if not app.watcher.stop(timeout=0.1):
         print("dpo-doctor: stopping the scan in flight; every checkpoint scored so far is cached", file=sys.stderr)
         app.watcher.stop(timeout=120)
-    return app.return_code or 0
+    return _ended(app)
