@@ -58,12 +58,18 @@ def test_default_suite_is_shipped_and_mixed():
     assert checks.count("regex") + checks.count("json_key") == 12
 
 
-def test_prompts_with_a_prompt_only_suite_is_refused(tmp_path, tiny_dir, pairs_jsonl):
+def test_prompts_with_a_prompt_only_suite_is_refused(tmp_path, tiny_dir, pairs_jsonl, monkeypatch):
+    """Refused when the suite is read (once, in the pipeline, before any model loads): check_config reads no file."""
+    from dpo_doctor.scan import pipeline
+
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "hi"}\n')
+    cfg = ScanConfig(run_dir=tiny_dir, ref=tiny_dir, data=pairs_jsonl, prompts=prompts, probe_suite="open_ended",
+                     out=tmp_path / "rep", cache_dir=tmp_path / "cache")
+    check_config(cfg)  # flags alone are fine
+    monkeypatch.setattr(pipeline, "_context", lambda *a: pytest.fail("a model context was built"))
     with pytest.raises(UserError, match="both name the prompts to sample"):
-        check_config(ScanConfig(run_dir=tiny_dir, ref=tiny_dir, data=pairs_jsonl, prompts=prompts,
-                                probe_suite="open_ended", out=tmp_path / "rep"))
+        scan(cfg)
 
 
 def test_prompts_and_a_verifiable_suite_combine(tmp_path, tiny_dir, pairs_jsonl):
