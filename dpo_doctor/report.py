@@ -233,7 +233,7 @@ COMPARE_SCHEMA = {
     "quality": {"signal": STR_OR_NONE, "label": str, "source?": STR_OR_NONE, "reference?": NUM_OR_NONE},
     "settings?": (dict, None),
     "runs": [{"name": str, "path": str, "report": str, "beta": NUM_OR_NONE, "beta_source": str,
-              "learning_rate": NUM_OR_NONE, "lr_source": str, "verdict": ("healthy", "warning", "error"),
+              "learning_rate": NUM_OR_NONE, "lr_source": str, "verdict": ("healthy", "no-failure-found", "warning", "error"),
               "diagnoses": [_DIAGNOSIS],
               "checkpoints": [{"name": str, "step": int, "metrics": {"*": NUM_OR_NONE}}]}],
     "frontier": [{"run": STR_OR_NONE, "checkpoint": str, "sqrt_kl": NUM, "y": NUM_OR_NONE}],

@@ -33,6 +33,11 @@ def per_prompt(samples: pl.DataFrame | None, checkpoint: str, signal: str, answe
     if signal == "task/accuracy" and answers is not None:
         from dpo_doctor.metrics.task_accuracy import scored
 
+        if "probe_set" in rows.columns:  # the suite is sampled apart from the run's prompts, its ids after theirs
+            rows = rows.filter(pl.col("probe_set") == "suite")
+            if rows.is_empty():
+                return None
+            rows = rows.with_columns(pl.col("prompt_id") - pl.col("prompt_id").min())
         marks = scored(rows, answers).with_columns(pl.col("correct").cast(pl.Float64).alias("q"))
     elif signal == "judge/win_rate" and "judge_win" in rows.columns:
         marks = rows.select("prompt_id", pl.col("judge_win").cast(pl.Float64).alias("q"))

@@ -37,9 +37,9 @@ _HEAD_CHUNK_ELEMENTS = 2**25
 def _has_plain_head(model) -> bool:
     cfg = getattr(model, "config", None)
     return (getattr(cfg, "model_type", None) in PLAIN_HEAD_TYPES and hasattr(model, "get_decoder")
-            and model.get_decoder() is not None  # transformers 4.56 returns None for *ForCausalLM: full-logits path
             and not getattr(cfg, "final_logit_softcapping", None) and getattr(cfg, "logit_scale", None) in (None, 1.0)
-            and getattr(cfg, "logits_scaling", None) in (None, 1.0))  # granite-style scaling: the full path applies it
+            and getattr(cfg, "logits_scaling", None) in (None, 1.0)  # granite-style scaling: the full path applies it
+            and model.get_decoder() is not None)  # transformers 4.56 returns None for *ForCausalLM: full-logits path
 
 
 def _head_chunk_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -267,13 +267,20 @@ def test_trust_remote_code_both_ways(tmp_path, tiny_dir):
     marker = tmp_path / "remote-code-ran"
     ckpt = tmp_path / "run" / "checkpoint-1"
     shutil.copytree(tiny_dir, ckpt)
+    # a model type transformers does not build (a native type with an auto_map loads natively, issue 21)
+    (ckpt / "configuration_evil.py").write_text(
+        "from transformers import LlamaConfig\n\n\n"
+        "class EvilConfig(LlamaConfig):\n    model_type = 'evil_llama'\n")
     (ckpt / "modeling_evil.py").write_text(
         "import os, pathlib\n"
         "pathlib.Path(os.environ['DPO_DOCTOR_TEST_MARKER']).write_text('ran')\n"
-        "from transformers import LlamaForCausalLM\n\n\n"
-        "class EvilForCausalLM(LlamaForCausalLM):\n    pass\n")
+        "from transformers import LlamaForCausalLM\n"
+        "from .configuration_evil import EvilConfig\n\n\n"
+        "class EvilForCausalLM(LlamaForCausalLM):\n    config_class = EvilConfig\n")
     config = json.loads((ckpt / "config.json").read_text())
-    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    config["model_type"] = "evil_llama"
+    config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig",
+                          "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
     (ckpt / "config.json").write_text(json.dumps(config))
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(4)))

@@ -80,7 +80,7 @@ def test_compare_end_to_end_through_the_console_script(tmp_path, tiny_dir, pairs
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((out / "report.json").read_text())
     assert r["kind"] == "compare" and [x["name"] for x in r["runs"]] == ["a", "b"]
-    assert [x["beta_source"] for x in r["runs"]] == ["run config"] * 2 and r["runs"][0]["learning_rate"] == 1e-5
+    assert [x["beta_source"] for x in r["runs"]] == ["dpo_doctor_config.json"] * 2 and r["runs"][0]["learning_rate"] == 1e-5  # beta: the file it was read from
     assert (out / "report.html").is_file() and (out / "runs" / "a" / "report.html").is_file()
     assert "compare" in proc.stdout and "next run" in proc.stdout
     md = run_cli("report", out, "--format", "md", "--out", "-")
