@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpo_doctor.data.hub import resolve_data_path
+from dpo_doctor.compute import DTYPES, DEVICE_RE, check_compute_flags  # noqa: F401 (re-exported)
 from dpo_doctor.errors import UserError
 from dpo_doctor.files import ensure_dir
 from dpo_doctor.hub import resolve_model_path
 
-DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "float64")
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,7 @@ def check_audit_config(cfg: AuditConfig) -> AuditConfig:
     for flag, value in (("--max-length", cfg.max_length), ("--max-pairs", cfg.max_pairs)):
         if value is not None and value <= 0:
             raise UserError(f"{flag} {value}: must be a positive number")
-    if cfg.batch_size != "auto" and not (cfg.batch_size.isdigit() and int(cfg.batch_size) > 0):
-        raise UserError(f"--batch-size {cfg.batch_size!r}: use a positive integer (pairs per pass) or auto")
-    if not DEVICE_RE.match(cfg.device):
-        raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
-    if cfg.dtype not in DTYPES:
-        raise UserError(f"--dtype {cfg.dtype!r} unknown; use auto, float32, bfloat16, float16 or float64")
+    check_compute_flags(cfg.batch_size, cfg.device, cfg.dtype)
     check_selection(cfg.select, cfg.ignore, cfg.rule_settings)
     ensure_dir(audit_out_dir(cfg), "report folder")
     return cfg

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from dpo_doctor.data.formats import DataSpec, check_spec
 from dpo_doctor.data.hub import resolve_data_path
+from dpo_doctor.compute import DTYPES, DEVICE_RE, check_compute_flags  # noqa: F401 (re-exported)
 from dpo_doctor.errors import UserError
 from dpo_doctor.files import ensure_dir
 from dpo_doctor.hub import resolve_model_path
 
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "float64")
-DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 
 def _flag(default, help: str, **spelling):
@@ -132,12 +131,7 @@ def check_config(cfg: ScanConfig) -> ScanConfig:
                               ("--samples-per-prompt", cfg.samples_per_prompt, "samples"),
                               ("--max-new-tokens", cfg.max_new_tokens, "tokens")):
         _positive(value, flag, what)
-    if cfg.batch_size != "auto" and not (cfg.batch_size.isdigit() and int(cfg.batch_size) > 0):
-        raise UserError(f"--batch-size {cfg.batch_size!r}: use a positive integer (pairs per pass) or auto")
-    if not DEVICE_RE.match(cfg.device):
-        raise UserError(f"--device {cfg.device!r} is not a device; use auto, cpu, cuda or cuda:N")
-    if cfg.dtype not in DTYPES:
-        raise UserError(f"--dtype {cfg.dtype!r} unknown; use auto, float32, bfloat16, float16 or float64")
+    check_compute_flags(cfg.batch_size, cfg.device, cfg.dtype)
     if cfg.device_map not in (None, "auto"):
         raise UserError(f"--device-map {cfg.device_map!r}: the only value is auto")
     if cfg.probe_suite is not None:
