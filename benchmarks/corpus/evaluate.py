@@ -73,12 +73,12 @@ def load_runs(root: Path) -> list[dict]:
     return runs
 
 
-def ensure_scans(root: Path, runs: list[dict], rescan: bool) -> None:
+def ensure_scans(root: Path, runs: list[dict], rescan: bool, modes: tuple[str, ...] = ("plain", "suite")) -> None:
     import build as corpus_build
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for r in runs:
-        for mode in ("plain", "suite"):
+        for mode in modes:
             out = root / "reports" / r["spec"]["name"] / mode
             if (out / "report.json").exists() and not rescan:
                 continue
@@ -346,6 +346,10 @@ def main() -> None:
     ap.add_argument("--no-scan", action="store_true",
                     help="scan nothing: evaluate the scans that exist (a run without a plain scan is read from its "
                          "suite scan with the quality metrics removed)")
+    ap.add_argument("--modes", default="plain,suite",
+                    help="which scans to make: plain, suite or both (a run without a plain scan is read from its suite "
+                         "scan with the quality metrics removed); default plain,suite")
+    ap.add_argument("--scan-only", action="store_true", help="make the scans, evaluate nothing")
     ap.add_argument("--md", type=Path, default=None, help="markdown tables (default CORPUS/evaluation.md)")
     ap.add_argument("--folds", choices=sorted(FOLDS), default="family",
                     help="held-out unit: a model family (tiny, smollm2, gemma3) or one model (tiny-llama, tiny-qwen3, "
@@ -355,7 +359,9 @@ def main() -> None:
     t0 = time.time()
     runs = load_runs(args.corpus)
     if not args.no_scan:
-        ensure_scans(args.corpus, runs, args.rescan)
+        ensure_scans(args.corpus, runs, args.rescan, tuple(args.modes.split(",")))
+    if args.scan_only:
+        return
     res = evaluate(args.corpus, runs, args.folds)
     (args.md or args.corpus / f"evaluation-{args.folds}.md").write_text(markdown(res, runs))
     (args.corpus / f"evaluation-{args.folds}.json").write_text(json.dumps(res, indent=1))
