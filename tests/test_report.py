@@ -44,10 +44,12 @@ def test_build_write_load_round_trip(tmp_path):
     rep.write_report(tmp_path / "out", doc, {"pairs": _frame(), "pair_texts": None, "samples": None, "train_log": None})
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pairs.parquet", "report.json"]  # no temp files
     bundle = rep.load_report(tmp_path / "out")
-    assert bundle.report["run"]["name"] == "exp1" and bundle.checkpoints[0]["step"] == 2
+    assert bundle.doc.run.name == "exp1" and bundle.checkpoints[0].step == 2 and bundle.doc.run.beta == 0.1
+    assert bundle.doc.diagnoses[0].evidence["gen/length_ratio"].threshold == 1.5
+    assert bundle.doc.best_checkpoint.name == "checkpoint-2" and bundle.doc.checkpoints[0].metrics["gen/kl_mean"] is None
     assert bundle.pairs.equals(_frame()) and bundle.samples is None
     assert bundle.worst_severity() == "warning"
-    assert bundle.report["files"] == {"pairs": "pairs.parquet", "pair_texts": None, "samples": None, "train_log": None}
+    assert bundle.raw["files"] == bundle.doc.files == {"pairs": "pairs.parquet", "pair_texts": None, "samples": None, "train_log": None}
 
 
 @pytest.mark.parametrize("path, value, message", [
