@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_grade = time.time() - t
     trained = {f"{run}/{ck}": q for run, cks in graded.items() for ck, q in cks.items() if ck != "reference"}
     true = max(trained, key=trained.get)
-    r, rb = load_report(out).report, load_report(blind).report
+    r, rb = load_report(out).raw, load_report(blind).raw
     pick = f"{r['best']['run']}/{r['best']['checkpoint']}"
     pick_blind = f"{rb['best']['run']}/{rb['best']['checkpoint']}" if rb.get("best") else None
     gap = lambda name: None if name is None else round(100 * (trained[true] - trained[name]), 2)  # noqa: E731

@@ -358,8 +358,8 @@ def compare_command(
     _PROGRESS.clear()
     bundle = load_report(result)
     if cfg.render:
-        for run in bundle.report["runs"]:
-            render_all(result / run["report"])
+        for run in bundle.doc.runs:
+            render_all(result / run.report)
         render_all(result)
     print_compare_summary(bundle, Console())
 
@@ -391,7 +391,7 @@ def report_command(
 
         text = render_compare_markdown(bundle) if bundle.kind == "compare" else render_markdown(bundle)
     else:
-        text = _json.dumps(bundle.report, indent=2)
+        text = _json.dumps(bundle.raw, indent=2)  # the file as written, validated
     if (out is not None and str(out) == "-") or (format == "json" and out is None):  # never rewrite report.json
         sys.stdout.write(text)
         return

@@ -21,13 +21,13 @@ config = ScanConfig(run_dir=out / "run", ref=ref, data=data, beta=0.1, max_lengt
                     cache_dir=out / "cache", generate=False)
 report_dir = scan(config)
 
-# %% the report: report.json (validated) as a dict, its tables as polars frames
+# %% the report: report.json (validated) as typed records (bundle.doc), its tables as polars frames
 import polars as pl
 
 bundle = load_report(report_dir)
-print("verdict:", bundle.report["verdict"], "-", bundle.report["summary"])
+print("verdict:", bundle.doc.verdict, "-", bundle.doc.summary, "| beta", bundle.doc.run.beta)
 for d in bundle.diagnoses:
-    print(f"  {d['code']} {d['name']} ({d['severity']}): {d['message']}")
+    print(f"  {d.code} {d.name} ({d.severity}): {d.message}")
 print(bundle.pairs.group_by("checkpoint", maintain_order=True).agg(pl.col("margin").mean(), pl.col("margin").gt(0).mean().alias("accuracy")))
 
 # %% a figure: every Plot has .id, .title and .fig (a plotly Figure; in Jupyter, `fig` shows it)

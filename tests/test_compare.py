@@ -149,7 +149,7 @@ def fixture_compare(tmp_path_factory):
 
 def test_compare_report_loads_with_the_one_loader(fixture_compare):
     b = load_report(fixture_compare)
-    r = b.report
+    r = b.raw
     assert b.kind == "compare" and [x["beta"] for x in r["runs"]] == list(BETAS)
     assert [x["beta_source"] for x in r["runs"]] == ["run config"] * 3
     assert [x["lr_source"] for x in r["runs"]] == ["run config"] * 3
@@ -157,7 +157,7 @@ def test_compare_report_loads_with_the_one_loader(fixture_compare):
     assert r["quality"]["signal"] is None and any("no quality signal" in w for w in r["warnings"])
     kl = dict(zip(zip(b.points["run"], b.points["checkpoint"]), b.points["kl"]))
     for x in r["runs"]:  # the points table agrees with each run's own scan
-        scan = load_report(fixture_compare / x["report"]).report
+        scan = load_report(fixture_compare / x["report"]).raw
         for c in scan["checkpoints"]:
             assert kl[(x["name"], c["name"])] == pytest.approx(c["metrics"]["gen/kl_mean"])
 
@@ -178,7 +178,7 @@ def test_html_and_markdown_show_the_hump_table_and_pick(fixture_compare):
     assert re.findall(r'<div class="plot" id="(fig-[^"]+)"', page) == ["fig-hump", "fig-per-run", "fig-train-loss"]
     for section in ("hump", "runs", "points", "diagnoses"):
         assert f'<section id="{section}">' in page
-    best = load_report(fixture_compare).report["best"]
+    best = load_report(fixture_compare).raw["best"]
     assert f"Ship {best['run']} / {best['checkpoint']}" in page and "confidence: low" in page
     md = md_path.read_text()
     assert f"**Ship {best['run']} / {best['checkpoint']}**" in md.replace("\\", "")
@@ -204,7 +204,7 @@ def test_tui_opens_a_compare_folder_on_its_overview(fixture_compare):
 
     app = build_tui_app(fixture_compare)
     assert isinstance(app, CompareApp)
-    best = load_report(fixture_compare).report["best"]
+    best = load_report(fixture_compare).raw["best"]
 
     async def check():
         async with app.run_test(size=(120, 40)) as pilot:

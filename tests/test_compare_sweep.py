@@ -47,7 +47,7 @@ def compared(sweep) -> Path:
 
 @SLOW  # builds and grades a 3-run sweep (about 2 minutes idle): run with DPO_DOCTOR_SLOW=1 (CI stays under 20 min)
 def test_compare_picks_within_two_points_of_the_best_graded_checkpoint(sweep, compared):
-    r = load_report(compared).report
+    r = load_report(compared).raw
     best = r["best"]
     assert r["quality"]["signal"] == "task/accuracy" and best["signal"] == "task/accuracy"
     graded = grade_sweep(sweep, sweep / "reports")
@@ -60,14 +60,14 @@ def test_compare_picks_within_two_points_of_the_best_graded_checkpoint(sweep, co
 
 def check_report_is_built_from_the_runs_own_scans(sweep, compared):
     b = load_report(compared)
-    r = b.report
+    r = b.raw
     assert [x["name"] for x in r["runs"]] == ["beta-0.02", "beta-0.1", "beta-0.5"]
     assert [x["beta"] for x in r["runs"]] == [0.02, 0.1, 0.5] and {x["beta_source"] for x in r["runs"]} == {"dpo_doctor_config.json"}
     assert {x["learning_rate"] for x in r["runs"]} == {5e-4} and {x["lr_source"] for x in r["runs"]} == {"run config"}
     answers = quality.suite_answers(str(sweep / "probes.jsonl"))
     for x in r["runs"]:
         scan = load_report(compared / x["report"])
-        assert scan.report["settings"]["max_pairs"] is None and len(scan.checkpoints) == 3
+        assert scan.raw["settings"]["max_pairs"] is None and len(scan.checkpoints) == 3
         for c in scan.checkpoints:  # per-prompt quality averages back to the scan's own task/accuracy
             per = quality.per_prompt(scan.samples, c["name"], "task/accuracy", answers)
             assert len(per) == MAX_PROMPTS
@@ -89,8 +89,8 @@ def test_cli_compare_end_to_end(sweep, compared, tmp_path):
                    timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((out / "report.json").read_text())
-    assert r["best"]["run"] == load_report(compared).report["best"]["run"]
-    assert r["best"]["checkpoint"] == load_report(compared).report["best"]["checkpoint"]
+    assert r["best"]["run"] == load_report(compared).raw["best"]["run"]
+    assert r["best"]["checkpoint"] == load_report(compared).raw["best"]["checkpoint"]
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     assert all((out / x["report"] / "report.html").is_file() for x in r["runs"])
     assert f"ship {r['best']['run']}/{r['best']['checkpoint']}" in proc.stdout.replace("\n", " ")
@@ -136,7 +136,7 @@ def test_a_judge_signal_is_compared_prompt_by_prompt(sweep, tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(tmp_path))
     out = compare(CompareConfig(runs=(sweep / "runs",), scan=replace(scan_config(sweep), judge="sweep_judges:right"),
                                 out=tmp_path / "judged"))
-    r = load_report(out).report
+    r = load_report(out).raw
     assert r["quality"]["signal"] == "judge/win_rate" and r["best"]["signal"] == "judge/win_rate"
     assert "paired difference" in r["best"]["reason"] and r["best"]["p_best"] > 0
     for x in r["runs"]:

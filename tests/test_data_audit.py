@@ -116,7 +116,7 @@ def test_problem_sets_with_the_reference_tokenizer(tmp_path, tiny_dir):
         assert found.get(kind) == "warning", (kind, found)
     healthy = audit(tmp_path, clean(), "clean", tokenizer=tiny_dir, max_length=128)
     assert not (set(kinds(healthy)) & PROBLEM_KINDS), kinds(healthy)
-    assert healthy.report["settings"]["length_unit"] == "tokens"
+    assert healthy.raw["settings"]["length_unit"] == "tokens"
 
 
 def test_filter_ids_list_the_duplicates_and_contradictions(tmp_path):
@@ -127,7 +127,7 @@ def test_filter_ids_list_the_duplicates_and_contradictions(tmp_path):
     b = audit(tmp_path, contradicted(), "con")
     rows = [json.loads(x) for x in (b.path / "filter_ids.jsonl").read_text().splitlines()]
     assert {r["pair_id"] for r in rows if "contradiction" in r["reasons"]} == set(range(6)) | set(range(54, 60))
-    assert b.report["audit"]["filter"]["by_reason"]["contradiction"] == 12
+    assert b.raw["audit"]["filter"]["by_reason"]["contradiction"] == 12
 
 
 def test_length_statistics_hand_worked(tmp_path):
@@ -136,7 +136,7 @@ def test_length_statistics_hand_worked(tmp_path):
     rows = [{"prompt": "p1?", "chosen": "a b c", "rejected": "x"}, {"prompt": "p2?", "chosen": "a b", "rejected": "x y"},
             {"prompt": "p3?", "chosen": "a", "rejected": "w x y z"},
             {"prompt": "p4?", "chosen": "a b c d e f", "rejected": "x y"}]
-    s = audit(tmp_path, rows, "len").report["data"]["stats"]
+    s = audit(tmp_path, rows, "len").raw["data"]["stats"]
     assert s["length/chosen_longer_frac"] == pytest.approx(0.5)
     assert s["length/longer_wins_accuracy"] == pytest.approx(2.5 / 4)
     assert s["length/mean_ratio"] == pytest.approx(12 / 9)
@@ -240,8 +240,8 @@ def test_scan_data_section_is_the_audit(tmp_path, tiny_dir):
     data = write(tmp_path / "pairs.jsonl", rows)
     out = scan(ScanConfig(run_dir=tiny_dir, data=data, ref=tiny_dir, out=tmp_path / "scan", generate=False,
                           cache_dir=tmp_path / "cache", max_length=128))
-    scan_stats = load_report(out).report["data"]["stats"]
-    audit_stats = audit(tmp_path, rows, "same", tokenizer=tiny_dir, max_length=128).report["data"]["stats"]
+    scan_stats = load_report(out).raw["data"]["stats"]
+    audit_stats = audit(tmp_path, rows, "same", tokenizer=tiny_dir, max_length=128).raw["data"]["stats"]
     assert scan_stats["data/duplicate_frac"] == pytest.approx(1 / 3)
     for key, value in scan_stats.items():
         if key.startswith(("length/", "data/")) and not key.startswith(("data/over_max", "data/dropped",
@@ -255,7 +255,7 @@ def test_ches_ranks_one_token_apart_pairs_above_a_clean_set(tmp_path, tiny_dir):
     near = audit(tmp_path, one_token_apart(), "ota", ref=tiny_dir, select=("DPO302",),
                  rule_settings=("DPO302.max_min_edit_frac=1.0",))
     far = audit(tmp_path, clean(), "far", ref=tiny_dir, select=("DPO302",))
-    s_near, s_far = near.report["data"]["stats"], far.report["data"]["stats"]
+    s_near, s_far = near.raw["data"]["stats"], far.raw["data"]["stats"]
     assert s_near["ches/risk_frac"] > 0.2 >= s_far["ches/risk_frac"]
     assert s_near["ches/norm_median"] > s_far["ches/norm_median"]
     assert kinds(near) == {"likelihood_displacement_risk": "warning"} and kinds(far) == {}

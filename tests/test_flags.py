@@ -154,18 +154,22 @@ def test_every_rule_recommends_a_known_variant():
 
 
 def test_repro_changes_the_recorded_recipe_by_loss_name():
+    import dataclasses
+
     from dpo_doctor.errors import UserError
+    from dpo_doctor.report_model import Recommendation
     from dpo_doctor.train.repro import ReproConfig, changed_config
 
     recorded = {"model": "m", "data": "d", "output_dir": "old", "loss": "sigmoid", "beta": 0.1, "seed": 7,
                 "lora_target_modules": ["q_proj"], "trainer": "dpo-doctor"}
-    rec = {"beta": None, "variant": "robust", "params": {"label_smoothing": 0.2}}
+    rec = Recommendation(text="t", beta=None, variant="robust", params={"label_smoothing": 0.2})
     cfg, change = changed_config(recorded, rec, ReproConfig(report_dir=Path(".")), Path("new"))
     assert cfg == TrainConfig(model="m", data="d", output_dir="new", loss="robust", label_smoothing=0.2, seed=7,
                               lora_target_modules=("q_proj",))
     assert change == {"loss": "robust", "label_smoothing": 0.2}
     with pytest.raises(UserError, match="did you mean robust"):
-        changed_config(recorded, {**rec, "variant": "robust_dpo"}, ReproConfig(report_dir=Path(".")), Path("new"))
+        changed_config(recorded, dataclasses.replace(rec, variant="robust_dpo"), ReproConfig(report_dir=Path(".")),
+                       Path("new"))
 
 
 def test_check_config_reads_no_file_and_the_scan_reads_each_input_once(monkeypatch, tmp_path, tiny_dir, pairs_jsonl):

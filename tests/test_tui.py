@@ -105,7 +105,7 @@ def test_overview_shows_verdict_facts_and_diagnoses_then_opens_one():
             assert column(table, "severity") == ["ERROR", "WARNING", "INFO"]
             await pilot.press("enter")
             await pilot.pause()
-            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis["code"] == "DPO106"
+            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis.code == "DPO106"
             evidence = app.screen.query_one("#evidence", DataTable)
             assert column(evidence, "metric") == ["drift_per_token/chosen", "drift/chosen_fell_frac"]
             assert column(evidence, "threshold") == ["-0.050", "0.600"] and column(evidence, "vs") == ["<", ">"]
@@ -116,7 +116,7 @@ def test_overview_shows_verdict_facts_and_diagnoses_then_opens_one():
             assert type(app.screen).__name__ == "OverviewScreen"
             await pilot.press("down", "enter")
             await pilot.pause()
-            assert app.screen.diagnosis["code"] == "DPO101"
+            assert app.screen.diagnosis.code == "DPO101"
             assert column(app.screen.query_one("#evidence", DataTable), "threshold") == ["1.300", "0.500", "0.750"]
             assert "R-DPO" in rendered_text(app.screen.query_one("#diag-fix"))
             assert "pays for tokens [/]." in rendered_text(app.screen.query_one("#diag-explanation"))
@@ -149,7 +149,7 @@ def test_checkpoints_table_detail_and_cited_diagnosis():
             cited.focus()
             await pilot.press("enter")
             await pilot.pause()
-            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis["code"] == "DPO106"
+            assert type(app.screen).__name__ == "DiagnosisScreen" and app.screen.diagnosis.code == "DPO106"
             await pilot.press("escape")
             await pilot.pause()
             app.screen.query_one("#checkpoints", DataTable).focus()
@@ -303,7 +303,7 @@ def test_picker_lists_scans_and_opens_one(tmp_path):
             await pilot.press("down", "enter")
             await pilot.pause()
             assert type(app.screen).__name__ == "OverviewScreen"
-            assert app.report.doc["run"]["name"] == "beta" and len(app.report.checkpoints) == 3
+            assert app.report.doc.run.name == "beta" and len(app.report.checkpoints) == 3
     run(go())
 
 

@@ -47,11 +47,11 @@ def figure_specs(page: str) -> dict[str, dict]:
 
 def test_load_reads_report_and_tables(report_dir):
     b = load_report(report_dir)
-    assert b.report["run"]["name"] == "exp-length" and len(b.report["checkpoints"]) == 4
+    assert b.doc.run.name == "exp-length" and len(b.doc.checkpoints) == 4 and b.raw["run"]["name"] == "exp-length"
     assert b.pairs.height == 4 * 40 and b.pair_texts.height == 40 and b.train_log.height > 0
     assert load_report(report_dir / "report.json").path == report_dir  # the file path works too
     with pytest.raises(FrozenInstanceError):
-        b.report = {}
+        b.doc = None
 
 
 def test_load_errors_name_the_file(tmp_path, report_dir):
@@ -98,7 +98,7 @@ def test_missing_optional_tables_are_none(report_dir):
 def test_every_diagnosis_card_and_figure_present(report_dir):
     b = load_report(report_dir)
     page = render_html(b)
-    for i, d in enumerate(b.report["diagnoses"]):
+    for i, d in enumerate(b.raw["diagnoses"]):
         assert f'id="diag-{d["code"]}-{i}"' in page
         assert html.escape(d["message"]) in page and html.escape(d["recommendation"]["text"]) in page
         assert f'<details class="explain" id="explain-{i}">' in page and f'href="#explain-{i}"' in page
@@ -133,7 +133,7 @@ def test_thresholds_bands_and_markers_are_drawn(report_dir):
     assert 1.3 in dashed(plots["trend-length"])  # DPO101 gen/length_ratio threshold
     assert {-0.05, 0.6} <= dashed(plots["trend-drift"])  # DPO106 thresholds, left and right axis
     assert 0.5 in dashed(plots["trend-length_bias"])
-    ck = b.report["checkpoints"]
+    ck = b.raw["checkpoints"]
     band = [t for t in plots["trend-kl"].data if t.fill == "toself"][0]
     high, low = [c["metrics"]["gen/kl_ci_high"] for c in ck], [c["metrics"]["gen/kl_ci_low"] for c in ck]
     assert list(band.y) == high + low[::-1]
@@ -150,7 +150,7 @@ def test_histogram_ridges_keep_every_pair(report_dir):
     ridges = [t for t in hist.data if t.customdata is not None]
     kept = b.pairs.filter(~pl.col("excluded"))
     assert len(ridges) == 4
-    for t, c in zip(ridges, b.report["checkpoints"]):
+    for t, c in zip(ridges, b.raw["checkpoints"]):
         assert len(t.customdata) == N_BINS
         assert sum(t.customdata) == kept.filter(pl.col("checkpoint") == c["name"]).height
 
@@ -165,7 +165,7 @@ def test_least_squares_line_hand_worked():
 def test_scatter_title_carries_the_scans_spearman(report_dir):
     b = load_report(report_dir)
     fig = next(p for p in all_plots(b)["distributions"] if p.id == "dist-scatter").fig
-    rho = b.report["checkpoints"][-1]["metrics"]["length/margin_spearman"]
+    rho = b.raw["checkpoints"][-1]["metrics"]["length/margin_spearman"]
     assert f"Spearman rho = {rho:.3f}" in fig.layout.title.text
     assert [t.name for t in fig.data] == ["pairs", "least-squares trend (points shown)"]
 
@@ -279,7 +279,7 @@ def test_size_under_10mb_for_20_checkpoints_x_2000_pairs(tmp_path):
     assert len(page.encode()) < 10_000_000
     scatter = figure_specs(page)["fig-dist-scatter"]
     assert len(scatter["data"][0]["x"]) == MAX_SCATTER  # points downsampled ...
-    rho = b.report["checkpoints"][-1]["metrics"]["length/margin_spearman"]
+    rho = b.raw["checkpoints"][-1]["metrics"]["length/margin_spearman"]
     title = scatter["layout"]["title"]["text"]
     assert f"Spearman rho = {rho:.3f}" in title and "1500 of 1999 pairs shown" in title  # ... not the statistic
 

@@ -60,12 +60,12 @@ def test_contents(tmp_path):
     text = render_markdown(b)
     assert text.startswith("## dpo-doctor: exp-length — **🔴 ERROR**")
     assert "| severity | code | name | checkpoint | finding | evidence (value / threshold) |" in text
-    for d in b.report["diagnoses"]:
+    for d in b.raw["diagnoses"]:
         assert f"| {d['code']} |" in text and md(d["recommendation"]["text"]) in text
     assert "gen/length\\_ratio 2 / 1.3" in text
     assert "(beta → 0.3; variant dpop; dpop\\_lambda = 50)" in text
     assert "(variant r\\_dpo; r\\_dpo\\_alpha = 0.05)" in text
-    for c in b.report["checkpoints"]:
+    for c in b.raw["checkpoints"]:
         assert f"| {md(c['name'])} | {c['step']} | {c['metrics']['rewards/margins']:.4g} |" in text
     assert "| reference | – |" in text and "**Best checkpoint:** checkpoint-50" in text
     html = rendered(text)

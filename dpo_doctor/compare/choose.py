@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpo_doctor.metrics.paired_bootstrap import paired_choice
+from dpo_doctor.report_model import ScanReport
 
 VERDICT_RANK = {"healthy": 0, "no-failure-found": 0, "warning": 1, "error": 2}
 
@@ -60,20 +61,20 @@ def _f(value) -> float | None:
         else None
 
 
-def points_of(run: str, report: dict, signal: str | None) -> list[Point]:
-    """The run's trained checkpoints as points (from its scan's report.json)."""
-    first_loop = next((d.get("recommendation", {}).get("params", {}).get("first_degenerate_step")
-                       for d in report.get("diagnoses") or [] if d.get("code") == "DPO109"), None)
+def points_of(run: str, report: ScanReport, signal: str | None) -> list[Point]:
+    """The run's trained checkpoints as points (from its scan's loaded report.json)."""
+    first_loop = next((d.recommendation.params.get("first_degenerate_step")
+                       for d in report.diagnoses if d.code == "DPO109"), None)
     out = []
-    for c in report["checkpoints"]:
-        m = c.get("metrics") or {}
-        out.append(Point(run=run, checkpoint=c["name"], step=int(c["step"]), kl=_f(m.get("gen/kl_mean")),
+    for c in report.checkpoints:
+        m = c.metrics
+        out.append(Point(run=run, checkpoint=c.name, step=c.step, kl=_f(m.get("gen/kl_mean")),
                          quality=_f(m.get(signal)) if signal else None,
                          quality_low=_f(m.get(f"{signal}_low")) if signal else None,
                          quality_high=_f(m.get(f"{signal}_high")) if signal else None,
                          accuracy=_f(m.get("rewards/accuracies")), margin=_f(m.get("rewards/margins")),
                          length_ratio=_f(m.get("gen/length_ratio")),
-                         degenerate=first_loop is not None and int(c["step"]) >= int(first_loop)))
+                         degenerate=first_loop is not None and c.step >= int(first_loop)))
     return out
 
 

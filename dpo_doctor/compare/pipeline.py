@@ -68,27 +68,28 @@ def compare(cfg: CompareConfig, progress: ProgressFn | None = None) -> Path:
 
 
 def _run_record(name: str, run: Path, bundle, out: Path, trust_pickles: bool) -> dict:
-    r = bundle.report
-    hp = run_hparams(run, r["run"]["beta"], r["run"].get("beta_source") or "default", bundle.train_log, trust_pickles)
+    r = bundle.doc
+    hp = run_hparams(run, r.run.beta, r.run.beta_source or "default", bundle.train_log, trust_pickles)
     log = bundle.train_log
+    best = bundle.raw.get("best_checkpoint")  # copied into the compare report as the scan wrote it
     return {"name": name, "path": str(run), "report": str(bundle.path.relative_to(out)),
             "beta": hp.beta, "beta_source": hp.beta_source, "learning_rate": hp.learning_rate,
-            "lr_source": hp.lr_source, "loss_type": r["run"].get("loss_type"),
-            "framework": r["run"].get("framework"), "verdict": r.get("verdict") or "no-failure-found",
-            "summary": r.get("summary"), "diagnoses": r["diagnoses"], "best_checkpoint": r.get("best_checkpoint"),
-            "train_log": (r.get("train_log") or {}).get("source") if log is not None else None,
-            "checkpoints": [{"name": c["name"], "step": c["step"],
-                             "metrics": {k: c["metrics"].get(k) for k in RUN_METRICS if k in c["metrics"]}}
-                            for c in r["checkpoints"]]}
+            "lr_source": hp.lr_source, "loss_type": r.run.loss_type,
+            "framework": r.run.framework, "verdict": r.verdict,
+            "summary": r.summary, "diagnoses": bundle.raw.get("diagnoses") or [], "best_checkpoint": best,
+            "train_log": r.train_log.source if r.train_log is not None and log is not None else None,
+            "checkpoints": [{"name": c.name, "step": c.step,
+                             "metrics": {k: c.metrics[k] for k in RUN_METRICS if k in c.metrics}}
+                            for c in r.checkpoints]}
 
 
 def _scores(bundles, names, signal, answers) -> dict:
     out = {}
     for name, b in zip(names, bundles):
         for c in b.checkpoints:
-            per = quality.per_prompt(b.samples, c["name"], signal, answers) if signal else None
+            per = quality.per_prompt(b.samples, c.name, signal, answers) if signal else None
             if per is not None:
-                out[(name, c["name"])] = per
+                out[(name, c.name)] = per
     return out
 
 
@@ -99,8 +100,9 @@ def build_compare(cfg: CompareConfig, runs, names, bundles, reference: str) -> t
     records = [_run_record(n, r, b, out, s.trust_pickles) for n, r, b in zip(names, runs, bundles)]
     signal, label = quality.pick_signal(bundles)
     answers = quality.suite_answers(s.probe_suite) if signal == "task/accuracy" else None
-    points = [p for n, b in zip(names, bundles) for p in choose.points_of(n, b.report, signal)]
-    ref_metrics = (bundles[0].report.get("reference") or {}).get("metrics") or {}
+    points = [p for n, b in zip(names, bundles) for p in choose.points_of(n, b.doc, signal)]
+    first = bundles[0].doc
+    ref_metrics = first.reference.metrics if first.reference else {}
     # the reference against itself: a judge win rate of 0.5 by definition; implicit-reward accuracy at chance
     ref_y = ref_metrics.get(signal, 0.5 if signal == "judge/win_rate" else None) if signal else 0.5
     if signal == "judge/win_rate" and ref_y is None:
@@ -118,11 +120,11 @@ def build_compare(cfg: CompareConfig, runs, names, bundles, reference: str) -> t
     if signal is None:
         warnings.append("no quality signal: the pick uses implicit-reward accuracy and the KL budget (the hump "
                         "heuristic); pass a verifiable --probe-suite or --judge for a measured choice")
-    data = bundles[0].report.get("data") or {}
     doc = rep.clean({
         **rep.header(), "kind": KIND, "name": out.resolve().name,
         "reference": {"path": reference, "metrics": {k: ref_metrics.get(k) for k in RUN_METRICS if k in ref_metrics}},
-        "data": {"path": data.get("path"), "format": data.get("format"), "n_pairs": data.get("n_pairs", 0)},
+        "data": {"path": first.data.path if first.data else None, "format": first.data.format if first.data else None,
+                 "n_pairs": first.data.n_pairs if first.data else 0},
         "quality": {"signal": signal, "label": label or "held-out implicit-reward accuracy (a proxy)",
                     "source": s.judge or s.probe_suite, "reference": ref_y},
         "settings": {k: v for k, v in asdict(s).items() if k not in ("run_dir", "out", "ref", "data")},

@@ -18,7 +18,7 @@ SIGNALS = (("judge/win_rate", "judge win rate against the reference"), ("task/ac
 def pick_signal(bundles: list) -> tuple[str | None, str | None]:
     """(metric, label) of the strongest signal measured on every checkpoint of every run; (None, None) if none."""
     for key, label in SIGNALS:
-        if all(b.checkpoints and all(c["metrics"].get(key) is not None for c in b.checkpoints) for b in bundles):
+        if all(b.checkpoints and all(c.metrics.get(key) is not None for c in b.checkpoints) for b in bundles):
             return key, label
     return None, None
 

@@ -350,10 +350,11 @@ def log_frame(history: list):
 
 
 def read_report(out: Path) -> dict:
-    """report.json, validated by the one report loader."""
-    from dpo_doctor.report import read_report_json
+    """report.json, validated by the one report loader, as its JSON dict: the callback handles diagnoses in the
+    dict shape the rules write (`Diagnosis.to_dict`), since its log-only findings and the trackers share it."""
+    from dpo_doctor.report import read_report
 
-    return read_report_json(Path(out) / "report.json")
+    return read_report(Path(out) / "report.json")[1]
 
 
 def render(out: Path) -> None:

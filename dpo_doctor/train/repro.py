@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpo_doctor.errors import UserError, did_you_mean
+from dpo_doctor.report_model import DiagnosisRecord, Recommendation, ScanReport
 
 from dpo_doctor.train.config import LOSS_NAMES  # a recommendation's variant is the trainer's loss name
 
@@ -34,28 +35,28 @@ class ReproConfig:
     variant: str | None = None  # override the recommendation's variant
 
 
-def pick_diagnosis(report: dict, code: str | None) -> dict:
-    diags = report.get("diagnoses", [])
+def pick_diagnosis(report: ScanReport, code: str | None) -> DiagnosisRecord:
+    diags = report.diagnoses
     if code:
-        found = [d for d in diags if d["code"] == code.upper()]
+        found = [d for d in diags if d.code == code.upper()]
         if not found:
-            raise UserError(f"no diagnosis {code} in this report; it has: {', '.join(d['code'] for d in diags) or 'none'}")
+            raise UserError(f"no diagnosis {code} in this report; it has: {', '.join(d.code for d in diags) or 'none'}")
         return found[0]
-    usable = [d for d in diags if d["recommendation"].get("beta") or d["recommendation"].get("variant") in LOSS_NAMES]
+    usable = [d for d in diags if d.recommendation.beta or d.recommendation.variant in LOSS_NAMES]
     if not usable:
         raise UserError("no diagnosis in this report recommends a beta or a trainable variant; nothing to reproduce")
     return usable[0]
 
 
-def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
+def changed_config(train_cfg: dict, rec: Recommendation, cfg: ReproConfig, out: Path):
     """The original TrainConfig with only the recommended change applied."""
     from dpo_doctor.train.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {k: (tuple(v) if isinstance(v, list) else v) for k, v in train_cfg.items() if k in names}
     change: dict = {"output_dir": str(out)}
-    beta = cfg.beta if cfg.beta is not None else rec.get("beta")
-    variant = cfg.variant or rec.get("variant")
+    beta = cfg.beta if cfg.beta is not None else rec.beta
+    variant = cfg.variant or rec.variant
     if beta:
         change["beta"] = float(beta)
     if variant:
@@ -63,7 +64,7 @@ def changed_config(train_cfg: dict, rec: dict, cfg: ReproConfig, out: Path):
             raise UserError(f"variant {variant!r} is not in the built-in trainer{did_you_mean(variant, LOSS_NAMES)} "
                             f"trainable: {', '.join(LOSS_NAMES)}")
         change["loss"] = variant
-        for k, v in (rec.get("params") or {}).items():
+        for k, v in rec.params.items():
             if k in PARAM_FIELDS:
                 change[PARAM_FIELDS[k]] = v
     if len(change) == 1:
@@ -77,37 +78,37 @@ def run_repro(cfg: ReproConfig) -> dict:
     from dpo_doctor.scan.pipeline import ScanConfig, scan
     from dpo_doctor.train.trainer import train
 
-    report = load_report(cfg.report_dir).report
-    if report.get("data") is None or report.get("reference") is None:
+    report = load_report(cfg.report_dir).doc
+    if report.kind != "scan" or report.data is None or report.reference is None:
         raise UserError(f"{cfg.report_dir} is a log-only report; repro needs a scan with --data")
     diag = pick_diagnosis(report, cfg.code)
-    run_dir = Path(report["run"]["path"])
+    run_dir = Path(report.run.path or "")
     conf_path = run_dir / "dpo_doctor_config.json"
     if not conf_path.exists():
         raise UserError(f"{run_dir} was not trained by dpo-doctor's trainer (no dpo_doctor_config.json), so its recipe "
-                        "is unknown; re-train it yourself with the recommendation: " + diag["recommendation"]["text"])
-    out = Path(cfg.out or Path(cfg.report_dir) / f"repro-{diag['code']}")
-    train_cfg, change = changed_config(json.loads(conf_path.read_text()), diag["recommendation"], cfg, out / "run")
+                        "is unknown; re-train it yourself with the recommendation: " + diag.recommendation.text)
+    out = Path(cfg.out or Path(cfg.report_dir) / f"repro-{diag.code}")
+    train_cfg, change = changed_config(json.loads(conf_path.read_text()), diag.recommendation, cfg, out / "run")
     train(train_cfg)
-    s = report["settings"]
+    s = report.settings or {}
     same = ScanConfig(run_dir=out / "run")  # the scan's defaults, then the original scan's settings
     new = scan(dataclasses.replace(
-        same, data=Path(report["data"]["path"]), ref=Path(report["reference"]["path"]), beta=report["run"]["beta"],
-        out=out / "report", max_length=report["data"]["max_length"], generate=bool(s.get("generate")),
+        same, data=Path(report.data.path or ""), ref=Path(report.reference.path), beta=report.run.beta,
+        out=out / "report", max_length=report.data.max_length, generate=bool(s.get("generate")),
         samples_per_prompt=s.get("samples_per_prompt", same.samples_per_prompt),
         max_new_tokens=s.get("max_new_tokens", same.max_new_tokens), seed=s.get("seed", same.seed)))
-    after_report = load_report(new).report
-    keys = list(diag["evidence"]) + [k for k in ("gen/length_ratio", "gen/kl_mean", "rewards/accuracies")
-                                     if k not in diag["evidence"]]
-    return {"diagnosis": diag["code"], "kind": diag["kind"], "change": change, "before": evidence_values(report, keys),
-            "after": evidence_values(after_report, keys), "after_diagnoses": [d["code"] for d in after_report["diagnoses"]],
+    after_report = load_report(new).doc
+    keys = list(diag.evidence) + [k for k in ("gen/length_ratio", "gen/kl_mean", "rewards/accuracies")
+                                  if k not in diag.evidence]
+    return {"diagnosis": diag.code, "kind": diag.kind, "change": change, "before": evidence_values(report, keys),
+            "after": evidence_values(after_report, keys), "after_diagnoses": [d.code for d in after_report.diagnoses],
             "report": str(new)}
 
 
-def evidence_values(report: dict, keys: list[str]) -> dict:
+def evidence_values(report: ScanReport, keys: list[str]) -> dict:
     """The last checkpoint's value of each metric; data statistics (length/mean_ratio...) live under data.stats,
     not in the checkpoints (they describe the pairs, so they do not change with the fix)."""
-    metrics = report["checkpoints"][-1]["metrics"]
-    stats = (report.get("data") or {}).get("stats") or {}
+    metrics = report.checkpoints[-1].metrics
+    stats = report.data.stats if report.data else {}
     return {k: metrics.get(k, stats.get(k)) for k in keys}
 

@@ -1,6 +1,8 @@
 """Views of a finished scan: HTML report (html.py, figures.py), Markdown summary (markdown.py), terminal summary
-(terminal.py), terminal dashboard (views/tui). They read a `ReportBundle` from `dpo_doctor.report.load_report` only:
-no model, no torch, no recomputed metric.
+(terminal.py), terminal dashboard (views/tui). They read a `ReportBundle` from `dpo_doctor.report.load_report` only,
+by attribute of its typed `doc`: no model, no torch, no recomputed metric. Shared pieces have their own modules:
+verdict_words.py (verdict labels), html_parts.py (escaping, CSS, diagnosis cards), md_parts.py (Markdown escaping,
+diagnoses table), so no view borrows another's helpers and no import goes in a circle.
 """
 
 from __future__ import annotations
@@ -8,25 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dpo_doctor.files import write_atomic
+from dpo_doctor.views.verdict_words import NO_FAILURE, VERDICT_WORDS, no_finding_sentence, verdict_of_report
 
-
-NO_FAILURE = "no-failure-found"  # rules.verdict_of's verdict when answer quality was not measured
-VERDICT_WORDS = {"healthy": "HEALTHY", NO_FAILURE: "NO FAILURE FOUND (quality not measured)", "warning": "WARNING",
-                 "error": "ERROR"}
-
-
-def verdict_of_report(r: dict) -> str:
-    """The report's verdict; a report without one says no failure was found, never "healthy"."""
-    return str(r.get("verdict") or NO_FAILURE)
-
-
-def no_finding_sentence(r: dict) -> str:
-    """What a view says when no rule fired: healthy only when answer quality was measured and held."""
-    where = " (judged from the training log only)" if r.get("log_only") else ""
-    if verdict_of_report(r) == "healthy":
-        return f"No finding: every rule passed and answer quality held{where}. This run looks healthy."
-    return (f"No finding: every rule passed{where}. Answer quality was not measured, so this means no failure was "
-            f"found in what was measured, not that the answers held: add --probe-suite or --judge.")
+__all__ = ["NO_FAILURE", "VERDICT_WORDS", "no_finding_sentence", "render_all", "verdict_of_report"]
 
 
 def render_all(report_dir: Path) -> list[Path]:

@@ -18,6 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from dpo_doctor.report import ReportBundle
+from dpo_doctor.report_model import DataAuditReport
+import dpo_doctor.views.html_parts as H
+import dpo_doctor.views.md_parts as M
 from dpo_doctor.views.figures import Plot, plain, style
 
 N_ROWS = 8  # flagged pairs shown per table (all of them are in audit_pairs.parquet / filter_ids.jsonl)
@@ -39,8 +42,8 @@ FLAGGED = (
 )
 
 
-def _title(r: dict) -> str:
-    return "data audit: " + str((r.get("data") or {}).get("path", "?")).replace("\\", "/").rsplit("/", 1)[-1]
+def _title(r: DataAuditReport) -> str:
+    return "data audit: " + str(r.data.path or "?").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 # ---- figures -----------------------------------------------------------------------------------------------
@@ -61,7 +64,7 @@ def audit_plots(b: ReportBundle) -> list[Plot]:
     p = b.audit_pairs
     if p is None or p.height == 0:
         return []
-    unit = (b.report.get("audit") or {}).get("length_unit", "tokens")
+    unit = b.doc.audit.length_unit if b.doc.audit else "tokens"
     plots = [_histogram([math.log2(v) for v in p["length_ratio"].to_list() if v and v > 0],
                         f"Length ratio chosen / rejected (log2; right of 0: chosen longer)", "log2(len chosen / len "
                         "rejected)", "audit-length-ratio", ("length/median_ratio", "length/longer_wins_accuracy"),
@@ -89,36 +92,36 @@ def audit_plots(b: ReportBundle) -> list[Plot]:
 # ---- HTML --------------------------------------------------------------------------------------------------
 
 
+def _filter(r: DataAuditReport):
+    return r.audit.filter if r.audit else None
+
+
 def facts(b: ReportBundle) -> list[tuple[str, str]]:
-    r = b.report
-    data, ref, settings = r.get("data") or {}, r.get("reference") or {}, r.get("settings") or {}
-    filt = (r.get("audit") or {}).get("filter") or {}
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted((filt.get("by_reason") or {}).items())) or "none"
-    return [("data", f"{data.get('path', '–')} · {data.get('format', '–')}"),
-            ("pairs", f"{data.get('n_pairs', 0)} of {data.get('n_source_rows', '?')} rows · {data.get('n_excluded', 0)} "
-                      f"with chosen == rejected · {data.get('n_dropped_too_long', 0)} dropped by max_length "
-                      f"{data.get('max_length')}"),
+    r = b.doc
+    data, ref, settings, filt = r.data, r.reference, r.settings or {}, _filter(r)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted((filt.by_reason if filt else {}).items())) or "none"
+    return [("data", f"{data.path or '–'} · {data.format or '–'}"),
+            ("pairs", f"{data.n_pairs} of {data.n_source_rows if data.n_source_rows is not None else '?'} rows · "
+                      f"{data.n_excluded} with chosen == rejected · {data.n_dropped_too_long} dropped by max_length "
+                      f"{data.max_length}"),
             ("lengths", f"{settings.get('length_unit', '?')}" + (f" ({settings.get('tokenizer')})"
                                                                  if settings.get("tokenizer") else "")),
-            ("reference", f"{ref.get('path')} ({ref.get('kind')})" if ref else "none (no --ref: no CHES, no "
-                                                                             "reference preference)"),
-            ("filter_ids.jsonl", f"{filt.get('n_pairs', 0)} pairs with a reason to drop: {reasons}")]
+            ("reference", f"{ref.path} ({ref.kind})" if ref else "none (no --ref: no CHES, no "
+                                                             "reference preference)"),
+            ("filter_ids.jsonl", f"{filt.n_pairs if filt else 0} pairs with a reason to drop: {reasons}")]
 
 
-def stats_table(r: dict) -> str:
-    from dpo_doctor.views.html import esc, num
-
-    stats, info = (r.get("data") or {}).get("stats") or {}, r.get("metric_info") or {}
+def stats_table(r: DataAuditReport) -> str:
+    esc, num, info = H.esc, H.num, r.metric_info
     rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td class='n'>{num(v)}</td>"
-                   f"<td class='unit'>{esc((info.get(k) or {}).get('unit', ''))}</td>"
-                   f"<td>{esc((info.get(k) or {}).get('description', ''))}</td></tr>" for k, v in stats.items())
+                   f"<td class='unit'>{esc(info[k].unit if k in info else '')}</td>"
+                   f"<td>{esc(info[k].description if k in info else '')}</td></tr>" for k, v in r.data.stats.items())
     return (f'<section id="metrics"><h2>Data statistics</h2><div class="scroll"><table class="metrics"><tr><th>'
             f'statistic</th><th>value</th><th>unit</th><th>what it measures</th></tr>{rows}</table></div></section>')
 
 
 def flagged_section(b: ReportBundle) -> str:
-    from dpo_doctor.views.html import clip, esc, num
-
+    clip, esc, num = H.clip, H.esc, H.num
     p = b.audit_pairs
     if p is None or p.height == 0:
         return ""
@@ -175,20 +178,18 @@ def render_audit_html(b: ReportBundle) -> str:
 
     import plotly.io as pio
 
-    from dpo_doctor.views.html import CSS, PAGE_JS, card, esc, figure_json, script_json
-
-    r = b.report
-    verdict = str(r.get("verdict") or "healthy")
+    esc, r = H.esc, b.doc
+    verdict = r.verdict
     plots = audit_plots(b)
     links = {m: f"fig-{p.id}" for p in plots for m in p.metrics}
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts(b))
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in r.get("warnings") or [])
-    found = sorted(enumerate(r["diagnoses"]), key=lambda t: ({"error": 0, "warning": 1}.get(t[1].get("severity"), 2), t[0]))
-    cards = "".join(card(i, d, links) for i, d in found) or \
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in r.warnings)
+    found = sorted(enumerate(r.diagnoses), key=lambda t: ({"error": 0, "warning": 1}.get(t[1].severity, 2), t[0]))
+    cards = "".join(H.card(i, d, links) for i, d in found) or \
         '<p class="healthy">No finding: every data rule passed.</p>'
     divs = "".join(f'<div class="plot" id="fig-{p.id}"></div>' for p in plots)
     body = (f'<header><div class="title"><h1>dpo-doctor {esc(_title(r))}</h1><span class="verdict v-{esc(verdict)}">'
-            f'{esc(verdict.upper())}</span></div><p class="summary">{esc(r.get("summary") or "")}</p>'
+            f'{esc(verdict.upper())}</span></div><p class="summary">{esc(r.summary or "")}</p>'
             f'<table class="facts">{rows}</table>' + (f'<ul class="warnings">{warnings}</ul>' if warnings else "")
             + f'</header><section id="diagnoses"><h2>Diagnoses</h2>{cards}</section>'
             f'<section id="distributions"><h2>Data figures</h2><p class="note">Histograms are binned for display; the '
@@ -196,42 +197,39 @@ def render_audit_html(b: ReportBundle) -> str:
             + flagged_section(b) + stats_table(r))
     nav = "".join(f'<a href="#{s}">{t}</a>' for s, t in (("diagnoses", "Diagnoses"), ("distributions", "Figures"),
                                                         ("pairs", "Flagged pairs"), ("metrics", "Statistics")))
-    template = script_json(json.dumps(pio.templates["plotly_white"].to_plotly_json(), separators=(",", ":")))
-    calls = "\n".join(f"F={figure_json(p)};F.layout.template=T;Plotly.newPlot({json.dumps('fig-' + p.id)},F.data,"
+    template = H.script_json(json.dumps(pio.templates["plotly_white"].to_plotly_json(), separators=(",", ":")))
+    calls = "\n".join(f"F={H.figure_json(p)};F.layout.template=T;Plotly.newPlot({json.dumps('fig-' + p.id)},F.data,"
                       "F.layout,CFG);" for p in plots)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{esc('dpo-doctor ' + _title(r) + ' (' + verdict + ')')}</title><style>{CSS}</style>"
+            f"<title>{esc('dpo-doctor ' + _title(r) + ' (' + verdict + ')')}</title><style>{H.CSS}</style>"
             f"<script>{get_plotlyjs()}</script></head><body><nav>{nav}</nav>{body}"
-            f"<footer class='note'>dpo-doctor {esc((r.get('tool') or {}).get('version', '?'))} · report schema "
-            f"{esc(r['schema_version'])} · created {esc(r.get('created', ''))} · rendered from report.json and its "
-            f"Parquet tables</footer><script>var F,T={template};{PAGE_JS}{calls}</script></body></html>")
+            f"<footer class='note'>dpo-doctor {esc(r.tool.version)} · report schema "
+            f"{esc(r.schema_version)} · created {esc(r.created)} · rendered from report.json and its "
+            f"Parquet tables</footer><script>var F,T={template};{H.PAGE_JS}{calls}</script></body></html>")
 
 
 # ---- Markdown ----------------------------------------------------------------------------------------------
 
 
 def render_audit_markdown(b: ReportBundle) -> str:
-    from dpo_doctor.views.markdown import LIMIT, VERDICT_LABEL, diagnoses_table, md, num, recommendations
-
-    r = b.report
-    verdict = str(r.get("verdict") or "healthy")
-    lines = [f"## dpo-doctor {md(_title(r))} — **{VERDICT_LABEL.get(verdict, md(verdict.upper()))}**", "",
-             md(r.get("summary") or ""), ""]
+    md, num, r = M.md, M.num, b.doc
+    verdict = r.verdict
+    lines = [f"## dpo-doctor {md(_title(r))} — **{M.VERDICT_LABEL.get(verdict, md(verdict.upper()))}**", "",
+             md(r.summary or ""), ""]
     lines += [f"- {md(k)}: {md(v)}" for k, v in facts(b)] + ["", "### Diagnoses", ""]
-    if r["diagnoses"]:
-        lines += diagnoses_table(r) + recommendations(r)
+    if r.diagnoses:
+        lines += M.diagnoses_table(r.diagnoses, "") + M.recommendations(r.diagnoses)
     else:
         lines += ["No finding: every data rule passed.", ""]
-    stats = (r.get("data") or {}).get("stats") or {}
     lines += ["### Data statistics", "", "| statistic | value |", "|---|---:|"]
-    lines += [f"| {md(k)} | {num(v)} |" for k, v in stats.items()] + [""]
-    if r.get("warnings"):
-        lines += ["**Warnings**", ""] + [f"- {md(w)}" for w in r["warnings"]] + [""]
-    lines.append(f"<sub>dpo-doctor {md((r.get('tool') or {}).get('version', '?'))}, report schema "
-                 f"{num(r['schema_version'])}; figures and flagged pairs: report.html</sub>")
+    lines += [f"| {md(k)} | {num(v)} |" for k, v in r.data.stats.items()] + [""]
+    if r.warnings:
+        lines += ["**Warnings**", ""] + [f"- {md(w)}" for w in r.warnings] + [""]
+    lines.append(f"<sub>dpo-doctor {md(r.tool.version)}, report schema "
+                 f"{num(r.schema_version)}; figures and flagged pairs: report.html</sub>")
     text = "\n".join(lines) + "\n"
-    return text if len(text) <= LIMIT else text[: LIMIT - 200].rsplit("\n", 1)[0] + "\n\n… (truncated)\n"
+    return text if len(text) <= M.LIMIT else text[: M.LIMIT - 200].rsplit("\n", 1)[0] + "\n\n… (truncated)\n"
 
 
 # ---- terminal ----------------------------------------------------------------------------------------------
@@ -244,24 +242,24 @@ SUMMARY_KEYS = {"length/longer_wins_accuracy": "longer wins", "length/median_rat
 
 
 def print_audit_summary(b: ReportBundle, console: Console) -> None:
-    r = b.report
-    stats = (r.get("data") or {}).get("stats") or {}
+    r = b.doc
+    stats = r.data.stats
     keys = [k for k in SUMMARY_KEYS if stats.get(k) is not None]
-    table = Table(title=f"dpo-doctor {_title(r)} ({(r.get('data') or {}).get('n_pairs', 0)} pairs)")
+    table = Table(title=f"dpo-doctor {_title(r)} ({r.data.n_pairs} pairs)")
     for k in keys:
         table.add_column(SUMMARY_KEYS[k], justify="right")
     table.add_row(*[f"{stats[k]:.3g}" for k in keys])
     console.print(table)
-    for w in r.get("warnings", []):
+    for w in r.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
-    for d in r["diagnoses"]:
-        style_ = {"error": "bold red", "warning": "yellow", "info": "cyan"}[d["severity"]]
-        console.print(Text(f"{d['severity'].upper():7} {d['code']} {d['kind']}: {d['message']}", style=style_))
-        console.print(Text(f"        fix: {d['recommendation']['text']}"))
-    if not r["diagnoses"]:
+    for d in r.diagnoses:
+        style_ = {"error": "bold red", "warning": "yellow", "info": "cyan"}[d.severity]
+        console.print(Text(f"{d.severity.upper():7} {d.code} {d.kind}: {d.message}", style=style_))
+        console.print(Text(f"        fix: {d.recommendation.text}"))
+    if not r.diagnoses:
         console.print(Text("verdict: healthy, no risk found in the data", style="green"))
-    filt = (r.get("audit") or {}).get("filter") or {}
-    console.print(Text(f"filter:  {b.path / 'filter_ids.jsonl'} ({filt.get('n_pairs', 0)} pairs with a reason)"))
+    filt = _filter(r)
+    console.print(Text(f"filter:  {b.path / 'filter_ids.jsonl'} ({filt.n_pairs if filt else 0} pairs with a reason)"))
     console.print(Text(f"report: {b.path / 'report.json'}"))
     if (b.path / "report.html").exists():
         console.print(Text(f"html:   {b.path / 'report.html'}"))

@@ -18,6 +18,7 @@ import polars as pl
 from plotly.subplots import make_subplots
 
 from dpo_doctor.report import ReportBundle
+from dpo_doctor.report_model import CheckpointRecord, ScanReport
 
 MAX_SCATTER = 1500  # points drawn in the margin-vs-length scatter; the scan's statistics use every pair
 N_BINS = 40  # shared bins of the margin histograms
@@ -119,13 +120,13 @@ def style(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
     return fig
 
 
-def thresholds(report: dict) -> dict[str, float]:
+def thresholds(report: ScanReport) -> dict[str, float]:
     """Metric -> the threshold a diagnosis cites for it (drawn as a dashed line on its trend)."""
     out: dict[str, float] = {}
-    for d in report.get("diagnoses") or []:
-        for metric, ev in (d.get("evidence") or {}).items():
-            if isinstance(ev, dict) and finite(ev.get("threshold")):
-                out.setdefault(metric, float(ev["threshold"]))
+    for d in report.diagnoses:
+        for metric, ev in d.evidence.items():
+            if finite(ev.threshold):
+                out.setdefault(metric, float(ev.threshold))
     return out
 
 
@@ -150,15 +151,15 @@ def curve_plots(b: ReportBundle) -> list[Plot]:
                                     name=plain(f"{key} ({name})" if len(keys) > 1 else name),
                                     line=dict(color=COLORS[i], dash=dash), marker=dict(size=3))
         if fig.data:
-            checkpoint_markers(fig, b.report)
+            checkpoint_markers(fig, b.doc)
             plots.append(Plot(f"curve-{pid}", title, style(fig, title, 280), tuple(keys)))
     return plots
 
 
-def checkpoint_markers(fig: go.Figure, report: dict) -> None:
+def checkpoint_markers(fig: go.Figure, report: ScanReport) -> None:
     """A dotted vertical line at every scored checkpoint, so curves and probes line up by step."""
-    for c in report["checkpoints"]:
-        fig.add_vline(x=c["step"], line=dict(color="#9e9e9e", dash="dot", width=1))
+    for c in report.checkpoints:
+        fig.add_vline(x=c.step, line=dict(color="#9e9e9e", dash="dot", width=1))
     fig.update_xaxes(title_text="step")
 
 
@@ -166,27 +167,27 @@ def checkpoint_markers(fig: go.Figure, report: dict) -> None:
 
 
 def trend_plots(b: ReportBundle) -> list[Plot]:
-    ckpts = b.report["checkpoints"]
+    ckpts = b.doc.checkpoints
     if not ckpts:
         return []
-    limits = thresholds(b.report)
-    ref = (b.report.get("reference") or {}).get("metrics") or {}
+    limits = thresholds(b.doc)
+    ref = b.doc.reference.metrics if b.doc.reference else {}
     plots = []
     for trend in TRENDS:
-        present = [s for s in trend.series if any(finite(c["metrics"].get(s.key)) for c in ckpts)]
+        present = [s for s in trend.series if any(finite(c.metrics.get(s.key)) for c in ckpts)]
         if present:
             fig = trend_figure(trend, present, ckpts, limits, ref)
             plots.append(Plot(f"trend-{trend.id}", trend.title, fig, tuple(s.key for s in present)))
     return plots
 
 
-def trend_figure(trend: Trend, present: list[Series], ckpts: list[dict], limits: dict, ref: dict) -> go.Figure:
+def trend_figure(trend: Trend, present: list[Series], ckpts: list[CheckpointRecord], limits: dict, ref: dict) -> go.Figure:
     """Lines over steps; dashed = a diagnosis's threshold, dotted = the reference model's own value."""
     two_axes = any(s.right for s in present)
     fig = make_subplots(specs=[[{"secondary_y": True}]]) if two_axes else go.Figure()
-    steps, names = [c["step"] for c in ckpts], [plain(c["name"]) for c in ckpts]
+    steps, names = [c.step for c in ckpts], [plain(c.name) for c in ckpts]
     for i, s in enumerate(present):
-        ys = [c["metrics"].get(s.key) if finite(c["metrics"].get(s.key)) else None for c in ckpts]
+        ys = [c.metrics.get(s.key) if finite(c.metrics.get(s.key)) else None for c in ckpts]
         color = COLORS[i % len(COLORS)]
         if trend.band and trend.band[0] == s.key:
             add_band(fig, trend.band, ckpts, color, two_axes)
@@ -213,14 +214,14 @@ def trend_figure(trend: Trend, present: list[Series], ckpts: list[dict], limits:
     return fig
 
 
-def add_band(fig: go.Figure, band: tuple[str, str, str], ckpts: list[dict], color: str, two_axes: bool) -> None:
+def add_band(fig: go.Figure, band: tuple[str, str, str], ckpts: list[CheckpointRecord], color: str, two_axes: bool) -> None:
     """A shaded interval (e.g. KL's 95% CI, the margins' interquartile range) from the scan's own numbers."""
     _, lo_key, hi_key = band
-    rows = [c for c in ckpts if finite(c["metrics"].get(lo_key)) and finite(c["metrics"].get(hi_key))]
+    rows = [c for c in ckpts if finite(c.metrics.get(lo_key)) and finite(c.metrics.get(hi_key))]
     if len(rows) < 1:
         return
-    xs = [c["step"] for c in rows]
-    ys = [c["metrics"][hi_key] for c in rows] + [c["metrics"][lo_key] for c in rows][::-1]
+    xs = [c.step for c in rows]
+    ys = [c.metrics[hi_key] for c in rows] + [c.metrics[lo_key] for c in rows][::-1]
     trace = go.Scatter(x=xs + xs[::-1], y=ys, fill="toself", mode="lines", line=dict(width=0), hoverinfo="skip",
                        fillcolor=_rgba(color, 0.15), name=plain(f"{lo_key} .. {hi_key}"), showlegend=False)
     fig.add_trace(trace, **({"secondary_y": False} if two_axes else {}))
@@ -247,7 +248,7 @@ def histogram_plot(b: ReportBundle) -> list[Plot]:
     kept = _kept_pairs(b)
     if kept is None:
         return []
-    ckpts = spread(b.report["checkpoints"], MAX_RIDGES)
+    ckpts = spread(b.doc.checkpoints, MAX_RIDGES)
     m = kept.filter(pl.col("margin").is_finite())["margin"]
     if m.len() == 0:
         return []
@@ -256,20 +257,20 @@ def histogram_plot(b: ReportBundle) -> list[Plot]:
     centers = [lo + (i + 0.5) * width for i in range(N_BINS)]
     fig = go.Figure()
     for k, c in enumerate(ckpts):
-        counts = _bin_counts(kept.filter(pl.col("checkpoint") == c["name"])["margin"], lo, width)
+        counts = _bin_counts(kept.filter(pl.col("checkpoint") == c.name)["margin"], lo, width)
         peak = max(counts) or 1
         ys = [k + 0.9 * n / peak for n in counts]
         color = COLORS[k % len(COLORS)]
         fig.add_scatter(x=centers, y=[k] * N_BINS, mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False)
         fig.add_scatter(x=centers, y=ys, mode="lines", fill="tonexty", line=dict(color=color, shape="hvh", width=1),
-                        fillcolor=_rgba(color, 0.35), name=plain(c["name"]), customdata=counts,
-                        hovertemplate=plain(c["name"]) + ": %{customdata} pairs near margin %{x:.3g}<extra></extra>")
+                        fillcolor=_rgba(color, 0.35), name=plain(c.name), customdata=counts,
+                        hovertemplate=plain(c.name) + ": %{customdata} pairs near margin %{x:.3g}<extra></extra>")
     fig.add_vline(x=0, line=dict(color="#c62828", width=1, dash="dash"))
     style(fig, "Margin distribution per checkpoint (pairs left of the red line prefer the rejected answer)",
           max(320, 60 + 34 * len(ckpts)))
     fig.update_layout(showlegend=False, hovermode="closest")
     fig.update_xaxes(title_text="margin (beta x nats)")
-    fig.update_yaxes(tickvals=list(range(len(ckpts))), ticktext=[plain(c["name"]) for c in ckpts], showgrid=True)
+    fig.update_yaxes(tickvals=list(range(len(ckpts))), ticktext=[plain(c.name) for c in ckpts], showgrid=True)
     return [Plot("dist-hist", "Margin distribution per checkpoint", fig, ("margins/q50", "margins/negative_frac"))]
 
 
@@ -281,7 +282,7 @@ def _bin_counts(values: pl.Series, lo: float, width: float) -> list[int]:
 
 
 def _kept_pairs(b: ReportBundle) -> pl.DataFrame | None:
-    if b.pairs is None or b.pairs.height == 0 or not b.report["checkpoints"]:
+    if b.pairs is None or b.pairs.height == 0 or not b.doc.checkpoints:
         return None
     return b.pairs.filter(~pl.col("excluded")) if "excluded" in b.pairs.columns else b.pairs
 
@@ -292,8 +293,8 @@ def scatter_plot(b: ReportBundle) -> list[Plot]:
     kept = _kept_pairs(b)
     if kept is None:
         return []
-    last = b.report["checkpoints"][-1]
-    rows = kept.filter((pl.col("checkpoint") == last["name"]) & pl.col("margin").is_finite()).with_columns(
+    last = b.doc.checkpoints[-1]
+    rows = kept.filter((pl.col("checkpoint") == last.name) & pl.col("margin").is_finite()).with_columns(
         diff=(pl.col("len_chosen") - pl.col("len_rejected")).cast(pl.Float64))
     if rows.height == 0:
         return []
@@ -307,11 +308,11 @@ def scatter_plot(b: ReportBundle) -> list[Plot]:
     if line:
         fig.add_scatter(x=line[0], y=line[1], mode="lines", name="least-squares trend (points shown)",
                         line=dict(color="#d62728", width=2), hoverinfo="skip")
-    rho, p = last["metrics"].get("length/margin_spearman"), last["metrics"].get("length/margin_spearman_p")
+    rho, p = last.metrics.get("length/margin_spearman"), last.metrics.get("length/margin_spearman_p")
     rho_txt = f"{rho:.3f}" + (f" (p={p:.2g})" if finite(p) else "") if finite(rho) else "not computed"
     note = f" · {len(shown)} of {rows.height} pairs shown" if len(shown) < rows.height else ""
     style(fig, "", 380)  # two-line title: escaped parts joined by our own <br>
-    title = (plain(f"{last['name']}: margin vs len(chosen) - len(rejected)") + "<br>"
+    title = (plain(f"{last.name}: margin vs len(chosen) - len(rejected)") + "<br>"
              + plain(f"Spearman rho = {rho_txt} (scan, all pairs){note}"))
     fig.update_layout(hovermode="closest", title=dict(text=title), margin=dict(t=62))
     fig.update_xaxes(title_text="response length difference (tokens)", zeroline=True)

@@ -9,141 +9,66 @@ close the tag). Our own script only toggles visibility; it never builds markup f
 
 from __future__ import annotations
 
-import html
 import json
-import math
-import re
 
 import plotly.io as pio
 
-from dpo_doctor.views.figures import Plot, all_plots
 from dpo_doctor.report import ReportBundle
-from dpo_doctor.views import VERDICT_WORDS, no_finding_sentence, verdict_of_report
+from dpo_doctor.report_model import ScanReport
+from dpo_doctor.views.figures import Plot, all_plots
+from dpo_doctor.views.html_parts import (CSS, PAGE_JS, SEVERITY_ORDER, card, clip, esc, figure_json, num, script_json,
+                                         slug)
+from dpo_doctor.views.verdict_words import VERDICT_WORDS, no_finding_sentence, verdict_of_report
 
-MAX_TEXT = 500  # characters of a pair/sample text shown in a table cell (the full text stays in the parquet)
 N_WORST = 10  # rows per worst-pairs table
 N_PROMPTS = 12  # prompts in the samples viewer
 N_EXTRA_SAMPLES = 4  # further samples per (prompt, checkpoint) behind a <details>
-SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 SECTION_TITLES = {"diagnoses": "Diagnoses", "curves": "Training curves", "trends": "Per-checkpoint probes",
                   "distributions": "Distributions", "pairs": "Worst pairs", "samples": "Samples",
                   "metrics": "All metrics"}
-
-
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def num(v) -> str:
-    """A metric value for a table cell: 4 significant digits, en dash when missing."""
-    if v is None or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
-        return "–" if v is None or not isinstance(v, bool) else esc(v)
-    return f"{v:.4g}" if isinstance(v, float) else esc(v)
-
-
-def clip(text, n: int = MAX_TEXT) -> str:
-    s = "" if text is None else str(text)
-    return s if len(s) <= n else s[:n] + f" … [{len(s) - n} more characters]"
-
-
-def slug(text) -> str:
-    """An id-safe token (letters, digits, dash) for anchors built from codes."""
-    return re.sub(r"[^A-Za-z0-9-]+", "-", str(text)).strip("-") or "x"
-
-
-def script_json(obj) -> str:
-    """JSON that is inert inside <script>: no '<', '>' or '&' survives literally (also covers U+2028/9)."""
-    s = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
-    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        s = s.replace(a, b)
-    return s
-
-
-def figure_json(plot: Plot) -> str:
-    """A figure's JSON without its template (the page sets one shared template)."""
-    spec = json.loads(plot.fig.to_json())
-    spec["layout"].pop("template", None)
-    return script_json(json.dumps(spec, separators=(",", ":")))
 
 
 # ---- header and diagnosis cards ----------------------------------------------------------------------------
 
 
 def facts_table(b: ReportBundle) -> str:
-    r = b.report
-    run, data, ref = r["run"], r.get("data") or {}, r.get("reference") or {}
-    best = r.get("best_checkpoint")
+    r = b.doc
+    run, data, ref, best = r.run, r.data, r.reference, r.best_checkpoint
     n_samples = b.samples.filter(b.samples["checkpoint"] != "reference").height if b.samples is not None else 0
-    excluded = f" ({data['n_excluded']} excluded: chosen == rejected)" if data.get("n_excluded") else ""
-    facts = [("run", f"{run.get('name')} · {run.get('path', '–')} · {run.get('framework') or 'unknown'} framework"),
-             ("reference", f"{ref.get('path', '–')} ({ref.get('kind', '–')})"),
-             ("beta", f"{run.get('beta')} (from {run.get('beta_source', '?')}) · loss "
-                      f"{run.get('loss_type') or 'unknown'}"),
-             ("data", f"{data.get('path', '–')} · {data.get('data_format', 'trl')} layout · {data.get('format', '–')}"),
-             ("pairs", f"{data.get('n_pairs', 0)}{excluded}"),
+    excluded = f" ({data.n_excluded} excluded: chosen == rejected)" if data and data.n_excluded else ""
+    facts = [("run", f"{run.name} · {run.path or '–'} · {run.framework or 'unknown'} framework"),
+             ("reference", f"{ref.path} ({ref.kind or '–'})" if ref else "– (–)"),
+             ("beta", f"{run.beta} (from {run.beta_source or '?'}) · loss {run.loss_type or 'unknown'}"),
+             ("data", f"{data.path or '–'} · {data.data_format} layout · {data.format or '–'}" if data
+              else "– · trl layout · –"),
+             ("pairs", f"{data.n_pairs if data else 0}{excluded}"),
              ("samples", f"{n_samples} policy samples" if n_samples else "none (generation probes not run)"),
-             ("checkpoints", ", ".join(c["name"] for c in r["checkpoints"]) or "none scored"),
-             ("best checkpoint", f"{best['name']}: {best.get('reason', '')}" if best else "none")]
-    if r.get("log_only"):
+             ("checkpoints", ", ".join(c.name for c in r.checkpoints) or "none scored"),
+             ("best checkpoint", f"{best.name}: {best.reason}" if best else "none")]
+    if r.log_only:
         facts.append(("verdict source", "log-only: training curves only, no checkpoint scored"))
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
     return f'<table class="facts">{rows}</table>'
 
 
 def header(b: ReportBundle) -> str:
-    r = b.report
+    r = b.doc
     verdict = verdict_of_report(r)
     counts = {}
-    for d in r["diagnoses"]:
-        counts[d.get("severity", "info")] = counts.get(d.get("severity", "info"), 0) + 1
+    for d in r.diagnoses:
+        counts[d.severity] = counts.get(d.severity, 0) + 1
     tally = ", ".join(f"{n} {sev}{'s' if n > 1 and sev != 'info' else ''}"
                       for sev, n in sorted(counts.items(), key=lambda kv: SEVERITY_ORDER.get(kv[0], 9)))
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in r.get("warnings") or [])
-    return (f'<header><div class="title"><h1>dpo-doctor: {esc(r["run"]["name"])}</h1>'
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in r.warnings)
+    return (f'<header><div class="title"><h1>dpo-doctor: {esc(r.run.name)}</h1>'
             f'<span class="verdict v-{slug(verdict)}">{esc(VERDICT_WORDS.get(verdict, verdict.upper()))}</span>'
             f'<span class="tally">{esc(tally or "no finding")}</span></div>'
-            f'<p class="summary">{esc(r.get("summary") or "")}</p>{facts_table(b)}'
+            f'<p class="summary">{esc(r.summary or "")}</p>{facts_table(b)}'
             + (f'<ul class="warnings">{warnings}</ul>' if warnings else "") + "</header>")
 
 
-def evidence_rows(d: dict, links: dict[str, str]) -> str:
-    rows = []
-    for metric, ev in (d.get("evidence") or {}).items():
-        ev = ev if isinstance(ev, dict) else {"value": ev}
-        name = f"<code>{esc(metric)}</code>"
-        if metric in links:
-            name = f'<a href="#{links[metric]}">{name}</a>'
-        rows.append(f"<tr><td>{name}</td><td>{num(ev.get('value'))}</td><td>{num(ev.get('threshold'))}</td>"
-                    f"<td>{num(ev.get('reference_value'))}</td></tr>")
-    return ("<table class='evidence'><tr><th>evidence</th><th>value</th><th>threshold</th><th>reference</th></tr>"
-            + "".join(rows) + "</table>") if rows else ""
-
-
-def recommendation(rec: dict) -> str:
-    knobs = [("beta", f"{rec['beta']:.3g}" if isinstance(rec.get("beta"), (int, float)) else None),
-             ("variant", rec.get("variant"))]
-    knobs += [(k, num(v) if isinstance(v, float) else esc(v)) for k, v in (rec.get("params") or {}).items()]
-    chips = "".join(f"<span class='knob'>{esc(k)} = {v if k not in ('beta', 'variant') else esc(v)}</span>"
-                    for k, v in knobs if v is not None)
-    return f"<div class='fix'><b>What to change:</b> {esc(rec.get('text') or '')}<div>{chips}</div></div>"
-
-
-def card(i: int, d: dict, links: dict[str, str]) -> str:
-    sev = str(d.get("severity", "info"))
-    explanation = d.get("explanation") or "No explanation was recorded; run: dpo-doctor explain " + str(d.get("code"))
-    return (f'<div class="card sev-{slug(sev)}" id="diag-{slug(d.get("code"))}-{i}">'
-            f'<div class="card-head"><span class="sev">{esc(sev.upper())}</span> <b>{esc(d.get("code"))}</b> '
-            f'{esc(d.get("name", ""))} <span class="kind">{esc(d.get("kind", ""))}</span>'
-            f'<span class="ck">{esc(d.get("checkpoint") or "run-wide")}</span></div>'
-            f'<p class="msg">{esc(d.get("message", ""))}</p>{evidence_rows(d, links)}'
-            f'{recommendation(d.get("recommendation") or {})}'
-            f'<a class="explain-link" href="#explain-{i}">Why this rule exists and how it decides →</a>'
-            f'<details class="explain" id="explain-{i}"><summary>About {esc(d.get("code"))} '
-            f'{esc(d.get("name", ""))} (rule explanation)</summary><pre>{esc(explanation)}</pre></details></div>')
-
-
-def cards(r: dict, links: dict[str, str]) -> str:
-    found = sorted(enumerate(r["diagnoses"]), key=lambda t: (SEVERITY_ORDER.get(t[1].get("severity"), 9), t[0]))
+def cards(r: ScanReport, links: dict[str, str]) -> str:
+    found = sorted(enumerate(r.diagnoses), key=lambda t: (SEVERITY_ORDER.get(t[1].severity, 9), t[0]))
     if not found:
         good = verdict_of_report(r) == "healthy"
         body = f'<p class="{"healthy" if good else "unmeasured"}">{esc(no_finding_sentence(r))}</p>'
@@ -189,9 +114,9 @@ def metric_links(sections: dict[str, list[Plot]]) -> dict[str, str]:
 def pairs_section(b: ReportBundle) -> str:
     import polars as pl
 
-    if b.pairs is None or b.pairs.height == 0 or not b.report["checkpoints"]:
+    if b.pairs is None or b.pairs.height == 0 or not b.doc.checkpoints:
         return ""
-    last = b.report["checkpoints"][-1]["name"]
+    last = b.doc.checkpoints[-1].name
     rows = b.pairs.filter(pl.col("checkpoint") == last)
     if "excluded" in rows.columns:
         rows = rows.filter(~pl.col("excluded"))
@@ -232,7 +157,7 @@ def samples_section(b: ReportBundle) -> str:
     if s is None or s.height == 0:
         return ('<section id="samples"><h2>Samples</h2><p class="note">No generation samples were recorded '
                 '(the scan ran with --no-generate or without prompts).</p></section>')
-    names = [c["name"] for c in b.report["checkpoints"]]
+    names = [c.name for c in b.doc.checkpoints]
     names = [n for n in names if n in set(s["checkpoint"].unique().to_list())]
     shown = names[-1] if names else None
     options = "".join(f"<option value='{i}'{' selected' if n == shown else ''}>{esc(n)}</option>"
@@ -272,17 +197,17 @@ def sample_cell(name: str, rows, index: int | None, hidden: bool) -> str:
             + (f"<details><summary>{label}</summary>{extra}</details>" if rest else "") + "</div>")
 
 
-def metrics_section(r: dict) -> str:
-    ckpts = r["checkpoints"]
+def metrics_section(r: ScanReport) -> str:
+    ckpts = r.checkpoints
     if not ckpts:
         return ""
-    keys = sorted({k for c in ckpts for k in c["metrics"]})
-    info, ref = r.get("metric_info") or {}, (r.get("reference") or {}).get("metrics") or {}
-    head = "".join(f"<th>{esc(c['name'])}</th>" for c in ckpts) + "<th>reference</th>"
+    keys = sorted({k for c in ckpts for k in c.metrics})
+    info, ref = r.metric_info, r.reference.metrics if r.reference else {}
+    head = "".join(f"<th>{esc(c.name)}</th>" for c in ckpts) + "<th>reference</th>"
     body = "".join(
-        f"<tr><td><code title='{esc((info.get(k) or {}).get('description', ''))}'>{esc(k)}</code></td>"
-        f"<td class='unit'>{esc((info.get(k) or {}).get('unit', ''))}</td>"
-        + "".join(f"<td class='n'>{num(c['metrics'].get(k))}</td>" for c in ckpts)
+        f"<tr><td><code title='{esc(info[k].description if k in info else '')}'>{esc(k)}</code></td>"
+        f"<td class='unit'>{esc(info[k].unit if k in info else '')}</td>"
+        + "".join(f"<td class='n'>{num(c.metrics.get(k))}</td>" for c in ckpts)
         + f"<td class='n'>{num(ref.get(k))}</td></tr>" for k in keys)
     return (f'<section id="metrics"><h2>All metrics</h2><details><summary>{len(keys)} metrics x {len(ckpts)} '
             f'checkpoints</summary><div class="scroll"><table class="metrics"><tr><th>metric</th><th>unit</th>{head}'
@@ -290,47 +215,6 @@ def metrics_section(r: dict) -> str:
 
 
 # ---- page --------------------------------------------------------------------------------------------------
-
-
-CSS = """
-*{box-sizing:border-box}body{font:14px/1.45 -apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;color:#222;
-margin:0 auto;max-width:1280px;padding:0 18px 24px}nav{position:sticky;top:0;background:#fff;z-index:10;
-border-bottom:1px solid #ddd;padding:6px 0;font-size:13px}nav a{margin-right:14px;color:#1565c0;text-decoration:none}
-h1{margin:0;font-size:24px;display:inline}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin:26px 0 8px}
-h3{margin:14px 0 6px;font-size:15px}.title{display:flex;align-items:center;gap:12px;flex-wrap:wrap;margin-top:12px}
-.verdict{padding:3px 14px;border-radius:14px;color:#fff;font-weight:bold;letter-spacing:.5px}
-.v-healthy{background:#2e7d32}.v-no-failure-found{background:#546e7a}.unmeasured{font-weight:bold}.v-warning{background:#ef6c00}.v-error{background:#c62828}.tally{color:#555}
-.summary{font-size:15px;margin:8px 0}.facts th{text-align:left;padding-right:14px;color:#555;vertical-align:top;
-white-space:nowrap}.facts td{word-break:break-word}.warnings{color:#8a5a00;margin:6px 0}
-.card{border:1px solid #ddd;border-left:6px solid #999;border-radius:6px;padding:8px 14px;margin:10px 0;
-break-inside:avoid}.sev-error{border-left-color:#c62828}.sev-warning{border-left-color:#ef6c00}
-.sev-info{border-left-color:#1565c0}.sev-error .sev{color:#c62828}.sev-warning .sev{color:#ef6c00}
-.sev-info .sev{color:#1565c0}.sev{font-weight:bold}.kind{background:#eee;border-radius:8px;padding:1px 8px;
-margin-left:6px;font-size:12px}.ck{float:right;color:#666}.msg{margin:6px 0}.knob{display:inline-block;
-background:#e3f2fd;border-radius:8px;padding:1px 8px;margin:4px 6px 0 0;font-size:12px}.fix{margin:6px 0}
-.explain-link{font-size:12px}.explain pre{background:#f7f7f7;padding:8px;border-radius:4px}
-table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #eee;font-size:13px;text-align:left;
-vertical-align:top}.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.evidence{margin:4px 0}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(540px,1fr));gap:10px}
-.plot{min-height:280px;border:1px solid #f0f0f0;border-radius:4px}.wide{grid-column:1/-1}
-.scroll{overflow-x:auto}.txt{max-width:340px;max-height:9em;overflow:auto;white-space:pre-wrap;word-break:break-word}
-pre{white-space:pre-wrap;word-break:break-word;margin:4px 0;font-size:12.5px}.pair2{display:grid;
-grid-template-columns:1fr 1fr;gap:10px}.sample{background:#fafafa;border:1px solid #eee;border-radius:4px;
-padding:4px 8px}.who{color:#555;font-size:12px}.prompt{margin:12px 0;break-inside:avoid}.ptext{margin-bottom:4px}
-.note{color:#666;font-size:13px}.healthy{color:#2e7d32;font-weight:bold;font-size:15px}.unit{color:#777}
-footer{margin-top:30px}
-@media print{nav,.explain-link,select{display:none}.plot{break-inside:avoid;border:none}body{max-width:none}
-.grid{grid-template-columns:1fr}.txt{max-height:none}}
-"""
-# Plot config, the samples viewer's checkpoint switch, <details> opened for printing. No data inside.
-PAGE_JS = """
-var CFG={displaylogo:false,responsive:true,displayModeBar:false};
-var sel=document.getElementById('ck-select');
-if(sel){sel.addEventListener('change',function(){document.querySelectorAll('[data-ck]').forEach(function(e){
-e.hidden=e.getAttribute('data-ck')!==sel.value;});});}
-window.addEventListener('beforeprint',function(){
-document.querySelectorAll('details').forEach(function(d){d.open=true;});});
-"""
 
 
 def nav(present: list[str]) -> str:
@@ -348,17 +232,17 @@ def render_html(b: ReportBundle) -> str:
 
     sections = all_plots(b)
     links = metric_links(sections)
-    body = [header(b), cards(b.report, links)] + [plot_section(k, v) for k, v in sections.items()]
-    body += [pairs_section(b), samples_section(b), metrics_section(b.report)]
+    body = [header(b), cards(b.doc, links)] + [plot_section(k, v) for k, v in sections.items()]
+    body += [pairs_section(b), samples_section(b), metrics_section(b.doc)]
     present = [s for s in SECTION_TITLES if any(f'<section id="{s}">' in part for part in body)]
     template = script_json(json.dumps(pio.templates["plotly_white"].to_plotly_json(), separators=(",", ":")))
     calls = "\n".join(f"F={figure_json(p)};F.layout.template=T;Plotly.newPlot({json.dumps('fig-' + p.id)},F.data,"
                       "F.layout,CFG);" for plots in sections.values() for p in plots)
-    r = b.report
+    r = b.doc
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{esc('dpo-doctor: ' + str(r['run']['name']) + ' (' + verdict_of_report(r) + ')')}"
+            f"<title>{esc('dpo-doctor: ' + r.run.name + ' (' + verdict_of_report(r) + ')')}"
             f"</title><style>{CSS}</style><script>{get_plotlyjs()}</script></head><body>{nav(present)}{''.join(body)}"
-            f"<footer class='note'>dpo-doctor {esc((r.get('tool') or {}).get('version', '?'))} · report schema "
-            f"{esc(r['schema_version'])} · created {esc(r.get('created', ''))} · rendered from report.json and its "
+            f"<footer class='note'>dpo-doctor {esc(r.tool.version)} · report schema "
+            f"{esc(r.schema_version)} · created {esc(r.created)} · rendered from report.json and its "
             f"Parquet tables</footer><script>var F,T={template};{PAGE_JS}{calls}</script></body></html>")

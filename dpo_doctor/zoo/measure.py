@@ -54,15 +54,16 @@ def scan_run(run: Path, reports: Path, generate: bool = True) -> dict:
     record = read_record(run)
     out = scan(scan_config(run, record, reports, reports / record["name"], generate=generate))
     render_all(out)
-    report = load_report(out).report
-    last = report["checkpoints"][-1]
+    report = load_report(out).doc
+    last = report.checkpoints[-1]
+    ref_metrics = report.reference.metrics if report.reference else {}
     symptoms = {
-        "name": record["name"], "kind": record["kind"], "checkpoint": last["name"], "verdict": report["verdict"],
-        "metrics": {k: last["metrics"].get(k) for k, _ in SYMPTOMS + TASK},
-        "reference_metrics": {k: report.get("reference", {}).get("metrics", {}).get(k) for k, _ in SYMPTOMS + TASK},
-        "task_accuracy": {c["name"]: c["metrics"].get("task/accuracy") for c in report["checkpoints"]},
-        "best_checkpoint": (report.get("best_checkpoint") or {}).get("name"),
-        "diagnoses": [f"{d['code']} {d['name']}" for d in report["diagnoses"]],  # report order: most severe first
+        "name": record["name"], "kind": record["kind"], "checkpoint": last.name, "verdict": report.verdict,
+        "metrics": {k: last.metrics.get(k) for k, _ in SYMPTOMS + TASK},
+        "reference_metrics": {k: ref_metrics.get(k) for k, _ in SYMPTOMS + TASK},
+        "task_accuracy": {c.name: c.metrics.get("task/accuracy") for c in report.checkpoints},
+        "best_checkpoint": report.best_checkpoint.name if report.best_checkpoint else None,
+        "diagnoses": [f"{d.code} {d.name}" for d in report.diagnoses],  # report order: most severe first
         "train_log": log_endpoints(run),
         "report": str(out / "report.html"),
     }
@@ -106,9 +107,9 @@ def grade_run(run: Path, reports: Path, rescan: bool = False) -> dict[str, float
     if rescan or not (out / "report.json").exists():
         n = sum(1 for line in suite.open() if line.strip())
         scan(scan_config(run, record, reports, out, probe_suite=str(suite), max_prompts=n))
-    report = load_report(out).report
-    cks = [report.get("reference") or {}, *report["checkpoints"]]
-    return {c.get("name", "reference"): c.get("metrics", {}).get("task/accuracy") for c in cks}
+    report = load_report(out).doc
+    ref = {"reference": report.reference.metrics.get("task/accuracy")} if report.reference else {}
+    return {**ref, **{c.name: c.metrics.get("task/accuracy") for c in report.checkpoints}}
 
 
 def _fmt(v) -> str:

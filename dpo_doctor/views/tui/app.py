@@ -83,7 +83,7 @@ class DoctorApp(App[None]):
             self.checkpoint = report.default_checkpoint()
         self.report = report
         if report is not None:
-            self.sub_title = str((report.doc.get("run") or {}).get("name", report.dir.name))
+            self.sub_title = report.doc.run.name if report.doc.kind == "scan" else report.dir.name
         self.refresh_bindings()
 
     def on_mount(self) -> None:

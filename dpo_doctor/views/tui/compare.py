@@ -15,28 +15,29 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from dpo_doctor.report import ReportBundle
+from dpo_doctor.report_model import CompareReport, CompareRun
 from dpo_doctor.views.tui.cells import VERDICT_STYLE, num, plain
 
 
-def _peak(run: dict, key: str):
-    vals = [c["metrics"].get(key) for c in run["checkpoints"] if c["metrics"].get(key) is not None]
+def _peak(run: CompareRun, key: str):
+    vals = [c.metrics.get(key) for c in run.checkpoints if c.metrics.get(key) is not None]
     return max(vals) if vals else None
 
 
-def summary(r: dict) -> Text:
-    best, rec = r.get("best"), r.get("recommendation") or {}
-    text = Text.assemble(Text("compare ", style="bold"), plain(r["name"]), Text(f" · {len(r['runs'])} runs · quality: "),
-                         plain(r["quality"]["label"]), "\n")
+def summary(r: CompareReport) -> Text:
+    best, rec = r.best, r.recommendation
+    text = Text.assemble(Text("compare ", style="bold"), plain(r.name), Text(f" · {len(r.runs)} runs · quality: "),
+                         plain(r.quality.label), "\n")
     if best:
-        text.append_text(Text.assemble(Text("ship  ", style="bold"), plain(f"{best['run']} / {best['checkpoint']}",
-                                       "bold green"), Text(f"  (confidence: "), plain(best.get("confidence")), ")\n",
-                                       plain(best["reason"], "dim"), "\n"))
+        text.append_text(Text.assemble(Text("ship  ", style="bold"), plain(f"{best.run} / {best.checkpoint}",
+                                       "bold green"), Text("  (confidence: "), plain(best.confidence), ")\n",
+                                       plain(best.reason, "dim"), "\n"))
     else:
         text.append("ship  none: nothing was learned\n", style="bold")
-    text.append_text(Text.assemble(Text("next  ", style="bold"), Text(f"beta {num(rec.get('beta')).plain.strip()}, "
-                                   f"learning rate {num(rec.get('learning_rate')).plain.strip()}: "),
-                                   plain(rec.get("text", ""), "dim")))
-    for w in r.get("warnings") or []:
+    text.append_text(Text.assemble(Text("next  ", style="bold"), Text(f"beta {num(rec.beta).plain.strip()}, "
+                                   f"learning rate {num(rec.learning_rate).plain.strip()}: "),
+                                   plain(rec.text, "dim")))
+    for w in r.warnings:
         text.append_text(Text.assemble("\n", Text("warning ", style="yellow"), plain(w)))
     return text
 
@@ -54,28 +55,28 @@ class CompareApp(App[None]):
         self.bundle = bundle
 
     def compose(self) -> ComposeResult:
-        r = self.bundle.report
-        signal = r["quality"]["signal"] or "rewards/accuracies"
+        r = self.bundle.doc
+        signal = r.quality.signal or "rewards/accuracies"
         yield Header()
         yield Static(summary(r), id="summary")
         runs = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         for label in ("run", "beta", "lr", "verdict", f"peak {signal}", "diagnoses"):
             runs.add_column(Text(label), key=label)
-        best_run = (r.get("best") or {}).get("run")
-        for x in r["runs"]:
-            runs.add_row(plain(x["name"] + (" ★" if x["name"] == best_run else ""), "bold" if x["name"] == best_run else ""),
-                         num(x.get("beta")), num(x.get("learning_rate")),
-                         Text(f" {x['verdict']} ", style=VERDICT_STYLE.get(x["verdict"], "")), num(_peak(x, signal)),
-                         plain(", ".join(d["code"] for d in x["diagnoses"]) or "none"), key=x["name"])
+        best_run = r.best.run if r.best else None
+        for x in r.runs:
+            runs.add_row(plain(x.name + (" ★" if x.name == best_run else ""), "bold" if x.name == best_run else ""),
+                         num(x.beta), num(x.learning_rate),
+                         Text(f" {x.verdict} ", style=VERDICT_STYLE.get(x.verdict, "")), num(_peak(x, signal)),
+                         plain(", ".join(d.code for d in x.diagnoses) or "none"), key=x.name)
         yield runs
         yield Static(Text("Checkpoints (quality vs sqrt(KL))", style="bold"))
         points = DataTable(id="points", cursor_type="row", zebra_stripes=True)
         for label in ("run", "checkpoint", "step", "quality", "sqrt KL", "held-out acc", "margin"):
             points.add_column(Text(label), key=label)
         pts = self.bundle.points
-        best = r.get("best") or {}
+        best = (r.best.run, r.best.checkpoint) if r.best else (None, None)
         for p in (pts.iter_rows(named=True) if pts is not None else []):
-            mark = "bold green" if (p["run"], p["checkpoint"]) == (best.get("run"), best.get("checkpoint")) else ""
+            mark = "bold green" if (p["run"], p["checkpoint"]) == best else ""
             points.add_row(plain(p["run"], mark), plain(p["checkpoint"], mark), num(p["step"]), num(p["quality"]),
                            num(p["sqrt_kl"]), num(p["accuracy"]), num(p["margin"]))
         yield points
@@ -84,8 +85,8 @@ class CompareApp(App[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id != "runs":
             return
-        run = self.bundle.report["runs"][event.cursor_row]
-        self.notify(f"open this run's scan with: dpo-doctor tui {self.bundle.path / run['report']}", timeout=8,
+        run = self.bundle.doc.runs[event.cursor_row]
+        self.notify(f"open this run's scan with: dpo-doctor tui {self.bundle.path / run.report}", timeout=8,
                     markup=False)
 
     def action_browser(self) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 
 from dpo_doctor.errors import UserError
-from dpo_doctor.report import ReportBundle, load_report, read_report_json
+from dpo_doctor.report import ReportBundle, load_report, read_report
+from dpo_doctor.report_model import CheckpointRecord, DataAuditReport, DiagnosisRecord, ScanReport
 from dpo_doctor.severity import SEVERITY_RANK
 
 
@@ -28,8 +29,8 @@ class TuiReport:
         return self.bundle.path
 
     @property
-    def doc(self) -> dict:
-        return self.bundle.report
+    def doc(self) -> ScanReport | DataAuditReport:
+        return self.bundle.doc
 
     @property
     def pairs(self) -> pl.DataFrame | None:
@@ -48,32 +49,31 @@ class TuiReport:
         return self.bundle.train_log
 
     @property
-    def checkpoints(self) -> list[dict]:
-        return self.doc.get("checkpoints") or []
+    def checkpoints(self) -> list[CheckpointRecord]:
+        return self.doc.checkpoints
 
     @property
     def checkpoint_names(self) -> list[str]:
-        return [c["name"] for c in self.checkpoints]
+        return [c.name for c in self.checkpoints]
 
     @property
-    def diagnoses(self) -> list[dict]:
+    def diagnoses(self) -> list[DiagnosisRecord]:
         """Diagnoses, worst first (stable within a severity)."""
-        diags = self.doc.get("diagnoses") or []
-        return sorted(diags, key=lambda d: -SEVERITY_RANK.get(d.get("severity"), 0))
+        return sorted(self.doc.diagnoses, key=lambda d: -SEVERITY_RANK.get(d.severity, 0))
 
     @property
     def html_path(self) -> Path | None:
         path = self.dir / "report.html"
         return path if path.is_file() else None
 
-    def diagnoses_for(self, checkpoint: str) -> list[dict]:
-        return [d for d in self.diagnoses if d.get("checkpoint") == checkpoint]
+    def diagnoses_for(self, checkpoint: str) -> list[DiagnosisRecord]:
+        return [d for d in self.diagnoses if d.checkpoint == checkpoint]
 
     def default_checkpoint(self) -> str | None:
         """The best checkpoint when the scan named one, else the last."""
-        best = self.doc.get("best_checkpoint") or {}
-        if best.get("name") in self.checkpoint_names:
-            return best["name"]
+        best = self.doc.best_checkpoint
+        if best is not None and best.name in self.checkpoint_names:
+            return best.name
         return self.checkpoint_names[-1] if self.checkpoints else None
 
     def pair_rows(self, checkpoint: str) -> pl.DataFrame:
@@ -122,13 +122,11 @@ def find_reports(root: Path) -> list[Path]:
 def report_summary(report_dir: Path) -> dict:
     """The picker's row for one report dir; unreadable files show as such instead of failing the list."""
     try:
-        doc = read_report_json(report_dir / "report.json")
-        if doc.get("kind") == "compare":
-            return {"name": str(doc.get("name")), "verdict": "compare", "checkpoints": sum(
-                len(r["checkpoints"]) for r in doc["runs"]), "diagnoses": sum(len(r["diagnoses"]) for r in doc["runs"]),
-                "created": str(doc.get("created", ""))[:16]}
-        return {"name": str((doc.get("run") or {}).get("name", report_dir.name)), "verdict": str(doc.get("verdict") or "no-failure-found"),
-                "checkpoints": len(doc.get("checkpoints") or []), "diagnoses": len(doc.get("diagnoses") or []),
-                "created": str(doc.get("created", ""))[:16]}
+        doc, _ = read_report(report_dir / "report.json")
+        if doc.kind == "compare":
+            return {"name": doc.name, "verdict": "compare", "checkpoints": sum(len(r.checkpoints) for r in doc.runs),
+                    "diagnoses": sum(len(r.diagnoses) for r in doc.runs), "created": doc.created[:16]}
+        return {"name": doc.run.name if doc.kind == "scan" else report_dir.name, "verdict": doc.verdict,
+                "checkpoints": len(doc.checkpoints), "diagnoses": len(doc.diagnoses), "created": doc.created[:16]}
     except UserError:
         return {"name": report_dir.name, "verdict": "unreadable", "checkpoints": 0, "diagnoses": 0, "created": ""}

@@ -18,28 +18,28 @@ KEY_METRICS = {"rewards/margins": "margin", "rewards/accuracies": "acc", "drift/
 
 
 def key_metrics(report) -> list[str]:
-    return [k for k in KEY_METRICS if any(k in (c.get("metrics") or {}) for c in report.checkpoints)]
+    return [k for k in KEY_METRICS if any(k in c.metrics for c in report.checkpoints)]
 
 
 def trend_row(report, keys: list[str]) -> list[Text]:
     """The table's last row: one sparkline per key metric across all checkpoints, in step order."""
-    lines = [sparkline([(c.get("metrics") or {}).get(k) for c in report.checkpoints][-12:]) for k in keys]
+    lines = [sparkline([c.metrics.get(k) for c in report.checkpoints][-12:]) for k in keys]
     return [Text("trend", style="italic dim"), Text("")] + [Text.assemble(s, justify="right") for s in lines] + [Text("")]
 
 
 def metric_detail(report, index: int) -> Table:
     """Every metric of one checkpoint with its change since the previous checkpoint, unit and bad direction."""
     ckpts = report.checkpoints
-    cur = ckpts[index].get("metrics") or {}
-    prev = (ckpts[index - 1].get("metrics") or {}) if index > 0 else {}
-    info = report.doc.get("metric_info") or {}
+    cur = ckpts[index].metrics
+    prev = ckpts[index - 1].metrics if index > 0 else {}
+    info = report.doc.metric_info
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for col, justify in (("metric", "left"), ("value", "right"), ("", "center"), ("prev", "right"), ("unit", "left")):
         table.add_column(col, justify=justify, no_wrap=True)
     for name, value in cur.items():
-        meta = info.get(name) or {}
-        table.add_row(plain(name), Text(fmt(value)), trend(prev.get(name), value, meta.get("bad")),
-                      Text(fmt(prev.get(name)) if prev else "", style="dim"), plain(meta.get("unit", ""), "dim"))
+        meta = info.get(name)
+        table.add_row(plain(name), Text(fmt(value)), trend(prev.get(name), value, meta.bad if meta else None),
+                      Text(fmt(prev.get(name)) if prev else "", style="dim"), plain(meta.unit if meta else "", "dim"))
     return table
 
 
@@ -57,7 +57,7 @@ class CheckpointsScreen(ReportScreen):
 
     def show_report(self, report) -> None:
         keys = key_metrics(report)
-        info = report.doc.get("metric_info") or {}
+        info = report.doc.metric_info
         table = self.query_one("#checkpoints", DataTable)
         table.clear(columns=True)
         table.add_column(Text("checkpoint"), key="checkpoint")
@@ -67,12 +67,12 @@ class CheckpointsScreen(ReportScreen):
         table.add_column(Text("diag", justify="right"), key="diag")
         ckpts = report.checkpoints
         for i, c in enumerate(ckpts):
-            m, prev = c.get("metrics") or {}, (ckpts[i - 1].get("metrics") or {}) if i else {}
-            n_diag = len(report.diagnoses_for(c["name"]))
-            table.add_row(plain(c["name"]), Text(str(c.get("step", "")), justify="right"),
-                          *[metric_cell(prev.get(k), m.get(k), (info.get(k) or {}).get("bad")) for k in keys],
+            m, prev = c.metrics, ckpts[i - 1].metrics if i else {}
+            n_diag = len(report.diagnoses_for(c.name))
+            table.add_row(plain(c.name), Text(str(c.step), justify="right"),
+                          *[metric_cell(prev.get(k), m.get(k), info[k].bad if k in info else None) for k in keys],
                           Text(str(n_diag) if n_diag else "·", style="bold red" if n_diag else "dim", justify="right"),
-                          key=c["name"])
+                          key=c.name)
         if len(ckpts) > 1:
             table.add_row(*trend_row(report, keys), key="__trend__")
         names = report.checkpoint_names
@@ -88,7 +88,7 @@ class CheckpointsScreen(ReportScreen):
         report = self.app.report
         if report is None or not (0 <= index < len(report.checkpoints)):
             return
-        name = report.checkpoints[index]["name"]
+        name = report.checkpoints[index].name
         self.app.checkpoint = name
         self.query_one("#ckpt-metrics-table", Static).update(metric_detail(report, index))
         cited = self.query_one("#cited", DataTable)
@@ -97,8 +97,8 @@ class CheckpointsScreen(ReportScreen):
         cited.add_column(Text(f"diagnoses of {name} (Tab, then Enter to open)"), key="msg")
         cited.display = bool(report.diagnoses_for(name))
         for i, d in enumerate(report.diagnoses_for(name)):
-            cited.add_row(severity(d.get("severity")), Text.assemble(plain(d.get("code"), "bold"), " ",
-                                                                     one_line(d.get("message"), 80)), key=str(i))
+            cited.add_row(severity(d.severity), Text.assemble(plain(d.code, "bold"), " ", one_line(d.message, 80)),
+                          key=str(i))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

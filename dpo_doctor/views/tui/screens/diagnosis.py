@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from dpo_doctor.report_model import DiagnosisRecord, Recommendation
 from dpo_doctor.views.tui.cells import fmt, num, plain, severity
 
 
@@ -19,13 +20,12 @@ def versus(value, threshold) -> Text:
     return Text(">" if value > threshold else "<" if value < threshold else "=", style="bold", justify="center")
 
 
-def recommendation_text(rec: dict | None) -> Text:
-    rec = rec or {}
+def recommendation_text(rec: Recommendation) -> Text:
     out = Text()
-    if rec.get("text"):
-        out.append_text(plain(rec["text"]))
-    bits = [("beta", rec.get("beta")), ("loss variant", rec.get("variant"))]
-    bits += [(str(k), v) for k, v in (rec.get("params") or {}).items()]
+    if rec.text:
+        out.append_text(plain(rec.text))
+    bits = [("beta", rec.beta), ("loss variant", rec.variant)]
+    bits += [(str(k), v) for k, v in rec.params.items()]
     for label, value in bits:
         if value is not None:
             out.append_text(Text.assemble("\n  ", Text(label, style="bold"), " = ", plain(fmt(value))))
@@ -35,7 +35,7 @@ def recommendation_text(rec: dict | None) -> Text:
 class DiagnosisScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("backspace", "app.pop_screen", "Back", show=False)]
 
-    def __init__(self, diagnosis: dict, report) -> None:
+    def __init__(self, diagnosis: DiagnosisRecord, report) -> None:
         super().__init__()
         self.diagnosis = diagnosis
         self.report = report
@@ -44,28 +44,27 @@ class DiagnosisScreen(Screen):
         d = self.diagnosis
         yield Header()
         with VerticalScroll(id="diagnosis"):
-            yield Static(Text.assemble(severity(d.get("severity")), "  ", plain(d.get("code"), "bold"), "  ",
-                                       plain(d.get("name")), Text(" · ", style="dim"), plain(d.get("kind"), "dim"),
-                                       Text(" · ", style="dim"), plain(d.get("checkpoint") or "run-wide")),
+            yield Static(Text.assemble(severity(d.severity), "  ", plain(d.code, "bold"), "  ",
+                                       plain(d.name), Text(" · ", style="dim"), plain(d.kind, "dim"),
+                                       Text(" · ", style="dim"), plain(d.checkpoint or "run-wide")),
                          id="diag-head")
-            yield Static(plain(d.get("message")), id="diag-message")
+            yield Static(plain(d.message), id="diag-message")
             yield Static(Text("Evidence", style="bold underline"), classes="section")
             yield self._evidence_table()
             yield Static(Text("Recommendation", style="bold underline"), classes="section")
-            yield Static(recommendation_text(d.get("recommendation")), id="diag-fix")
-            if d.get("explanation"):
+            yield Static(recommendation_text(d.recommendation), id="diag-fix")
+            if d.explanation:
                 yield Static(Text("Explanation", style="bold underline"), classes="section")
-                yield Static(plain(d["explanation"]), id="diag-explanation")
+                yield Static(plain(d.explanation), id="diag-explanation")
         yield Footer()
 
     def _evidence_table(self) -> DataTable:
         table = DataTable(id="evidence", cursor_type="row", show_cursor=False)
         for label in ("metric", "value", "vs", "threshold", "reference", "unit"):
             table.add_column(Text(label), key=label)
-        info = self.report.doc.get("metric_info") or {}
-        for metric, ev in (self.diagnosis.get("evidence") or {}).items():
-            ev = ev if isinstance(ev, dict) else {"value": ev}
-            table.add_row(plain(metric), num(ev.get("value"), "bold"), versus(ev.get("value"), ev.get("threshold")),
-                          num(ev.get("threshold")), num(ev.get("reference_value")),
-                          plain((info.get(metric) or {}).get("unit", ""), "dim"))
+        info = self.report.doc.metric_info
+        for metric, ev in self.diagnosis.evidence.items():
+            table.add_row(plain(metric), num(ev.value, "bold"), versus(ev.value, ev.threshold),
+                          num(ev.threshold), num(ev.reference_value),
+                          plain(info[metric].unit if metric in info else "", "dim"))
         return table

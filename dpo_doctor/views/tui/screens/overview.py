@@ -7,7 +7,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from dpo_doctor.views import VERDICT_WORDS, no_finding_sentence, verdict_of_report
+from dpo_doctor.report_model import DataAuditReport
+from dpo_doctor.views.verdict_words import VERDICT_WORDS, no_finding_sentence, verdict_of_report
 from dpo_doctor.views.tui.cells import VERDICT_STYLE, fmt, one_line, plain, severity, sparkline, tail
 from dpo_doctor.views.tui.screens.base import ReportScreen
 
@@ -19,42 +20,45 @@ def _fact(label: str, *parts) -> Text:
 def run_facts(report) -> Text:
     """The run at a glance; every value from the report is a literal `Text`."""
     doc = report.doc
-    if doc.get("kind") == "data_audit":
+    if doc.kind == "data_audit":
         return audit_facts(doc)
-    run, ref, data = doc.get("run") or {}, doc.get("reference") or {}, doc.get("data") or {}
+    run, ref, data = doc.run, doc.reference, doc.data
     names = report.checkpoint_names
-    best = doc.get("best_checkpoint") or {}
+    best = doc.best_checkpoint
     facts = Text()
-    facts.append_text(_fact("run", plain(run.get("name")), Text(
-        f" · {run.get('framework', '?')} · {run.get('loss_type') or 'loss ?'} · beta {run.get('beta', '?')}"
-        f" ({run.get('beta_source', '?')})")))
-    facts.append_text(_fact("reference", tail(ref.get("path"), 50), Text(f" ({ref.get('kind', '?')})")))
-    facts.append_text(_fact("data", tail(data.get("path"), 34), Text(
-        f" · {data.get('format', '?')} · {data.get('n_pairs', '?')} pairs ({data.get('n_excluded', 0)} excluded)")))
+    facts.append_text(_fact("run", plain(run.name), Text(
+        f" · {run.framework or '?'} · {run.loss_type or 'loss ?'} · beta {run.beta}"
+        f" ({run.beta_source or '?'})")))
+    facts.append_text(_fact("reference", tail(ref.path if ref else None, 50),
+                            Text(f" ({(ref.kind if ref else None) or '?'})")))
+    facts.append_text(_fact("data", tail(data.path if data else None, 34), Text(
+        f" · {(data.format if data else None) or '?'} · {data.n_pairs if data else '?'} pairs "
+        f"({data.n_excluded if data else 0} excluded)")))
     span = f"{names[0]} … {names[-1]}" if len(names) > 1 else (names[0] if names else "none")
     facts.append_text(_fact("checkpoints", Text(f"{len(names)}: "), plain(span)))
-    facts.append_text(_fact("best", plain(best.get("name") or "—", style="bold green"),
-                            Text("  " + one_line(best.get("reason") or "", 70).plain, style="dim")))
+    facts.append_text(_fact("best", plain(best.name if best else "—", style="bold green"),
+                            Text("  " + one_line(best.reason if best else "", 70).plain, style="dim")))
     facts.append_text(_fact("train loss", train_loss(report)))
-    warnings = doc.get("warnings") or []
+    warnings = doc.warnings
     facts.append_text(_fact("warnings", Text(f"{len(warnings)}", style="yellow" if warnings else ""),
                             one_line(f": {warnings[0]}" if warnings else "", 60)))
     facts.rstrip()
     return facts
 
 
-def audit_facts(doc: dict) -> Text:
+def audit_facts(doc: DataAuditReport) -> Text:
     """A data audit (`dpo-doctor data`) at a glance: the data, the reference if any, the filter file."""
-    data, ref = doc.get("data") or {}, doc.get("reference") or {}
-    stats, filt = data.get("stats") or {}, (doc.get("audit") or {}).get("filter") or {}
+    data, ref = doc.data, doc.reference
+    stats = data.stats
     facts = Text()
-    facts.append_text(_fact("data audit", tail(data.get("path"), 50), Text(
-        f" · {data.get('format', '?')} · {data.get('n_pairs', '?')} pairs")))
-    facts.append_text(_fact("reference", tail(ref.get("path"), 50) if ref else Text("none (no --ref)")))
+    facts.append_text(_fact("data audit", tail(data.path, 50), Text(
+        f" · {data.format or '?'} · {data.n_pairs} pairs")))
+    facts.append_text(_fact("reference", tail(ref.path, 50) if ref else Text("none (no --ref)")))
     facts.append_text(_fact("longer wins", Text(fmt(stats.get("length/longer_wins_accuracy")))))
     facts.append_text(_fact("duplicates", Text(fmt(stats.get("data/duplicate_frac")))))
-    facts.append_text(_fact("filter", Text(f"{filt.get('n_pairs', 0)} pair ids in filter_ids.jsonl")))
-    warnings = doc.get("warnings") or []
+    facts.append_text(_fact("filter", Text(f"{doc.audit.filter.n_pairs if doc.audit else 0} pair ids in "
+                                           "filter_ids.jsonl")))
+    warnings = doc.warnings
     facts.append_text(_fact("warnings", Text(f"{len(warnings)}", style="yellow" if warnings else ""),
                             one_line(f": {warnings[0]}" if warnings else "", 60)))
     facts.rstrip()
@@ -101,13 +105,13 @@ class OverviewScreen(ReportScreen):
         self.query_one("#verdict", Static).update(Text.assemble(
             Text(f" {VERDICT_WORDS.get(verdict, verdict.upper())} ", style=VERDICT_STYLE.get(verdict, "bold reverse")),
             "  ",
-            plain(doc.get("summary", ""))))
+            plain(doc.summary or "")))
         self.query_one("#facts", Static).update(run_facts(report))
         table = self.query_one("#diagnoses", DataTable)
         table.clear()
         for i, d in enumerate(report.diagnoses):
-            table.add_row(severity(d.get("severity")), plain(d.get("code")), plain(d.get("name") or d.get("kind")),
-                          plain(d.get("checkpoint") or "run-wide"), one_line(d.get("message"), 200), key=str(i))
+            table.add_row(severity(d.severity), plain(d.code), plain(d.name or d.kind),
+                          plain(d.checkpoint or "run-wide"), one_line(d.message, 200), key=str(i))
         if not report.diagnoses:
             table.add_row(Text("—"), Text(""), Text("no diagnoses"), Text(""), one_line(no_finding_sentence(doc), 200))
 
