@@ -255,7 +255,12 @@ def test_judge_marks_average_to_the_win_rate():
 
 @pytest.mark.parametrize("bad", ["javascript:alert(1)", "../../etc", "/abs/path", "runs/a b"])
 def test_a_tampered_run_report_path_is_not_linked(bad):
+    from dpo_doctor.report_model import CompareRun
     from dpo_doctor.views.compare_html import run_link
 
-    assert run_link({"name": "r", "report": bad}) == "r"
-    assert run_link({"name": "<b>", "report": "runs/beta-0.1"}) == "<a href='runs/beta-0.1/report.html'>&lt;b&gt;</a>"
+    def run(name, report):
+        return CompareRun(name=name, path="/r", report=report, beta=0.1, beta_source="run config", learning_rate=None,
+                          lr_source="unknown", verdict="healthy", diagnoses=[], checkpoints=[])
+
+    assert run_link(run("r", bad)) == "r"
+    assert run_link(run("<b>", "runs/beta-0.1")) == "<a href='runs/beta-0.1/report.html'>&lt;b&gt;</a>"

@@ -69,9 +69,9 @@ def check_report_is_built_from_the_runs_own_scans(sweep, compared):
         scan = load_report(compared / x["report"])
         assert scan.raw["settings"]["max_pairs"] is None and len(scan.checkpoints) == 3
         for c in scan.checkpoints:  # per-prompt quality averages back to the scan's own task/accuracy
-            per = quality.per_prompt(scan.samples, c["name"], "task/accuracy", answers)
+            per = quality.per_prompt(scan.samples, c.name, "task/accuracy", answers)
             assert len(per) == MAX_PROMPTS
-            assert per.mean() == pytest.approx(c["metrics"]["task/accuracy"], abs=1e-12)
+            assert per.mean() == pytest.approx(c.metrics["task/accuracy"], abs=1e-12)
     lows = [f["sqrt_kl"] for f in r["frontier"]]
     assert lows == sorted(lows) and r["frontier"][0]["checkpoint"] == "reference"
     ys = [f["y"] for f in r["frontier"]]
@@ -142,7 +142,7 @@ def test_a_judge_signal_is_compared_prompt_by_prompt(sweep, tmp_path, monkeypatc
     for x in r["runs"]:
         scan = load_report(out / x["report"])
         for c in scan.checkpoints:
-            per = quality.per_prompt(scan.samples, c["name"], "judge/win_rate", None)
-            marks = scan.samples.filter(scan.samples["checkpoint"] == c["name"])["judge_win"]
-            assert marks.mean() == pytest.approx(c["metrics"]["judge/win_rate"], abs=1e-12)
+            per = quality.per_prompt(scan.samples, c.name, "judge/win_rate", None)
+            marks = scan.samples.filter(scan.samples["checkpoint"] == c.name)["judge_win"]
+            assert marks.mean() == pytest.approx(c.metrics["judge/win_rate"], abs=1e-12)
             assert len(per) == MAX_PROMPTS

@@ -92,7 +92,7 @@ def audit(tmp_path: Path, rows: list[dict], name: str, **kw):
 
 
 def kinds(bundle) -> dict[str, str]:
-    return {d["kind"]: d["severity"] for d in bundle.diagnoses}
+    return {d.kind: d.severity for d in bundle.diagnoses}
 
 
 CASES = [("length_bias", length_biased, {}), ("likelihood_displacement_risk", one_token_apart, {}),
