@@ -35,7 +35,8 @@ class RunInfo:
     name: str
     beta: float
     path: str | None = None
-    beta_source: str | None = None  # "--beta", the run's file (e.g. "training_args.bin (read without unpickling)"), "default 0.1"
+    # "--beta", the run's file (e.g. "training_args.bin (read without unpickling)"), "default 0.1"
+    beta_source: str | None = None
     loss_type: str | None = None
     framework: str | None = None
 

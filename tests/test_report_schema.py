@@ -123,14 +123,16 @@ def test_a_field_the_model_lacks_is_caught_by_the_key_walk():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["checkpoints"][0].pop("name"), r"checkpoints\[0\]\.name is missing"),
-    (lambda d: d["checkpoints"][0].update(step=2.0), r"checkpoints\[0\]\.step is a number \(2\.0\), expected an integer"),
+    (lambda d: d["checkpoints"][0].update(step=2.0),
+     r"checkpoints\[0\]\.step is a number \(2\.0\), expected an integer"),
     (lambda d: d["checkpoints"][0]["metrics"].update({"rewards/margins": "x"}),
      r'checkpoints\[0\]\.metrics\["rewards/margins"\] is a string \(\'x\'\), expected a number or null'),
     (lambda d: d["data"].update(n_pairs=True), r"data\.n_pairs is a boolean \(True\), expected an integer"),
     (lambda d: d["diagnoses"][0].update(severity="fatal"),
      r"diagnoses\[0\]\.severity is a string \('fatal'\), expected 'info' or 'warning' or 'error'"),
     (lambda d: d["diagnoses"][0]["recommendation"].pop("text"), r"diagnoses\[0\]\.recommendation\.text is missing"),
-    (lambda d: d.update(timings={"total_s": "1", "stages": {}}), r"timings\.total_s is a string \('1'\), expected a number"),
+    (lambda d: d.update(timings={"total_s": "1", "stages": {}}),
+     r"timings\.total_s is a string \('1'\), expected a number"),
     (lambda d: d["run"].update(beta=None), r"run\.beta is null \(None\), expected a number"),
 ])
 def test_wrong_fields_fail_in_one_line_naming_the_path(tmp_path, edit, message):

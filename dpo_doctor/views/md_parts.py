@@ -64,5 +64,6 @@ def recommendations(diagnoses: list[DiagnosisRecord]) -> list[str]:
         knobs = ([f"beta → {num(rec.beta)}"] if rec.beta is not None else []) + \
                 ([f"variant {md(rec.variant)}"] if rec.variant else []) + \
                 [f"{md(k)} = {num(v)}" for k, v in rec.params.items()]
-        out.append(f"- **{md(d.code)} {md(d.name)}**: {md(clip(rec.text))}" + (f" ({'; '.join(knobs)})" if knobs else ""))
+        out.append(f"- **{md(d.code)} {md(d.name)}**: {md(clip(rec.text))}"
+                   + (f" ({'; '.join(knobs)})" if knobs else ""))
     return out + ["", "Details: `dpo-doctor explain CODE`, and the full report in report.html.", ""]
