@@ -4,9 +4,10 @@ configs, and pickles walked without being executed.
 The one home of what discovery (which folders are checkpoints) and the engine (loading them) both need to know about
 a model folder's files: which format it is (`model_kind`), which files hold its weights (`weight_files`), whether a
 safetensors file is whole (`read_safetensors_header`), a content digest for the cache (`files_digest`), JSON configs
-checked before any loader sees them (`read_json`, `read_adapter_config`), the ZeRO file listing, and `read_pickle_inert`
+checked before any loader sees them (`read_json`, `read_adapter_config`), the ZeRO file listing, `read_pickle_inert`
 (pickled settings such as TRL's training_args.bin read as inert records: nothing named in the pickle is imported or
-called). No torch at import time.
+called), and FSDP sharded checkpoints (torch.distributed.checkpoint folders: `read_dcp_layout`, `read_dcp`). No torch
+at import time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import pickle
 import struct
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dpo_doctor.errors import UserError
@@ -96,6 +99,8 @@ def weight_files(spec_path: Path, kind: str) -> list[Path]:
         return [spec_path / ADAPTER_WEIGHTS]
     if kind == "zero":
         return zero_files(spec_path)
+    if kind == "fsdp":
+        return dcp_files(spec_path / FSDP_DIR)
     index = spec_path / FULL_INDEX
     if not index.exists() and not (spec_path / FULL_WEIGHTS).exists():
         if (spec_path / PICKLED_INDEX).exists():
@@ -140,6 +145,12 @@ def _digest(path_str: str, size: int, mtime_ns: int, whole_below: int) -> str:
     with path.open("rb") as f:
         if size <= whole_below:
             h.update(f.read())
+            return h.hexdigest()
+        if path.suffix == DCP_SUFFIX:  # an FSDP shard: the first/last 4 KiB of every item the .metadata places in it
+            for start, length in _dcp_ranges(path):
+                for begin in {start, max(start, start + length - _SAMPLE)}:
+                    f.seek(begin)
+                    h.update(f.read(min(_SAMPLE, start + length - begin)))
             return h.hexdigest()
         if path.suffix != ".safetensors":  # a big pickled .bin (only under --trust-pickles): head and tail
             h.update(f.read(1 << 20))
@@ -323,7 +334,7 @@ class _InertUnpickler(pickle.Unpickler):
         return None  # a tensor's storage: never loaded
 
 
-def read_pickle_inert(path: Path):
+def read_pickle_inert(path: Path, limit: int = PICKLE_LIMIT):
     """The object a pickle file describes, as plain values and InertGlobal records; nothing in it imported or run.
 
     Reads the three shapes a `.bin` of settings comes in: a torch.save zip (`<name>/data.pkl`), torch.save's legacy
@@ -331,12 +342,12 @@ def read_pickle_inert(path: Path):
     bytes are none of these (the caller decides whether that is an error).
     """
     size = path.stat().st_size
-    if size > PICKLE_LIMIT:
-        raise ValueError(f"{size} bytes, more than a settings pickle holds ({PICKLE_LIMIT} bytes at most)")
+    if size > limit:
+        raise ValueError(f"{size} bytes, more than this pickle should hold ({limit} bytes at most)")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             names = [i for i in z.infolist() if i.filename.endswith("data.pkl")]
-            if not names or names[0].file_size > PICKLE_LIMIT:
+            if not names or names[0].file_size > limit:
                 raise ValueError("a zip without a data.pkl of a sensible size: not a torch.save file")
             raw = z.read(names[0])
         return _load_one(io.BytesIO(raw))
@@ -373,3 +384,255 @@ def plain(value, depth: int = 0):
     if isinstance(value, dict):
         return {str(k): plain(v, depth + 1) for k, v in value.items()}
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)[:200]
+
+
+# ---- FSDP sharded checkpoints (torch.distributed.checkpoint), read without unpickling code ---------------------
+#
+# accelerate's save_fsdp_model (fsdp_state_dict_type SHARDED_STATE_DICT; the HF Trainer calls it at every save) writes
+# `checkpoint-N/pytorch_model_fsdp_0/` with torch.distributed.checkpoint (DCP): `dcp.save({"model": state_dict})`.
+# The folder holds `.metadata`, a plain pickle of DCP's `Metadata` dataclass, and one `__<rank>_<i>.distcp` file per
+# writer. Metadata (torch/distributed/checkpoint/metadata.py, filesystem.py):
+#   state_dict_metadata: {fqn: TensorStorageMetadata(properties=TensorProperties(dtype, ...), size, chunks=[
+#                         ChunkStorageMetadata(offsets, sizes)])}   (fqn "model.<name>": the {"model": ...} key)
+#   planner_data:        {fqn: ("model", "<name>")}   the state dict path each flattened fqn came from
+#   storage_data:        {MetadataIndex(fqn, offset=chunk offsets, index): _StorageInfo(relative_path, offset, length)}
+# Each chunk's byte range holds one `torch.save(chunk_tensor)` zip. `.metadata` is walked with read_pickle_inert
+# (every class an inert record); each chunk is decoded with torch.load(weights_only=True), which builds tensors and
+# plain containers only; the full tensor is assembled from its chunks' offsets and sizes.
+
+FSDP_DIR = "pytorch_model_fsdp_0"  # accelerate's f"{FSDP_MODEL_NAME}_{model_index}" for the (first) model
+DCP_METADATA = ".metadata"
+DCP_SUFFIX = ".distcp"
+DCP_METADATA_LIMIT = 256 << 20  # a 70B model on hundreds of ranks has a few MB of metadata
+_DCP_FIX = ("re-save it with fsdp_state_dict_type FULL_STATE_DICT, or merge the shards with `accelerate merge-weights "
+            "{folder} OUT` and scan OUT")
+_DCP_DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"}
+
+
+@dataclass(frozen=True)
+class DcpChunk:
+    """One stored piece of a tensor: where it sits in the full tensor and which bytes of which file hold it."""
+
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    file: str  # relative to the DCP folder
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class DcpTensor:
+    name: str  # the state-dict key with DCP's "model." prefix removed (what save_pretrained would call it)
+    dtype: str  # torch dtype name, e.g. "bfloat16"
+    shape: tuple[int, ...]
+    chunks: tuple[DcpChunk, ...]
+
+
+def fsdp_dir(path: Path) -> Path | None:
+    """The DCP folder of a checkpoint saved with FSDP's SHARDED_STATE_DICT, or None."""
+    folder = Path(path) / FSDP_DIR
+    return folder if (folder / DCP_METADATA).is_file() else None
+
+
+def dcp_files(folder: Path) -> list[Path]:
+    """.metadata and the .distcp shard files of a DCP folder."""
+    return [folder / DCP_METADATA, *sorted(folder.glob(f"*{DCP_SUFFIX}"))]
+
+
+def _dcp_error(folder: Path, what: str, recopy: bool = False) -> UserError:
+    fix = _DCP_FIX.format(folder=folder.parent)
+    return UserError(f"{folder} (FSDP sharded checkpoint) {what}; {'re-copy the whole folder, or ' if recopy else ''}"
+                     f"{fix}")
+
+
+def _record(value, qualname: str, folder: Path) -> dict:
+    """The fields of an inert record of DCP class `qualname` (UserError when the pickle holds something else)."""
+    if not isinstance(value, InertGlobal) or value.qualname != qualname:
+        raise _dcp_error(folder, f"has a .metadata that is not torch.distributed.checkpoint's (expected {qualname}, "
+                                 f"found {type(value).__name__ if not isinstance(value, InertGlobal) else value!r})")
+    return value.fields()
+
+
+def _ints(value, what: str, folder: Path) -> tuple[int, ...]:
+    """A torch.Size record (REDUCE of torch.Size with one tuple) or a plain list/tuple of ints."""
+    if isinstance(value, InertGlobal) and value.qualname == "Size" and len(value.args) == 1:
+        value = value.args[0]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                       for v in value):
+        raise _dcp_error(folder, f"has a .metadata whose {what} is not a list of sizes")
+    return tuple(value)
+
+
+def _dtype_name(props, fqn: str, folder: Path) -> str:
+    """TensorProperties pickles its state as (dtype, layout, requires_grad, memory_format, pin_memory); the dtype is a
+    global `torch.<name>`, which the inert reader hands back as a class named after it (never imported)."""
+    state = props.state if isinstance(props, InertGlobal) and props.qualname == "TensorProperties" else None
+    if isinstance(state, tuple) and state:
+        dtype = state[0]
+    elif isinstance(state, dict):
+        dtype = state.get("dtype")
+    else:
+        raise _dcp_error(folder, f"has no dtype for tensor {fqn!r} in its .metadata")
+    if not (isinstance(dtype, type) and issubclass(dtype, InertGlobal) and dtype.module == "torch"
+            and dtype.qualname in _DCP_DTYPES):
+        name = f"{dtype.module}.{dtype.qualname}" if isinstance(dtype, type) and issubclass(dtype, InertGlobal) \
+            else repr(dtype)[:60]
+        raise _dcp_error(folder, f"stores tensor {fqn!r} as {name}, which dpo-doctor does not read")
+    return dtype.qualname
+
+
+def _strip_prefix(fqn: str, path) -> str:
+    """accelerate saves {"model": state_dict}: DCP's flattened key "model.<name>" came from the path ("model", name)."""
+    if isinstance(path, (list, tuple)) and len(path) >= 2 and path[0] == "model" and all(
+            isinstance(p, (str, int)) for p in path):
+        return ".".join(str(p) for p in path[1:])
+    return fqn.removeprefix("model.")
+
+
+def read_dcp_layout(folder: Path) -> list[DcpTensor]:
+    """Every tensor of a DCP folder: name, dtype, shape and chunk byte ranges, checked against the files on disk.
+
+    Reads only `.metadata`, with read_pickle_inert: nothing it names is imported or run. UserError naming the folder
+    for anything but tensors (DCP's pickled "bytes" items), compressed items, a missing shard file, or a byte range
+    past a file's end (a copy cut short).
+    """
+    folder = Path(folder)
+    meta_path = folder / DCP_METADATA
+    try:
+        meta = read_pickle_inert(meta_path, DCP_METADATA_LIMIT)
+    except (ValueError, OSError) as exc:
+        raise _dcp_error(folder, f"has an unreadable {DCP_METADATA} ({exc})") from None
+    fields = _record(meta, "Metadata", folder)
+    items, planner, storage = (fields.get(k) for k in ("state_dict_metadata", "planner_data", "storage_data"))
+    if not isinstance(items, dict) or not isinstance(storage, dict) or not items:
+        raise _dcp_error(folder, f"has a {DCP_METADATA} without tensors or storage entries")
+    places = _storage_places(storage, folder)
+    out = []
+    for fqn, item in items.items():
+        if isinstance(item, InertGlobal) and item.qualname == "BytesStorageMetadata":
+            raise _dcp_error(folder, f"holds {fqn!r} as a pickled object, not a tensor (dpo-doctor unpickles nothing)")
+        info = _record(item, "TensorStorageMetadata", folder)
+        chunks = []
+        for c in info.get("chunks") or []:
+            cf = _record(c, "ChunkStorageMetadata", folder)
+            offsets, sizes = _ints(cf.get("offsets"), f"chunk offsets of {fqn!r}", folder), \
+                _ints(cf.get("sizes"), f"chunk sizes of {fqn!r}", folder)
+            place = places.get((fqn, offsets))
+            if place is None:
+                raise _dcp_error(folder, f"has no stored bytes for chunk {list(offsets)} of {fqn!r}")
+            chunks.append(DcpChunk(offsets, sizes, *place))
+        name = _strip_prefix(str(fqn), (planner or {}).get(fqn) if isinstance(planner, dict) else None)
+        out.append(DcpTensor(name, _dtype_name(info.get("properties"), fqn, folder),
+                             _ints(info.get("size"), f"size of {fqn!r}", folder), tuple(chunks)))
+    _check_ranges(folder, out)
+    return out
+
+
+def _storage_places(storage: dict, folder: Path) -> dict[tuple, tuple[str, int, int]]:
+    """(fqn, chunk offsets) -> (relative file, start byte, length) from DCP's storage_data."""
+    places = {}
+    for index, info in storage.items():
+        key, where = _record(index, "MetadataIndex", folder), _record(info, "_StorageInfo", folder)
+        rel, start, length = where.get("relative_path"), where.get("offset"), where.get("length")
+        if where.get("transform_descriptors"):
+            raise _dcp_error(folder, f"stores {key.get('fqn')!r} through stream transforms "
+                                     f"{where['transform_descriptors']} (e.g. compression), which dpo-doctor does not read")
+        if not (isinstance(rel, str) and rel.endswith(DCP_SUFFIX) and "/" not in rel and "\\" not in rel
+                and not rel.startswith(".") and isinstance(start, int) and isinstance(length, int)
+                and start >= 0 and length >= 0):
+            raise _dcp_error(folder, f"has an invalid storage entry for {key.get('fqn')!r} ({rel!r}, {start!r}, "
+                                     f"{length!r})")
+        offsets = _ints(key.get("offset"), f"storage offset of {key.get('fqn')!r}", folder)
+        places[(key.get("fqn"), offsets)] = (rel, start, length)
+    return places
+
+
+def _check_ranges(folder: Path, tensors: list[DcpTensor]) -> None:
+    sizes: dict[str, int] = {}
+    for t in tensors:
+        for c in t.chunks:
+            if c.file not in sizes:
+                path = folder / c.file
+                if not path.is_file():
+                    raise _dcp_error(folder, f"is missing shard file {c.file} (listed in {DCP_METADATA} for "
+                                             f"{t.name!r})", recopy=True)
+                sizes[c.file] = path.stat().st_size
+            if c.start + c.length > sizes[c.file]:
+                raise _dcp_error(folder, f"is truncated: {c.file} has {sizes[c.file]} bytes but {t.name!r} is stored "
+                                         f"up to byte {c.start + c.length}", recopy=True)
+
+
+def _dcp_ranges(path: Path) -> list[tuple[int, int]]:
+    """(start, length) of every item stored in one .distcp file, from its folder's .metadata."""
+    return sorted({(c.start, c.length) for t in read_dcp_layout(path.parent) for c in t.chunks if c.file == path.name})
+
+
+def read_dcp(folder: Path, layout: list[DcpTensor] | None = None) -> Iterator[tuple[str, object]]:
+    """(name, full CPU tensor) of every tensor of a DCP folder, one at a time, in the metadata's order."""
+    folder = Path(folder)
+    layout = read_dcp_layout(folder) if layout is None else layout
+    handles: dict[str, object] = {}
+    try:
+        for t in layout:
+            pieces = []
+            for c in t.chunks:
+                if c.file not in handles:
+                    handles[c.file] = (folder / c.file).open("rb")
+                f = handles[c.file]
+                f.seek(c.start)
+                pieces.append((c, _decode_chunk(f.read(c.length), t, c, folder)))
+            yield t.name, assemble(t, pieces, folder)
+    finally:
+        for f in handles.values():
+            f.close()
+
+
+def dcp_state_dict(folder: Path) -> dict:
+    """The whole state dict of a DCP folder in memory (small models and tests; the engine converts tensor by tensor)."""
+    return dict(read_dcp(folder))
+
+
+def _decode_chunk(blob: bytes, t: DcpTensor, c: DcpChunk, folder: Path):
+    """A chunk's bytes -> tensor: DCP writes each chunk with torch.save, read back with torch.load(weights_only=True)."""
+    import torch
+
+    where = f"{c.file} bytes {c.start}..{c.start + c.length} ({t.name!r} chunk {list(c.offsets)})"
+    if len(blob) != c.length:
+        raise _dcp_error(folder, f"is truncated: {where} could not be read whole", recopy=True)
+    if not blob.startswith(b"PK\x03\x04"):
+        raise _dcp_error(folder, f"stores {where} in a format other than torch.save (DCP's safetensors or a custom "
+                                 "writer), which dpo-doctor does not read")
+    try:
+        tensor = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refused it, or the zip is damaged: either way not usable
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise _dcp_error(folder, f"has an unreadable {where} (torch.load(weights_only=True): {why})", recopy=True) from None
+    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != c.sizes or str(tensor.dtype) != f"torch.{t.dtype}":
+        got = f"{tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise _dcp_error(folder, f"has {got} at {where}, but {DCP_METADATA} says {c.sizes} {t.dtype}")
+    return tensor
+
+
+def assemble(t: DcpTensor, pieces: list, folder: Path):
+    """The full tensor from its chunks: each chunk is copied to [offsets, offsets + sizes) along every dimension.
+
+    The chunks must tile the tensor exactly (every element written once), else the checkpoint is incomplete.
+    """
+    import torch
+
+    out = torch.empty(t.shape, dtype=getattr(torch, t.dtype))
+    seen = torch.zeros(t.shape, dtype=torch.bool)
+    for c, piece in pieces:
+        if len(c.offsets) != len(t.shape) or len(c.sizes) != len(t.shape) or any(
+                o + s > d for o, s, d in zip(c.offsets, c.sizes, t.shape)):
+            raise _dcp_error(folder, f"places a chunk of {t.name!r} at {list(c.offsets)} size {list(c.sizes)}, "
+                                     f"outside its shape {list(t.shape)}")
+        index = tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes))
+        if bool(seen[index].any()):
+            raise _dcp_error(folder, f"stores overlapping chunks of {t.name!r} (at {list(c.offsets)})")
+        out[index] = piece
+        seen[index] = True
+    if not bool(seen.all()):
+        raise _dcp_error(folder, f"stores only {int(seen.sum())} of {seen.numel()} elements of {t.name!r} (a shard "
+                                 "missing?)", recopy=True)
+    return out
