@@ -3,7 +3,8 @@
 Reads only file names, JSON and safetensors headers (no torch at import time, nothing unpickled by default).
 Layout handled (see shared reference 1.7): `checkpoint-N/` sub-folders and/or a final model at the root, or a
 single model folder; full weights (`model.safetensors`, or shards + `model.safetensors.index.json`) and PEFT
-LoRA folders (`adapter_config.json` + `adapter_model.safetensors`). The reference is `--ref`, else a `ref/`
+LoRA folders (`adapter_config.json` + `adapter_model.safetensors`); DeepSpeed ZeRO folders (under --trust-pickles)
+and FSDP sharded checkpoints (`checkpoint-N/pytorch_model_fsdp_0/`, read without unpickling: weights.read_dcp_layout). The reference is `--ref`, else a `ref/`
 sub-adapter saved by TRL when it re-trains an existing adapter, else the reference our built-in trainer recorded
 in dpo_doctor_config.json, else (for a new LoRA) the adapters' base, since TRL's reference is then the base with
 adapters disabled.
@@ -143,7 +144,8 @@ def model_type(spec: ModelSpec) -> str | None:
 
 def _checkpoint_dirs(run_dir: Path) -> tuple[list[tuple[int, Path]], list[str]]:
     """`checkpoint-N` folders by N (ASCII digits). Skipped with a warning: a checkpoint-like name without a step
-    number (checkpoint-final), and a folder with no config (DeepSpeed shards only) or a config but no weights."""
+    number (checkpoint-final), and a folder with no config (DeepSpeed shards only) or a config but no weights.
+    ZeRO and FSDP shard folders are left to _zero_checkpoints and _fsdp_checkpoints."""
     found, warnings = [], []
     for child in sorted(run_dir.iterdir()):
         m = CHECKPOINT_RE.match(child.name)
@@ -274,8 +276,8 @@ def fsdp_config_dir(ckpt: Path, where: list[Path], base: Path | None) -> tuple[b
     adapter = any(".lora_" in n for n in names)
     if adapter and any(".base_layer." in n for n in names):
         raise UserError(f"{ckpt / FSDP_DIR} holds a whole PEFT model (base and LoRA weights), which dpo-doctor cannot "
-                        "split; save the adapter only (the Trainer's default) or merge the shards with `accelerate "
-                        f"merge-weights {ckpt / FSDP_DIR} OUT` and scan OUT")
+                        "split; save the adapter only (adapter_only=True, the HF Trainer's default) or with fsdp_state_dict_type "
+                        "FULL_STATE_DICT")
     wanted = "adapter_config.json" if adapter else "config.json"
     folders = where if adapter or base is None else [*where, base]
     config = next((Path(f) for f in folders if (Path(f) / wanted).is_file()), None)

@@ -404,8 +404,8 @@ FSDP_DIR = "pytorch_model_fsdp_0"  # accelerate's f"{FSDP_MODEL_NAME}_{model_ind
 DCP_METADATA = ".metadata"
 DCP_SUFFIX = ".distcp"
 DCP_METADATA_LIMIT = 256 << 20  # a 70B model on hundreds of ranks has a few MB of metadata
-_DCP_FIX = ("re-save it with fsdp_state_dict_type FULL_STATE_DICT, or merge the shards with `accelerate merge-weights "
-            "{folder} OUT` and scan OUT")
+_DCP_FIX = ("re-save it with fsdp_state_dict_type FULL_STATE_DICT, or if you trust the files merge them with "
+            "`accelerate merge-weights {folder} OUT` and scan OUT")
 _DCP_DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"}
 
 
@@ -440,9 +440,9 @@ def dcp_files(folder: Path) -> list[Path]:
 
 
 def _dcp_error(folder: Path, what: str, recopy: bool = False) -> UserError:
-    fix = _DCP_FIX.format(folder=folder.parent)
-    return UserError(f"{folder} (FSDP sharded checkpoint) {what}; {'re-copy the whole folder, or ' if recopy else ''}"
-                     f"{fix}")
+    """recopy: the files are incomplete (a copy cut short), so only a whole copy helps."""
+    fix = "re-copy the whole folder from where it was saved" if recopy else _DCP_FIX.format(folder=folder)
+    return UserError(f"{folder} (FSDP sharded checkpoint) {what}; {fix}")
 
 
 def _record(value, qualname: str, folder: Path) -> dict:
@@ -606,7 +606,7 @@ def _decode_chunk(blob: bytes, t: DcpTensor, c: DcpChunk, folder: Path):
         tensor = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refused it, or the zip is damaged: either way not usable
         why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise _dcp_error(folder, f"has an unreadable {where} (torch.load(weights_only=True): {why})", recopy=True) from None
+        raise _dcp_error(folder, f"has an unreadable {where} (torch.load(weights_only=True): {why})") from None
     if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != c.sizes or str(tensor.dtype) != f"torch.{t.dtype}":
         got = f"{tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise _dcp_error(folder, f"has {got} at {where}, but {DCP_METADATA} says {c.sizes} {t.dtype}")

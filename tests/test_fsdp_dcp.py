@@ -276,7 +276,7 @@ def test_truncated_distcp_is_a_one_line_error(tmp_path, tiny_dir, pairs_jsonl):
     shard = sorted((run / "checkpoint-2" / FSDP_DIR).glob("*.distcp"))[-1]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     proc = _scan(run, tiny_dir, pairs_jsonl, tmp_path / "out", tmp_path / "cache")
-    assert_user_error(proc, "truncated", shard.name, "re-copy", "FULL_STATE_DICT")
+    assert_user_error(proc, "truncated", shard.name, "re-copy the whole folder")
 
 
 # ---- real FSDP2 on two processes, saved by accelerate ---------------------------------------------------------
