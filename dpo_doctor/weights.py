@@ -6,8 +6,7 @@ a model folder's files: which format it is (`model_kind`), which files hold its 
 safetensors file is whole (`read_safetensors_header`), a content digest for the cache (`files_digest`), JSON configs
 checked before any loader sees them (`read_json`, `read_adapter_config`), the ZeRO file listing, `read_pickle_inert`
 (pickled settings such as TRL's training_args.bin read as inert records: nothing named in the pickle is imported or
-called), and FSDP sharded checkpoints (torch.distributed.checkpoint folders: `read_dcp_layout`, `read_dcp`). No torch
-at import time.
+called), and the layout of FSDP sharded checkpoints (torch.distributed.checkpoint folders: `read_dcp_layout`). No torch.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import json
 import pickle
 import struct
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -396,9 +394,9 @@ def plain(value, depth: int = 0):
 #                         ChunkStorageMetadata(offsets, sizes)])}   (fqn "model.<name>": the {"model": ...} key)
 #   planner_data:        {fqn: ("model", "<name>")}   the state dict path each flattened fqn came from
 #   storage_data:        {MetadataIndex(fqn, offset=chunk offsets, index): _StorageInfo(relative_path, offset, length)}
-# Each chunk's byte range holds one `torch.save(chunk_tensor)` zip. `.metadata` is walked with read_pickle_inert
-# (every class an inert record); each chunk is decoded with torch.load(weights_only=True), which builds tensors and
-# plain containers only; the full tensor is assembled from its chunks' offsets and sizes.
+# Each chunk's byte range holds one `torch.save(chunk_tensor)` zip. Here (no torch): `.metadata` walked with
+# read_pickle_inert (every class an inert record) into a checked layout. engine/fsdp.py decodes each chunk with
+# torch.load(weights_only=True), which builds tensors and plain containers only, and assembles the full tensors.
 
 FSDP_DIR = "pytorch_model_fsdp_0"  # accelerate's f"{FSDP_MODEL_NAME}_{model_index}" for the (first) model
 DCP_METADATA = ".metadata"
@@ -439,7 +437,7 @@ def dcp_files(folder: Path) -> list[Path]:
     return [folder / DCP_METADATA, *sorted(folder.glob(f"*{DCP_SUFFIX}"))]
 
 
-def _dcp_error(folder: Path, what: str, recopy: bool = False) -> UserError:
+def dcp_error(folder: Path, what: str, recopy: bool = False) -> UserError:
     """recopy: the files are incomplete (a copy cut short), so only a whole copy helps."""
     fix = "re-copy the whole folder from where it was saved" if recopy else _DCP_FIX.format(folder=folder)
     return UserError(f"{folder} (FSDP sharded checkpoint) {what}; {fix}")
@@ -448,8 +446,8 @@ def _dcp_error(folder: Path, what: str, recopy: bool = False) -> UserError:
 def _record(value, qualname: str, folder: Path) -> dict:
     """The fields of an inert record of DCP class `qualname` (UserError when the pickle holds something else)."""
     if not isinstance(value, InertGlobal) or value.qualname != qualname:
-        raise _dcp_error(folder, f"has a .metadata that is not torch.distributed.checkpoint's (expected {qualname}, "
-                                 f"found {type(value).__name__ if not isinstance(value, InertGlobal) else value!r})")
+        raise dcp_error(folder, f"has a .metadata that is not torch.distributed.checkpoint's (expected {qualname}, "
+                        f"found {type(value).__name__ if not isinstance(value, InertGlobal) else value!r})")
     return value.fields()
 
 
@@ -459,7 +457,7 @@ def _ints(value, what: str, folder: Path) -> tuple[int, ...]:
         value = value.args[0]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                        for v in value):
-        raise _dcp_error(folder, f"has a .metadata whose {what} is not a list of sizes")
+        raise dcp_error(folder, f"has a .metadata whose {what} is not a list of sizes")
     return tuple(value)
 
 
@@ -472,12 +470,12 @@ def _dtype_name(props, fqn: str, folder: Path) -> str:
     elif isinstance(state, dict):
         dtype = state.get("dtype")
     else:
-        raise _dcp_error(folder, f"has no dtype for tensor {fqn!r} in its .metadata")
+        raise dcp_error(folder, f"has no dtype for tensor {fqn!r} in its .metadata")
     if not (isinstance(dtype, type) and issubclass(dtype, InertGlobal) and dtype.module == "torch"
             and dtype.qualname in _DCP_DTYPES):
         name = f"{dtype.module}.{dtype.qualname}" if isinstance(dtype, type) and issubclass(dtype, InertGlobal) \
             else repr(dtype)[:60]
-        raise _dcp_error(folder, f"stores tensor {fqn!r} as {name}, which dpo-doctor does not read")
+        raise dcp_error(folder, f"stores tensor {fqn!r} as {name}, which dpo-doctor does not read")
     return dtype.qualname
 
 
@@ -501,16 +499,16 @@ def read_dcp_layout(folder: Path) -> list[DcpTensor]:
     try:
         meta = read_pickle_inert(meta_path, DCP_METADATA_LIMIT)
     except (ValueError, OSError) as exc:
-        raise _dcp_error(folder, f"has an unreadable {DCP_METADATA} ({exc})") from None
+        raise dcp_error(folder, f"has an unreadable {DCP_METADATA} ({exc})") from None
     fields = _record(meta, "Metadata", folder)
     items, planner, storage = (fields.get(k) for k in ("state_dict_metadata", "planner_data", "storage_data"))
     if not isinstance(items, dict) or not isinstance(storage, dict) or not items:
-        raise _dcp_error(folder, f"has a {DCP_METADATA} without tensors or storage entries")
+        raise dcp_error(folder, f"has a {DCP_METADATA} without tensors or storage entries")
     places = _storage_places(storage, folder)
     out = []
     for fqn, item in items.items():
         if isinstance(item, InertGlobal) and item.qualname == "BytesStorageMetadata":
-            raise _dcp_error(folder, f"holds {fqn!r} as a pickled object, not a tensor (dpo-doctor unpickles nothing)")
+            raise dcp_error(folder, f"holds {fqn!r} as a pickled object, not a tensor (dpo-doctor unpickles nothing)")
         info = _record(item, "TensorStorageMetadata", folder)
         chunks = []
         for c in info.get("chunks") or []:
@@ -519,7 +517,7 @@ def read_dcp_layout(folder: Path) -> list[DcpTensor]:
                 _ints(cf.get("sizes"), f"chunk sizes of {fqn!r}", folder)
             place = places.get((fqn, offsets))
             if place is None:
-                raise _dcp_error(folder, f"has no stored bytes for chunk {list(offsets)} of {fqn!r}")
+                raise dcp_error(folder, f"has no stored bytes for chunk {list(offsets)} of {fqn!r}")
             chunks.append(DcpChunk(offsets, sizes, *place))
         name = _strip_prefix(str(fqn), (planner or {}).get(fqn) if isinstance(planner, dict) else None)
         out.append(DcpTensor(name, _dtype_name(info.get("properties"), fqn, folder),
@@ -535,13 +533,13 @@ def _storage_places(storage: dict, folder: Path) -> dict[tuple, tuple[str, int, 
         key, where = _record(index, "MetadataIndex", folder), _record(info, "_StorageInfo", folder)
         rel, start, length = where.get("relative_path"), where.get("offset"), where.get("length")
         if where.get("transform_descriptors"):
-            raise _dcp_error(folder, f"stores {key.get('fqn')!r} through stream transforms "
-                                     f"{where['transform_descriptors']} (e.g. compression), which dpo-doctor does not read")
+            raise dcp_error(folder, f"stores {key.get('fqn')!r} through stream transforms "
+                            f"{where['transform_descriptors']} (e.g. compression), which dpo-doctor does not read")
         if not (isinstance(rel, str) and rel.endswith(DCP_SUFFIX) and "/" not in rel and "\\" not in rel
                 and not rel.startswith(".") and isinstance(start, int) and isinstance(length, int)
                 and start >= 0 and length >= 0):
-            raise _dcp_error(folder, f"has an invalid storage entry for {key.get('fqn')!r} ({rel!r}, {start!r}, "
-                                     f"{length!r})")
+            raise dcp_error(folder, f"has an invalid storage entry for {key.get('fqn')!r} ({rel!r}, {start!r}, "
+                            f"{length!r})")
         offsets = _ints(key.get("offset"), f"storage offset of {key.get('fqn')!r}", folder)
         places[(key.get("fqn"), offsets)] = (rel, start, length)
     return places
@@ -554,85 +552,14 @@ def _check_ranges(folder: Path, tensors: list[DcpTensor]) -> None:
             if c.file not in sizes:
                 path = folder / c.file
                 if not path.is_file():
-                    raise _dcp_error(folder, f"is missing shard file {c.file} (listed in {DCP_METADATA} for "
-                                             f"{t.name!r})", recopy=True)
+                    raise dcp_error(folder, f"is missing shard file {c.file} (listed in {DCP_METADATA} for "
+                                    f"{t.name!r})", recopy=True)
                 sizes[c.file] = path.stat().st_size
             if c.start + c.length > sizes[c.file]:
-                raise _dcp_error(folder, f"is truncated: {c.file} has {sizes[c.file]} bytes but {t.name!r} is stored "
-                                         f"up to byte {c.start + c.length}", recopy=True)
+                raise dcp_error(folder, f"is truncated: {c.file} has {sizes[c.file]} bytes but {t.name!r} is stored "
+                                f"up to byte {c.start + c.length}", recopy=True)
 
 
 def _dcp_ranges(path: Path) -> list[tuple[int, int]]:
     """(start, length) of every item stored in one .distcp file, from its folder's .metadata."""
     return sorted({(c.start, c.length) for t in read_dcp_layout(path.parent) for c in t.chunks if c.file == path.name})
-
-
-def read_dcp(folder: Path, layout: list[DcpTensor] | None = None) -> Iterator[tuple[str, object]]:
-    """(name, full CPU tensor) of every tensor of a DCP folder, one at a time, in the metadata's order."""
-    folder = Path(folder)
-    layout = read_dcp_layout(folder) if layout is None else layout
-    handles: dict[str, object] = {}
-    try:
-        for t in layout:
-            pieces = []
-            for c in t.chunks:
-                if c.file not in handles:
-                    handles[c.file] = (folder / c.file).open("rb")
-                f = handles[c.file]
-                f.seek(c.start)
-                pieces.append((c, _decode_chunk(f.read(c.length), t, c, folder)))
-            yield t.name, assemble(t, pieces, folder)
-    finally:
-        for f in handles.values():
-            f.close()
-
-
-def dcp_state_dict(folder: Path) -> dict:
-    """The whole state dict of a DCP folder in memory (small models and tests; the engine converts tensor by tensor)."""
-    return dict(read_dcp(folder))
-
-
-def _decode_chunk(blob: bytes, t: DcpTensor, c: DcpChunk, folder: Path):
-    """A chunk's bytes -> tensor: DCP writes each chunk with torch.save, read back with torch.load(weights_only=True)."""
-    import torch
-
-    where = f"{c.file} bytes {c.start}..{c.start + c.length} ({t.name!r} chunk {list(c.offsets)})"
-    if len(blob) != c.length:
-        raise _dcp_error(folder, f"is truncated: {where} could not be read whole", recopy=True)
-    if not blob.startswith(b"PK\x03\x04"):
-        raise _dcp_error(folder, f"stores {where} in a format other than torch.save (DCP's safetensors or a custom "
-                                 "writer), which dpo-doctor does not read")
-    try:
-        tensor = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refused it, or the zip is damaged: either way not usable
-        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise _dcp_error(folder, f"has an unreadable {where} (torch.load(weights_only=True): {why})") from None
-    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != c.sizes or str(tensor.dtype) != f"torch.{t.dtype}":
-        got = f"{tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise _dcp_error(folder, f"has {got} at {where}, but {DCP_METADATA} says {c.sizes} {t.dtype}")
-    return tensor
-
-
-def assemble(t: DcpTensor, pieces: list, folder: Path):
-    """The full tensor from its chunks: each chunk is copied to [offsets, offsets + sizes) along every dimension.
-
-    The chunks must tile the tensor exactly (every element written once), else the checkpoint is incomplete.
-    """
-    import torch
-
-    out = torch.empty(t.shape, dtype=getattr(torch, t.dtype))
-    seen = torch.zeros(t.shape, dtype=torch.bool)
-    for c, piece in pieces:
-        if len(c.offsets) != len(t.shape) or len(c.sizes) != len(t.shape) or any(
-                o + s > d for o, s, d in zip(c.offsets, c.sizes, t.shape)):
-            raise _dcp_error(folder, f"places a chunk of {t.name!r} at {list(c.offsets)} size {list(c.sizes)}, "
-                                     f"outside its shape {list(t.shape)}")
-        index = tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes))
-        if bool(seen[index].any()):
-            raise _dcp_error(folder, f"stores overlapping chunks of {t.name!r} (at {list(c.offsets)})")
-        out[index] = piece
-        seen[index] = True
-    if not bool(seen.all()):
-        raise _dcp_error(folder, f"stores only {int(seen.sum())} of {seen.numel()} elements of {t.name!r} (a shard "
-                                 "missing?)", recopy=True)
-    return out

@@ -23,9 +23,10 @@ from safetensors.torch import load_file, save_file
 
 from dpo_doctor.discover import discover
 from dpo_doctor.engine import fsdp
+from dpo_doctor.engine.fsdp import assemble, dcp_state_dict
 from dpo_doctor.engine.loading import load_model, weights_fingerprint
 from dpo_doctor.errors import UserError
-from dpo_doctor.weights import FSDP_DIR, assemble, dcp_state_dict, read_dcp_layout
+from dpo_doctor.weights import FSDP_DIR, read_dcp_layout
 from tests.hostile.conftest import assert_user_error, run_cli
 
 

@@ -1,10 +1,11 @@
 """FSDP sharded checkpoints (`checkpoint-N/pytorch_model_fsdp_0/`) converted once into a safetensors model in the cache.
 
 accelerate's `save_fsdp_model` with `fsdp_state_dict_type: SHARDED_STATE_DICT` (what the HF Trainer calls at every
-save) leaves the weights only as torch.distributed.checkpoint shards. weights.read_dcp reads them without running
-any pickle (`.metadata` walked as inert records, each chunk `torch.load(weights_only=True)`), so unlike DeepSpeed's
-files they need no --trust-pickles. This module writes what it reads into `<cache>/fsdp/<key>/` (key: digest of the
-shard files and the config), tensor by tensor in the dtype the shards hold:
+save) leaves the weights only as torch.distributed.checkpoint shards. They are read without running any pickle:
+weights.read_dcp_layout walks `.metadata` as inert records, `read_dcp` here decodes each chunk with
+`torch.load(weights_only=True)` and assembles the tensors, so unlike DeepSpeed's files they need no --trust-pickles.
+`materialize` writes them into `<cache>/fsdp/<key>/` (key: digest of the shard files and the config), tensor by
+tensor in the dtype the shards hold:
 
 - full weights: model.safetensors + the config.json found for the checkpoint + tokenizer files (the checkpoint's,
   else the config folder's), loaded as a "full" model;
@@ -18,20 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import torch
 
 from dpo_doctor.discover import ModelSpec
 from dpo_doctor.engine.zero import human_bytes
 from dpo_doctor.errors import UserError
 from dpo_doctor.weights import (
-    ADAPTER_WEIGHTS, FSDP_DIR, FULL_WEIGHTS, TOKENIZER_FILES, DcpTensor, dcp_files, files_digest, read_dcp,
-    read_dcp_layout, read_json,
+    ADAPTER_WEIGHTS, DCP_METADATA, FSDP_DIR, FULL_WEIGHTS, TOKENIZER_FILES, DcpChunk, DcpTensor, dcp_error, dcp_files,
+    files_digest, read_dcp_layout, read_json,
 )
 
 CONVERT_VERSION = "fsdp-v1"
@@ -40,6 +45,77 @@ _ST_DTYPES = {"float32": ("F32", 4), "float16": ("F16", 2), "bfloat16": ("BF16",
               "bool": ("BOOL", 1)}
 _EXTRA_FILES = ("generation_config.json", "special_tokens_map.json", "chat_template.jinja", *TOKENIZER_FILES)
 
+
+# ---- reading the shards -----------------------------------------------------------------------------------
+
+def read_dcp(folder: Path, layout: list[DcpTensor] | None = None) -> Iterator[tuple[str, object]]:
+    """(name, full CPU tensor) of every tensor of a DCP folder, one at a time, in the metadata's order."""
+    folder = Path(folder)
+    layout = read_dcp_layout(folder) if layout is None else layout
+    handles: dict[str, object] = {}
+    try:
+        for t in layout:
+            pieces = []
+            for c in t.chunks:
+                if c.file not in handles:
+                    handles[c.file] = (folder / c.file).open("rb")
+                f = handles[c.file]
+                f.seek(c.start)
+                pieces.append((c, _decode_chunk(f.read(c.length), t, c, folder)))
+            yield t.name, assemble(t, pieces, folder)
+    finally:
+        for f in handles.values():
+            f.close()
+
+
+def dcp_state_dict(folder: Path) -> dict:
+    """The whole state dict of a DCP folder in memory (small models and tests; the engine converts tensor by tensor)."""
+    return dict(read_dcp(folder))
+
+
+def _decode_chunk(blob: bytes, t: DcpTensor, c: DcpChunk, folder: Path):
+    """A chunk's bytes -> tensor: DCP writes each chunk with torch.save, read back with torch.load(weights_only=True)."""
+    where = f"{c.file} bytes {c.start}..{c.start + c.length} ({t.name!r} chunk {list(c.offsets)})"
+    if len(blob) != c.length:
+        raise dcp_error(folder, f"is truncated: {where} could not be read whole", recopy=True)
+    if not blob.startswith(b"PK\x03\x04"):
+        raise dcp_error(folder, f"stores {where} in a format other than torch.save (DCP's safetensors or a custom "
+                        "writer), which dpo-doctor does not read")
+    try:
+        tensor = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refused it, or the zip is damaged: either way not usable
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise dcp_error(folder, f"has an unreadable {where} (torch.load(weights_only=True): {why})") from None
+    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != c.sizes or str(tensor.dtype) != f"torch.{t.dtype}":
+        got = f"{tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise dcp_error(folder, f"has {got} at {where}, but {DCP_METADATA} says {c.sizes} {t.dtype}")
+    return tensor
+
+
+def assemble(t: DcpTensor, pieces: list, folder: Path):
+    """The full tensor from its chunks: each chunk is copied to [offsets, offsets + sizes) along every dimension.
+
+    The chunks must tile the tensor exactly (every element written once), else the checkpoint is incomplete.
+    """
+    out = torch.empty(t.shape, dtype=getattr(torch, t.dtype))
+    seen = torch.zeros(t.shape, dtype=torch.bool)
+    for c, piece in pieces:
+        if len(c.offsets) != len(t.shape) or len(c.sizes) != len(t.shape) or any(
+                o + s > d for o, s, d in zip(c.offsets, c.sizes, t.shape)):
+            raise dcp_error(folder, f"places a chunk of {t.name!r} at {list(c.offsets)} size {list(c.sizes)}, "
+                            f"outside its shape {list(t.shape)}")
+        index = tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes))
+        if bool(seen[index].any()):
+            raise dcp_error(folder, f"stores overlapping chunks of {t.name!r} (at {list(c.offsets)})")
+        out[index] = piece
+        seen[index] = True
+    if not bool(seen.all()):
+        raise dcp_error(folder, f"stores only {int(seen.sum())} of {seen.numel()} elements of {t.name!r} (a shard "
+                        "missing?)", recopy=True)
+    return out
+
+
+# ---- the cache ------------------------------------------------------------------------------------------------
 
 def conversion_key(spec: ModelSpec) -> str:
     """Identity of a conversion: the shard files' digests (weights.file_digest) and the config's bytes."""
@@ -79,8 +155,6 @@ def _stderr_note(text: str) -> None:
 
 def write_safetensors(path: Path, layout: list[DcpTensor], tensors) -> None:
     """A safetensors file whose header comes from the DCP layout, then each tensor's bytes as it is assembled."""
-    import torch
-
     header, offset = {}, 0
     for t in layout:
         code, width = _ST_DTYPES[t.dtype]
