@@ -562,4 +562,16 @@ def _check_ranges(folder: Path, tensors: list[DcpTensor]) -> None:
 
 def _dcp_ranges(path: Path) -> list[tuple[int, int]]:
     """(start, length) of every item stored in one .distcp file, from its folder's .metadata."""
-    return sorted({(c.start, c.length) for t in read_dcp_layout(path.parent) for c in t.chunks if c.file == path.name})
+    meta = path.parent / DCP_METADATA
+    st = meta.stat()
+    return _dcp_ranges_by_file(str(path.parent), st.st_size, st.st_mtime_ns).get(path.name, [])
+
+
+@functools.lru_cache(maxsize=64)
+def _dcp_ranges_by_file(folder: str, size: int, mtime_ns: int) -> dict[str, list[tuple[int, int]]]:
+    """One parse of a DCP folder's .metadata serves the digest of every shard file (memoized per size and mtime)."""
+    out: dict[str, set] = {}
+    for t in read_dcp_layout(Path(folder)):
+        for c in t.chunks:
+            out.setdefault(c.file, set()).add((c.start, c.length))
+    return {f: sorted(r) for f, r in out.items()}

@@ -190,7 +190,6 @@ def test_discover_and_materialize(tmp_path, tiny_dir):
     run = fsdp_run(tmp_path, tiny_dir, state, config_at_root=True)  # the Trainer writes no config.json beside shards
     spec = discover(run, ref=tiny_dir).checkpoints[0].spec
     assert spec.kind == "fsdp" and spec.config_dir == run.resolve() and spec.base == run.resolve()
-    fp = weights_fingerprint(spec)
     notes = []
     full = fsdp.materialize(spec, tmp_path / "cache", note=notes.append)
     assert full.kind == "full" and full.path.parent == tmp_path / "cache" / "fsdp" and len(notes) == 1
@@ -201,6 +200,18 @@ def test_discover_and_materialize(tmp_path, tiny_dir):
     model = load_model(spec, "cpu", torch.float32, cache_dir=tmp_path / "cache")
     assert all(torch.equal(model.state_dict()[n], t) for n, t in state.items())
 
+
+
+@pytest.mark.parametrize("whole_below", [64 << 20, 0])  # small shard files hashed whole; big ones sampled per item
+def test_fingerprint_identity(tmp_path, tiny_dir, monkeypatch, whole_below):
+    from dpo_doctor import weights
+
+    monkeypatch.setattr(weights, "_HASH_WHOLE_BELOW", whole_below)
+    state = trained(tiny_dir)
+    run = fsdp_run(tmp_path, tiny_dir, state)
+    fp = weights_fingerprint(discover(run, ref=tiny_dir).checkpoints[0].spec)
+    shutil.copytree(run, tmp_path / "copy")
+    assert weights_fingerprint(discover(tmp_path / "copy", ref=tiny_dir).checkpoints[0].spec) == fp  # path-free
     state["lm_head.weight"] = state["lm_head.weight"] + 1e-3  # one more step: another identity for the score cache
     shutil.rmtree(run / "checkpoint-2" / FSDP_DIR)
     write_dcp(run / "checkpoint-2" / FSDP_DIR, state)
