@@ -3,7 +3,8 @@
 Reads only file names, JSON and safetensors headers (no torch at import time, nothing unpickled by default).
 Layout handled (see shared reference 1.7): `checkpoint-N/` sub-folders and/or a final model at the root, or a
 single model folder; full weights (`model.safetensors`, or shards + `model.safetensors.index.json`) and PEFT
-LoRA folders (`adapter_config.json` + `adapter_model.safetensors`). The reference is `--ref`, else a `ref/`
+LoRA folders (`adapter_config.json` + `adapter_model.safetensors`); DeepSpeed ZeRO folders (under --trust-pickles)
+and FSDP sharded checkpoints (`checkpoint-N/pytorch_model_fsdp_0/`, read without unpickling: weights.read_dcp_layout). The reference is `--ref`, else a `ref/`
 sub-adapter saved by TRL when it re-trains an existing adapter, else the reference our built-in trainer recorded
 in dpo_doctor_config.json, else (for a new LoRA) the adapters' base, since TRL's reference is then the base with
 adapters disabled.
@@ -21,8 +22,8 @@ from dpo_doctor.errors import UserError, did_you_mean
 from dpo_doctor.hub import fetch_command, offline_vars, parse_hub_id, resolve_model_path
 from dpo_doctor.runconfig import RUN_CONFIG
 from dpo_doctor.weights import (
-    ADAPTER_WEIGHTS, FULL_INDEX, FULL_WEIGHTS, files_digest, has_weights, is_model_dir, is_zero_folder, model_kind,
-    read_adapter_config, read_json, weight_files,
+    ADAPTER_WEIGHTS, FSDP_DIR, FULL_INDEX, FULL_WEIGHTS, files_digest, fsdp_dir, has_weights, is_model_dir,
+    is_zero_folder, model_kind, read_adapter_config, read_dcp_layout, read_json, weight_files,
 )
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-([0-9]+)\Z")  # ASCII digits only: "checkpoint-\u0663" is no step 3
@@ -39,9 +40,18 @@ class ModelSpec:
 
     path: Path
     kind: str  # "full" | "adapter" | "zero" (a DeepSpeed global_stepN/ folder; base = the folder with its config.json)
+    #            | "fsdp" (a checkpoint-N/ whose weights are only FSDP shards in pytorch_model_fsdp_0/; base = the
+    #            folder whose config.json builds the model: config_dir for full weights, the base model for a LoRA)
     base: Path | str | None
     adapter_name_hint: str | None = None
     pickled: bool = False  # weights are pytorch_model.bin: set only by discovery under --trust-pickles
+    config_dir: Path | None = None  # fsdp: the folder holding its config.json, or adapter_config.json for a LoRA
+
+    @property
+    def fsdp_adapter(self) -> bool:
+        """An FSDP checkpoint of LoRA weights (adapter_only, as the HF Trainer saves PEFT models under FSDP)."""
+        return self.kind == "fsdp" and self.config_dir is not None and \
+            (Path(self.config_dir) / "adapter_config.json").is_file()
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ def model_spec(path: Path, base: Path | None, ref: ModelSpec | None, hint: str |
 
 def model_type(spec: ModelSpec) -> str | None:
     """config.json's model_type (an adapter's: its base's); None when unknown."""
-    folder = Path(spec.base) if spec.kind in ("adapter", "zero") and spec.base is not None else spec.path
+    folder = Path(spec.base) if spec.kind in ("adapter", "zero", "fsdp") and spec.base is not None else spec.path
     try:
         value = read_json(Path(folder) / "config.json").get("model_type")
     except UserError:
@@ -134,7 +144,8 @@ def model_type(spec: ModelSpec) -> str | None:
 
 def _checkpoint_dirs(run_dir: Path) -> tuple[list[tuple[int, Path]], list[str]]:
     """`checkpoint-N` folders by N (ASCII digits). Skipped with a warning: a checkpoint-like name without a step
-    number (checkpoint-final), and a folder with no config (DeepSpeed shards only) or a config but no weights."""
+    number (checkpoint-final), and a folder with no config (DeepSpeed shards only) or a config but no weights.
+    ZeRO and FSDP shard folders are left to _zero_checkpoints and _fsdp_checkpoints."""
     found, warnings = [], []
     for child in sorted(run_dir.iterdir()):
         m = CHECKPOINT_RE.match(child.name)
@@ -145,10 +156,8 @@ def _checkpoint_dirs(run_dir: Path) -> tuple[list[tuple[int, Path]], list[str]]:
                             f"checkpoint-500); rename it, or scan it alone with dpo-doctor scan {child}")
         elif zero_tag(child) is not None and not has_weights(child):
             continue  # DeepSpeed ZeRO only (HF Trainer without gathered weights): see _zero_checkpoints
-        elif any(child.glob("pytorch_model_fsdp_*/.metadata")) and not has_weights(child):
-            warnings.append(f"{child.name} skipped: an FSDP sharded checkpoint (pytorch_model_fsdp_*/ .distcp files), "
-                            "which dpo-doctor cannot read safely (its .metadata is a plain pickle); save with "
-                            "fsdp_state_dict_type FULL_STATE_DICT or save_pretrained to scan it")
+        elif fsdp_dir(child) is not None and not has_weights(child):
+            continue  # FSDP SHARDED_STATE_DICT only: see _fsdp_checkpoints
         elif not is_model_dir(child):
             warnings.append(f"{child} has no config.json or adapter_config.json (DeepSpeed/FSDP shards only?); "
                             "skipped. Convert it with zero_to_fp32.py or save_pretrained to scan it")
@@ -230,6 +239,55 @@ def _zero_config_dir(tag: Path, where: list[Path], base: Path | None) -> Path:
                     "it was trained from (the one holding config.json)")
 
 
+def _fsdp_checkpoints(run_dir: Path, base: Path | None, ref: ModelSpec | None) -> tuple[list[Checkpoint], list[str]]:
+    """checkpoint-N/ folders whose weights are only FSDP shards (pytorch_model_fsdp_0/, accelerate's
+    SHARDED_STATE_DICT), or RUN_DIR itself as one. Read without unpickling code (weights.read_dcp_layout)."""
+    found = [(int(m.group(1)), d) for d in sorted(run_dir.iterdir())
+             if (m := CHECKPOINT_RE.match(d.name)) and d.is_dir() and fsdp_dir(d) is not None and not has_weights(d)]
+    m = CHECKPOINT_RE.match(run_dir.resolve().name)
+    if m and fsdp_dir(run_dir) is not None and not has_weights(run_dir):
+        found.append((int(m.group(1)), run_dir))
+    ckpts, warnings = [], []
+    for step, d in found:
+        where = list(dict.fromkeys([d, d.resolve().parent]))
+        adapter, config = fsdp_config_dir(d, where, base)
+        if config is None:
+            wanted = "adapter_config.json (its weights are LoRA)" if adapter else "config.json"
+            fix = (f"copy the adapter_config.json the run saved into {d}" if adapter else
+                   "pass --base with the Hugging Face model folder it was trained from (the one holding config.json), "
+                   f"or copy that config.json into {d}")
+            warnings.append(f"{d.resolve().name} skipped: an FSDP sharded checkpoint ({FSDP_DIR}/) but no {wanted} "
+                            f"was found in {' or '.join(str(w) for w in where)}; {fix}")
+            continue
+        resolved = resolve_base(config, base, ref) if adapter else config
+        ckpts.append(Checkpoint(d.resolve().name, step, ModelSpec(path=d.resolve(), kind="fsdp", base=resolved,
+                                                                  config_dir=config)))
+    return ckpts, warnings
+
+
+def fsdp_config_dir(ckpt: Path, where: list[Path], base: Path | None) -> tuple[bool, Path | None]:
+    """(LoRA weights?, the folder whose config describes a checkpoint's pytorch_model_fsdp_0/; None if none does).
+
+    LoRA weights (adapter_only, keys with `lora_`) need an adapter_config.json beside them or at the run root; full
+    weights need config.json there or in --base. The HF Trainer writes neither under SHARDED_STATE_DICT (it calls
+    save_pretrained only for FULL_STATE_DICT): they come from the final save at the run root, a copy, or --base.
+    """
+    names = [t.name for t in read_dcp_layout(ckpt / FSDP_DIR)]
+    adapter = any(".lora_" in n for n in names)
+    if adapter and any(".base_layer." in n for n in names):
+        raise UserError(f"{ckpt / FSDP_DIR} holds a whole PEFT model (base and LoRA weights), which dpo-doctor cannot "
+                        "split; save the adapter only (adapter_only=True, the HF Trainer's default) or with fsdp_state_dict_type "
+                        "FULL_STATE_DICT")
+    wanted = "adapter_config.json" if adapter else "config.json"
+    folders = where if adapter or base is None else [*where, base]
+    config = next((Path(f) for f in folders if (Path(f) / wanted).is_file()), None)
+    if config is not None and adapter:
+        read_adapter_config(config)
+    elif config is not None:
+        read_json(config / wanted)
+    return adapter, config.resolve() if config is not None else None
+
+
 def _root_name_step(run_dir: Path, steps: list[int]) -> tuple[str, int]:
     """A model at the root is "final" (step from trainer_state.json); RUN_DIR given as checkpoint-N keeps its name."""
     m = CHECKPOINT_RE.match(run_dir.resolve().name)
@@ -262,8 +320,10 @@ def _checkpoints(run_dir: Path, base: Path | None, ref: ModelSpec | None,
     dirs, warnings = _checkpoint_dirs(run_dir)
     ckpts = [Checkpoint(d.name, step, model_spec(d, base, ref, trust_pickles=trust_pickles)) for step, d in dirs]
     zero_ckpts, zero_warnings = _zero_checkpoints(run_dir, base, trust_pickles)
-    ckpts, warnings = ckpts + zero_ckpts, warnings + zero_warnings
-    if is_model_dir(run_dir) and (has_weights(run_dir) or not zero_ckpts):  # config.json only: the ZeRO ckpts'
+    fsdp_ckpts, fsdp_warnings = _fsdp_checkpoints(run_dir, base, ref)
+    zero_ckpts += fsdp_ckpts
+    ckpts, warnings = ckpts + zero_ckpts, warnings + zero_warnings + fsdp_warnings
+    if is_model_dir(run_dir) and (has_weights(run_dir) or not zero_ckpts):  # config.json only: the ZeRO/FSDP ckpts'
         final = Checkpoint(*_root_name_step(run_dir, [s for s, _ in dirs] + [c.step for c in zero_ckpts]),
                            model_spec(run_dir, base, ref, trust_pickles=trust_pickles))
         if ckpts and _same_weights(final.spec, ckpts[-1].spec):
@@ -281,7 +341,7 @@ def _reference(ckpts: list[Checkpoint], ref: ModelSpec | None, base: Path | None
     if with_ref:
         sub = with_ref[-1].spec
         return model_spec(sub.path / "ref", base or _as_path(sub.base), None, hint="ref"), "ref/ sub-adapter"
-    adapters = [c for c in ckpts if c.spec.kind == "adapter"]
+    adapters = [c for c in ckpts if c.spec.kind == "adapter" or c.spec.fsdp_adapter]
     if adapters:
         base_path = Path(adapters[-1].spec.base)
         return ModelSpec(path=base_path, kind="full", base=None), "adapter base"

@@ -4,9 +4,9 @@ configs, and pickles walked without being executed.
 The one home of what discovery (which folders are checkpoints) and the engine (loading them) both need to know about
 a model folder's files: which format it is (`model_kind`), which files hold its weights (`weight_files`), whether a
 safetensors file is whole (`read_safetensors_header`), a content digest for the cache (`files_digest`), JSON configs
-checked before any loader sees them (`read_json`, `read_adapter_config`), the ZeRO file listing, and `read_pickle_inert`
+checked before any loader sees them (`read_json`, `read_adapter_config`), the ZeRO file listing, `read_pickle_inert`
 (pickled settings such as TRL's training_args.bin read as inert records: nothing named in the pickle is imported or
-called). No torch at import time.
+called), and the layout of FSDP sharded checkpoints (torch.distributed.checkpoint folders: `read_dcp_layout`). No torch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import pickle
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from dpo_doctor.errors import UserError
@@ -96,6 +97,8 @@ def weight_files(spec_path: Path, kind: str) -> list[Path]:
         return [spec_path / ADAPTER_WEIGHTS]
     if kind == "zero":
         return zero_files(spec_path)
+    if kind == "fsdp":
+        return dcp_files(spec_path / FSDP_DIR)
     index = spec_path / FULL_INDEX
     if not index.exists() and not (spec_path / FULL_WEIGHTS).exists():
         if (spec_path / PICKLED_INDEX).exists():
@@ -140,6 +143,12 @@ def _digest(path_str: str, size: int, mtime_ns: int, whole_below: int) -> str:
     with path.open("rb") as f:
         if size <= whole_below:
             h.update(f.read())
+            return h.hexdigest()
+        if path.suffix == DCP_SUFFIX:  # an FSDP shard: the first/last 4 KiB of every item the .metadata places in it
+            for start, length in _dcp_ranges(path):
+                for begin in {start, max(start, start + length - _SAMPLE)}:
+                    f.seek(begin)
+                    h.update(f.read(min(_SAMPLE, start + length - begin)))
             return h.hexdigest()
         if path.suffix != ".safetensors":  # a big pickled .bin (only under --trust-pickles): head and tail
             h.update(f.read(1 << 20))
@@ -323,7 +332,7 @@ class _InertUnpickler(pickle.Unpickler):
         return None  # a tensor's storage: never loaded
 
 
-def read_pickle_inert(path: Path):
+def read_pickle_inert(path: Path, limit: int = PICKLE_LIMIT):
     """The object a pickle file describes, as plain values and InertGlobal records; nothing in it imported or run.
 
     Reads the three shapes a `.bin` of settings comes in: a torch.save zip (`<name>/data.pkl`), torch.save's legacy
@@ -331,12 +340,12 @@ def read_pickle_inert(path: Path):
     bytes are none of these (the caller decides whether that is an error).
     """
     size = path.stat().st_size
-    if size > PICKLE_LIMIT:
-        raise ValueError(f"{size} bytes, more than a settings pickle holds ({PICKLE_LIMIT} bytes at most)")
+    if size > limit:
+        raise ValueError(f"{size} bytes, more than this pickle should hold ({limit} bytes at most)")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             names = [i for i in z.infolist() if i.filename.endswith("data.pkl")]
-            if not names or names[0].file_size > PICKLE_LIMIT:
+            if not names or names[0].file_size > limit:
                 raise ValueError("a zip without a data.pkl of a sensible size: not a torch.save file")
             raw = z.read(names[0])
         return _load_one(io.BytesIO(raw))
@@ -373,3 +382,196 @@ def plain(value, depth: int = 0):
     if isinstance(value, dict):
         return {str(k): plain(v, depth + 1) for k, v in value.items()}
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)[:200]
+
+
+# ---- FSDP sharded checkpoints (torch.distributed.checkpoint), read without unpickling code ---------------------
+#
+# accelerate's save_fsdp_model (fsdp_state_dict_type SHARDED_STATE_DICT; the HF Trainer calls it at every save) writes
+# `checkpoint-N/pytorch_model_fsdp_0/` with torch.distributed.checkpoint (DCP): `dcp.save({"model": state_dict})`.
+# The folder holds `.metadata`, a plain pickle of DCP's `Metadata` dataclass, and one `__<rank>_<i>.distcp` file per
+# writer. Metadata (torch/distributed/checkpoint/metadata.py, filesystem.py):
+#   state_dict_metadata: {fqn: TensorStorageMetadata(properties=TensorProperties(dtype, ...), size, chunks=[
+#                         ChunkStorageMetadata(offsets, sizes)])}   (fqn "model.<name>": the {"model": ...} key)
+#   planner_data:        {fqn: ("model", "<name>")}   the state dict path each flattened fqn came from
+#   storage_data:        {MetadataIndex(fqn, offset=chunk offsets, index): _StorageInfo(relative_path, offset, length)}
+# Each chunk's byte range holds one `torch.save(chunk_tensor)` zip. Here (no torch): `.metadata` walked with
+# read_pickle_inert (every class an inert record) into a checked layout. engine/fsdp.py decodes each chunk with
+# torch.load(weights_only=True), which builds tensors and plain containers only, and assembles the full tensors.
+
+FSDP_DIR = "pytorch_model_fsdp_0"  # accelerate's f"{FSDP_MODEL_NAME}_{model_index}" for the (first) model
+DCP_METADATA = ".metadata"
+DCP_SUFFIX = ".distcp"
+DCP_METADATA_LIMIT = 256 << 20  # a 70B model on hundreds of ranks has a few MB of metadata
+_DCP_FIX = ("re-save it with fsdp_state_dict_type FULL_STATE_DICT, or if you trust the files merge them with "
+            "`accelerate merge-weights {folder} OUT` and scan OUT")
+_DCP_DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"}
+
+
+@dataclass(frozen=True)
+class DcpChunk:
+    """One stored piece of a tensor: where it sits in the full tensor and which bytes of which file hold it."""
+
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    file: str  # relative to the DCP folder
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class DcpTensor:
+    name: str  # the state-dict key with DCP's "model." prefix removed (what save_pretrained would call it)
+    dtype: str  # torch dtype name, e.g. "bfloat16"
+    shape: tuple[int, ...]
+    chunks: tuple[DcpChunk, ...]
+
+
+def fsdp_dir(path: Path) -> Path | None:
+    """The DCP folder of a checkpoint saved with FSDP's SHARDED_STATE_DICT, or None."""
+    folder = Path(path) / FSDP_DIR
+    return folder if (folder / DCP_METADATA).is_file() else None
+
+
+def dcp_files(folder: Path) -> list[Path]:
+    """.metadata and the .distcp shard files of a DCP folder."""
+    return [folder / DCP_METADATA, *sorted(folder.glob(f"*{DCP_SUFFIX}"))]
+
+
+def dcp_error(folder: Path, what: str, recopy: bool = False) -> UserError:
+    """recopy: the files are incomplete (a copy cut short), so only a whole copy helps."""
+    fix = "re-copy the whole folder from where it was saved" if recopy else _DCP_FIX.format(folder=folder)
+    return UserError(f"{folder} (FSDP sharded checkpoint) {what}; {fix}")
+
+
+def _record(value, qualname: str, folder: Path) -> dict:
+    """The fields of an inert record of DCP class `qualname` (UserError when the pickle holds something else)."""
+    if not isinstance(value, InertGlobal) or value.qualname != qualname:
+        raise dcp_error(folder, f"has a .metadata that is not torch.distributed.checkpoint's (expected {qualname}, "
+                        f"found {type(value).__name__ if not isinstance(value, InertGlobal) else value!r})")
+    return value.fields()
+
+
+def _ints(value, what: str, folder: Path) -> tuple[int, ...]:
+    """A torch.Size record (REDUCE of torch.Size with one tuple) or a plain list/tuple of ints."""
+    if isinstance(value, InertGlobal) and value.qualname == "Size" and len(value.args) == 1:
+        value = value.args[0]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                       for v in value):
+        raise dcp_error(folder, f"has a .metadata whose {what} is not a list of sizes")
+    return tuple(value)
+
+
+def _dtype_name(props, fqn: str, folder: Path) -> str:
+    """TensorProperties pickles its state as (dtype, layout, requires_grad, memory_format, pin_memory); the dtype is a
+    global `torch.<name>`, which the inert reader hands back as a class named after it (never imported)."""
+    state = props.state if isinstance(props, InertGlobal) and props.qualname == "TensorProperties" else None
+    if isinstance(state, tuple) and state:
+        dtype = state[0]
+    elif isinstance(state, dict):
+        dtype = state.get("dtype")
+    else:
+        raise dcp_error(folder, f"has no dtype for tensor {fqn!r} in its .metadata")
+    if not (isinstance(dtype, type) and issubclass(dtype, InertGlobal) and dtype.module == "torch"
+            and dtype.qualname in _DCP_DTYPES):
+        name = f"{dtype.module}.{dtype.qualname}" if isinstance(dtype, type) and issubclass(dtype, InertGlobal) \
+            else repr(dtype)[:60]
+        raise dcp_error(folder, f"stores tensor {fqn!r} as {name}, which dpo-doctor does not read")
+    return dtype.qualname
+
+
+def _strip_prefix(fqn: str, path) -> str:
+    """accelerate saves {"model": state_dict}: DCP's flattened key "model.<name>" came from the path ("model", name)."""
+    if isinstance(path, (list, tuple)) and len(path) >= 2 and path[0] == "model" and all(
+            isinstance(p, (str, int)) for p in path):
+        return ".".join(str(p) for p in path[1:])
+    return fqn.removeprefix("model.")
+
+
+def read_dcp_layout(folder: Path) -> list[DcpTensor]:
+    """Every tensor of a DCP folder: name, dtype, shape and chunk byte ranges, checked against the files on disk.
+
+    Reads only `.metadata`, with read_pickle_inert: nothing it names is imported or run. UserError naming the folder
+    for anything but tensors (DCP's pickled "bytes" items), compressed items, a missing shard file, or a byte range
+    past a file's end (a copy cut short).
+    """
+    folder = Path(folder)
+    meta_path = folder / DCP_METADATA
+    try:
+        meta = read_pickle_inert(meta_path, DCP_METADATA_LIMIT)
+    except (ValueError, OSError) as exc:
+        raise dcp_error(folder, f"has an unreadable {DCP_METADATA} ({exc})") from None
+    fields = _record(meta, "Metadata", folder)
+    items, planner, storage = (fields.get(k) for k in ("state_dict_metadata", "planner_data", "storage_data"))
+    if not isinstance(items, dict) or not isinstance(storage, dict) or not items:
+        raise dcp_error(folder, f"has a {DCP_METADATA} without tensors or storage entries")
+    places = _storage_places(storage, folder)
+    out = []
+    for fqn, item in items.items():
+        if isinstance(item, InertGlobal) and item.qualname == "BytesStorageMetadata":
+            raise dcp_error(folder, f"holds {fqn!r} as a pickled object, not a tensor (dpo-doctor unpickles nothing)")
+        info = _record(item, "TensorStorageMetadata", folder)
+        chunks = []
+        for c in info.get("chunks") or []:
+            cf = _record(c, "ChunkStorageMetadata", folder)
+            offsets, sizes = _ints(cf.get("offsets"), f"chunk offsets of {fqn!r}", folder), \
+                _ints(cf.get("sizes"), f"chunk sizes of {fqn!r}", folder)
+            place = places.get((fqn, offsets))
+            if place is None:
+                raise dcp_error(folder, f"has no stored bytes for chunk {list(offsets)} of {fqn!r}")
+            chunks.append(DcpChunk(offsets, sizes, *place))
+        name = _strip_prefix(str(fqn), (planner or {}).get(fqn) if isinstance(planner, dict) else None)
+        out.append(DcpTensor(name, _dtype_name(info.get("properties"), fqn, folder),
+                             _ints(info.get("size"), f"size of {fqn!r}", folder), tuple(chunks)))
+    _check_ranges(folder, out)
+    return out
+
+
+def _storage_places(storage: dict, folder: Path) -> dict[tuple, tuple[str, int, int]]:
+    """(fqn, chunk offsets) -> (relative file, start byte, length) from DCP's storage_data."""
+    places = {}
+    for index, info in storage.items():
+        key, where = _record(index, "MetadataIndex", folder), _record(info, "_StorageInfo", folder)
+        rel, start, length = where.get("relative_path"), where.get("offset"), where.get("length")
+        if where.get("transform_descriptors"):
+            raise dcp_error(folder, f"stores {key.get('fqn')!r} through stream transforms "
+                            f"{where['transform_descriptors']} (e.g. compression), which dpo-doctor does not read")
+        if not (isinstance(rel, str) and rel.endswith(DCP_SUFFIX) and "/" not in rel and "\\" not in rel
+                and not rel.startswith(".") and isinstance(start, int) and isinstance(length, int)
+                and start >= 0 and length >= 0):
+            raise dcp_error(folder, f"has an invalid storage entry for {key.get('fqn')!r} ({rel!r}, {start!r}, "
+                            f"{length!r})")
+        offsets = _ints(key.get("offset"), f"storage offset of {key.get('fqn')!r}", folder)
+        places[(key.get("fqn"), offsets)] = (rel, start, length)
+    return places
+
+
+def _check_ranges(folder: Path, tensors: list[DcpTensor]) -> None:
+    sizes: dict[str, int] = {}
+    for t in tensors:
+        for c in t.chunks:
+            if c.file not in sizes:
+                path = folder / c.file
+                if not path.is_file():
+                    raise dcp_error(folder, f"is missing shard file {c.file} (listed in {DCP_METADATA} for "
+                                    f"{t.name!r})", recopy=True)
+                sizes[c.file] = path.stat().st_size
+            if c.start + c.length > sizes[c.file]:
+                raise dcp_error(folder, f"is truncated: {c.file} has {sizes[c.file]} bytes but {t.name!r} is stored "
+                                f"up to byte {c.start + c.length}", recopy=True)
+
+
+def _dcp_ranges(path: Path) -> list[tuple[int, int]]:
+    """(start, length) of every item stored in one .distcp file, from its folder's .metadata."""
+    meta = path.parent / DCP_METADATA
+    st = meta.stat()
+    return _dcp_ranges_by_file(str(path.parent), st.st_size, st.st_mtime_ns).get(path.name, [])
+
+
+@functools.lru_cache(maxsize=64)
+def _dcp_ranges_by_file(folder: str, size: int, mtime_ns: int) -> dict[str, list[tuple[int, int]]]:
+    """One parse of a DCP folder's .metadata serves the digest of every shard file (memoized per size and mtime)."""
+    out: dict[str, set] = {}
+    for t in read_dcp_layout(Path(folder)):
+        for c in t.chunks:
+            out.setdefault(c.file, set()).add((c.start, c.length))
+    return {f: sorted(r) for f, r in out.items()}

@@ -68,8 +68,9 @@ def test_budget_override_moves_the_choice():
 
 
 def test_every_checkpoint_past_the_budget_takes_the_closest():
+    # entropy 1 nat/token: budget 0.2 nats/token (5 nats), blow-up past 50 nats: both checkpoints are past it
     facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}), _ck(0.80, **{"gen/kl_mean": 200.0}), beta=0.01,
-                       reference=REF)
+                       reference={**REF, "gen/entropy_mean": 1.0})
     best = choose_best(facts, run_rules(facts))
     assert best["name"] == "checkpoint-100" and "least KL" in best["reason"]
 

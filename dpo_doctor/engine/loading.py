@@ -250,7 +250,7 @@ def embedding_rows(model_or_config) -> int | None:
 
 def model_config(spec: ModelSpec) -> dict:
     """config.json of what the spec computes with (an adapter's base), for check_token_range before loading."""
-    folder = Path(spec.base) if spec.kind in ("adapter", "zero") else spec.path
+    folder = Path(spec.base) if spec.kind in ("adapter", "zero", "fsdp") else spec.path
     return read_json(Path(folder) / "config.json")
 
 
@@ -291,11 +291,16 @@ def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, trust_remote_co
 
     A DeepSpeed ZeRO checkpoint (kind "zero", only under --trust-pickles) is first converted once to safetensors in
     `cache_dir` (default: $DPO_DOCTOR_CACHE or ~/.cache/dpo-doctor; engine/zero.py), then loaded as a full model.
+    An FSDP sharded checkpoint (kind "fsdp") likewise, into a full model or a LoRA adapter (engine/fsdp.py).
     """
     if spec.kind == "zero":
         from dpo_doctor.engine.zero import materialize
 
         spec = materialize(spec, cache_dir)
+    elif spec.kind == "fsdp":
+        from dpo_doctor.engine import fsdp
+
+        spec = fsdp.materialize(spec, cache_dir)
     check_model(spec, trust_remote_code)
     place = (lambda m: m) if device_map else (lambda m: m.to(device))  # noqa: E731
     if spec.kind == "full":
@@ -437,11 +442,13 @@ def weights_fingerprint(spec: ModelSpec) -> str:
     for an adapter. Independent of the folder's path and mtimes, so a copied run still hits the cache.
     """
     h = hashlib.sha256(spec.kind.encode())
-    config = Path(spec.base) / "config.json" if spec.kind == "zero" else spec.path / _CONFIG_FILES[spec.kind]
-    if config.exists():
+    config = Path(spec.base) / "config.json" if spec.kind == "zero" else spec.path / _CONFIG_FILES.get(spec.kind, "")
+    if spec.kind == "fsdp":  # FSDP shards: the config found beside them (adapter_config.json for a LoRA)
+        config = Path(spec.config_dir) / ("adapter_config.json" if spec.fsdp_adapter else "config.json")
+    if config.is_file():
         h.update(config.read_bytes())
     h.update(files_digest(weight_files(spec.path, spec.kind)).encode())
-    if spec.kind == "adapter":
+    if spec.kind == "adapter" or spec.fsdp_adapter:
         h.update(weights_fingerprint(_base_spec(spec)).encode())
     return h.hexdigest()[:32]
 

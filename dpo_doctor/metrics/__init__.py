@@ -6,19 +6,11 @@ measures) and `compute(df, beta) -> dict[str, float]` over the rows of one check
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import polars as pl
 
+from dpo_doctor.metrics.info import MetricInfo
 
-@dataclass(frozen=True)
-class MetricInfo:
-    unit: str
-    bad: str | None  # "low" | "high" | None
-    description: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["MetricInfo", "across_checkpoints", "metric_info", "pair_metric_modules", "pair_metrics"]
 
 
 def pair_metric_modules():

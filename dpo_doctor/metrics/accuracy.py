@@ -10,7 +10,7 @@ Pairs with chosen == rejected are excluded.
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "accuracy/beta_free": MetricInfo("fraction", "low", "share of pairs whose chosen log-ratio beats the rejected's"),

@@ -15,7 +15,8 @@ from typing import Callable
 
 import polars as pl
 
-from dpo_doctor.metrics import (MetricInfo, data_degenerate, data_diversity, data_duplicates, data_edits,
+from dpo_doctor.metrics.info import MetricInfo
+from dpo_doctor.metrics import (data_degenerate, data_diversity, data_duplicates, data_edits,
                                 data_stats, data_truncation)
 from dpo_doctor.metrics.minhash import pair_prints
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 from dpo_doctor.metrics.minhash import PairPrints, clusters, first_of, mix
 
 NEAR = 0.8  # estimated Jaccard of word 3-shingles at which two pairs count as near duplicates

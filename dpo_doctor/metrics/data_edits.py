@@ -17,7 +17,7 @@ import math
 import numpy as np
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 from dpo_doctor.metrics.minhash import PairPrints, similarity
 
 MIN_EDITS = 1  # one token apart counts ("No" / "Never"), and 10% of a longer answer

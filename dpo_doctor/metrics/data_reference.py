@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 DISFAVOUR = 1.0  # nats per token: the reference finds the chosen answer e^1 = 2.7x less likely per token
 

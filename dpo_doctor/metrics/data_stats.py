@@ -8,7 +8,7 @@ Pairs with chosen == rejected (`excluded`) are left out.
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "length/chosen_longer_frac": MetricInfo("fraction", "high", "share of pairs whose chosen is longer"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "data/over_max_length_frac": MetricInfo("fraction", "high", "share of pairs whose prompt + longer answer exceeds "

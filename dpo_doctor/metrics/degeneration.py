@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 NGRAM = 4
 MAX_REPEAT_RATE = 0.5  # a sample is degenerate at or above this repeated 4-gram rate

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 from dpo_doctor.metrics.distinct_n import distinct_n
 from dpo_doctor.metrics.ead import ead
 from dpo_doctor.metrics.self_bleu import self_bleu

@@ -7,7 +7,7 @@ chosen is ordinary DPO dynamics (Rafailov et al. 2024).
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "ref_logps/chosen": MetricInfo("nats", None, "mean summed reference log-prob of chosen responses"),

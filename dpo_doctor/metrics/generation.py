@@ -12,7 +12,8 @@ from typing import Sequence
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo, degeneration, diversity, judge_win, kl, length_gen, task_accuracy
+from dpo_doctor.metrics.info import MetricInfo
+from dpo_doctor.metrics import degeneration, diversity, judge_win, kl, length_gen, task_accuracy
 from dpo_doctor.metrics.degeneration import degeneration_metrics
 from dpo_doctor.metrics.diversity import diversity_metrics
 from dpo_doctor.metrics.kl import kl_metrics

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "heldout/dpo_loss": MetricInfo("nats", "high", "mean sigmoid DPO loss -log sigma(margin) over the scanned pairs"),

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 from dpo_doctor.metrics.proportions import wilson
 
 TIE = 1e-9

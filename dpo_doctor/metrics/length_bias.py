@@ -8,7 +8,7 @@ import math
 import polars as pl
 from scipy import stats
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "length/margin_spearman": MetricInfo("rho", "high", "Spearman rho of margin vs len(chosen) - len(rejected)"),

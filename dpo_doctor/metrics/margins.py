@@ -6,7 +6,7 @@ Chowdhury et al. 2024); a very wide spread mixes easy and hard pairs (Wu et al. 
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 INFO = {

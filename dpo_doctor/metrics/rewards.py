@@ -7,7 +7,7 @@ equals rejected are excluded from the accuracy only.
 
 import polars as pl
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 
 INFO = {
     "rewards/chosen": MetricInfo("nats x beta", None, "mean implicit reward of chosen responses"),

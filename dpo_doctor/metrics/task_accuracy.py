@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from dpo_doctor.metrics import MetricInfo
+from dpo_doctor.metrics.info import MetricInfo
 from dpo_doctor.metrics.paired import paired
 from dpo_doctor.metrics.proportions import wilson
 

@@ -3,8 +3,7 @@
 What it detects
     Using the sampled KL(policy || reference) per completion (`gen/kl_mean`) divided by the reference's mean sampled
     answer length (`gen/length_mean` of the reference: nats per token of a typical reference answer) and held-out
-    accuracy (`rewards/accuracies`) per checkpoint, when the last checkpoint is past the KL budget
-    (`kl_budget_per_token`), any of:
+    accuracy (`rewards/accuracies`) per checkpoint, when the last checkpoint is past the KL budget, any of:
     * the hump: checkpoints past the budget are no more accurate than the best checkpoint within it (+`acc_tol`),
       i.e. the KL spent beyond the budget bought nothing;
     * accuracy falls from its peak (by more than `acc_tol`, and by at least `min_pairs` held-out pairs: one pair
@@ -24,6 +23,18 @@ What it detects
     38.8 / 110 = 0.35 (0.38 at its first checkpoint); tiny zoo over_optimization ~1.1. 0.15 sits between them on a
     log scale (their geometric mean is 0.12).
 
+The budget is the run's own: `kl_budget_share` (0.2) x the reference's mean per-token entropy along its sampled
+    answers (`gen/entropy_mean`), i.e. the share of the reference's own uncertainty per token the policy has moved
+    away from. A fixed number of nats per token does not transfer: a held-out healthy run spent 0.006 nats/token, the
+    old zoos' healthy tiny run 0.6-1.3, and the old fixed 2 nats/token let a run at 0.67 (26x its first checkpoint's
+    KL, quality falling) pass. The reference's entropy scales with the model and task (SmolLM2 2.0-2.6 nats/token on
+    the corpus's tasks, the tiny models 0.63-0.65). Only where the entropy was not measured (older reports) does the
+    fixed `kl_budget_per_token` (2) apply.
+    Chosen on the calibration corpus (benchmarks/corpus/RESULTS.md), leave-one-model-out: the best detection minus
+    wrong-kind rate picked 0.2 and `blowup_factor` 10 with SmolLM2 held out and with tiny-Qwen3 held out, 0.3 and 10
+    with tiny-Llama held out; on all runs 0.2 and 10. Measured peak KL / entropy per token on the corpus: healthy runs
+    0.07-0.08, runs whose graded answers fell 0.15-23. `dpo-doctor explain DPO102` prints the held-out rates.
+
 Why it matters
     Quality vs KL is hump-shaped for DPO, IPO and SLiC; with wide KL budgets the best checkpoint comes after ~25% of
     one epoch and quality falls while KL keeps rising (Rafailov et al. 2024, scaling laws). Implicit-reward
@@ -41,7 +52,8 @@ Recommended fix
     later), or, when none stays within it, the one with the least KL. `params.ship_step` names it and
     `best_checkpoint` (dpo_doctor/rules/best.py) ships exactly that one. For the next run raise beta by the
     measured overshoot: beta_new = beta * KL_measured / KL_budget (both per reference token), because at the DPO
-    optimum pi ~ pi_ref * exp(r / beta), so the KL a run spends scales roughly as 1/beta; inputs in `params`.
+    optimum pi ~ pi_ref * exp(r / beta), so the KL a run spends scales roughly as 1/beta; at most `max_beta_raise`
+    (10) x per run, since the 1/beta law is a rough guide far from the budget; inputs in `params`.
     Fewer steps, IPO (over-optimizes least in Rafailov et al.) or online/iterative DPO are the alternatives.
 
 References
@@ -57,7 +69,18 @@ from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation,
 
 READS = ("gen/kl_mean", "gen/kl_per_token", "gen/length_mean", "rewards/accuracies", "task/accuracy",
          "task/n_prompts", "rewards/margins", "logps/chosen", "ref_logps/chosen")
-KL_BUDGET = 2.0  # nats per token of the reference's mean sampled answer (see the docstring: both zoos)
+KL_BUDGET = 2.0  # fallback only: nats per reference token when the reference's entropy was not measured
+KL_SHARE = 0.2  # the budget: this share of the reference's own per-token entropy (calibration corpus, docstring)
+
+
+def budget_of(facts: RunFacts, share: float, per_token: float) -> tuple[float, str]:
+    """(budget in nats per reference token, how it was set). The run's own scale: `share` x the reference's mean
+    per-token entropy along its sampled answers (`gen/entropy_mean`), how uncertain the reference itself is per
+    token; the fixed `per_token` only when that entropy was not measured (older reports)."""
+    h = facts.ref("gen/entropy_mean")
+    if h is not None and h > 0:
+        return share * h, f"{fmt(share)} x the reference's {fmt(h)} nats/token entropy"
+    return per_token, "a fixed budget: the reference's entropy was not measured"
 
 
 def kl_per_ref_token(ck, ref_length: float | None) -> float | None:
@@ -144,9 +167,10 @@ def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: f
     return reasons
 
 
-def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_factor: float = 3.0,
-          acc_tol: float = 0.02, min_pairs: float = 2, displaced_margin_share: float = 0.15) -> Finding | None:
-    budget = kl_budget_per_token
+def check(facts: RunFacts, *, kl_budget_share: float = KL_SHARE, kl_budget_per_token: float = KL_BUDGET,
+          blowup_factor: float = 10.0, acc_tol: float = 0.02, min_pairs: float = 2,
+          displaced_margin_share: float = 0.15, max_beta_raise: float = 10.0) -> Finding | None:
+    budget, how = budget_of(facts, kl_budget_share, kl_budget_per_token)
     pts = _points(facts)
     if not pts or pts[-1][1] <= budget:
         return None
@@ -157,7 +181,8 @@ def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_fac
         return None
     ship = hump(pts, budget)
     last, kl_last = pts[-1][0], pts[-1][1]
-    beta_new = facts.beta * kl_last / budget
+    beta_new = facts.beta * min(kl_last / budget, max_beta_raise)
+    capped = f", capped at {fmt(max_beta_raise)}x" if kl_last / budget > max_beta_raise else ""
     evidence = (Evidence("gen/kl_mean", last.get("gen/kl_mean"), budget * facts.ref("gen/length_mean"),
                          ship[0].get("gen/kl_mean")),
                 Evidence("gen/kl_per_token", last.get("gen/kl_per_token"), None, ship[0].get("gen/kl_per_token")),
@@ -166,8 +191,10 @@ def check(facts: RunFacts, *, kl_budget_per_token: float = KL_BUDGET, blowup_fac
     fix = Recommendation(
         f"Ship {ship[0].name} ({where}: KL {fmt(ship[1])} nats/token, accuracy {fmt(ship[2])}); for the next run "
         f"raise beta from {fmt(facts.beta)} to {fmt(beta_new)} (= beta x KL {fmt(kl_last)} / budget {fmt(budget)} "
-        f"nats/token), or train fewer steps; IPO or online DPO over-optimize less.",
+        f"nats/token, {how}{capped}), or train fewer steps; IPO or online DPO over-optimize less.",
         beta=beta_new, params={"kl_per_ref_token": kl_last, "kl_budget_per_token": budget,
+                               "kl_budget_share": kl_budget_share if "entropy" in how else None,
+                               "ref_entropy_per_token": facts.ref("gen/entropy_mean"),
                                "ref_length_mean": facts.ref("gen/length_mean"), "beta_old": facts.beta,
                                "ship_step": ship[0].step})
     message = f"over-optimization at {last.name}: " + "; ".join(reasons) + "."
@@ -193,9 +220,20 @@ EXAMPLES = (
             "nats/token; beta 0.1 x 4.8/2)",
             _facts(_ck(20, 0.70), _ck(45, 0.74), _ck(80, 0.73), _ck(120, 0.71), ref_length=25.0), True, beta=0.24),
     Example("tiny zoo over_optimization (beta 0.01, lr 5e-3): 229-392 nats over 21.2-token reference answers, "
-            "10.8-18.5 nats/token, accuracy still rising: a blow-up (0.01 x 12.05/2)",
-            _facts(_ck(254, 0.672), _ck(392, 0.75), _ck(229, 0.828), _ck(256, 0.891), ref_length=21.24, beta=0.01),
-            True, beta=0.0603),
+            "10.8-18.5 nats/token against a 0.13 budget (0.2 x the reference's 0.649 nats/token entropy), accuracy "
+            "still rising: a blow-up; beta 0.01 x 12.05/0.13 is capped at 10x",
+            make_facts(_ck(254, 0.672), _ck(392, 0.75), _ck(229, 0.828), _ck(256, 0.891), beta=0.01,
+                       reference={"gen/length_mean": 21.24, "gen/entropy_mean": 0.649}), True, beta=0.1),
+    Example("calibration corpus tiny-llama-clean-b0.5-lr0.0001 (healthy: graded 0.72-0.66 against the reference's "
+            "0.64): KL 0.35-0.95 nats over 20.8-token answers, 0.07 of the 0.649 nats/token entropy at most",
+            make_facts(_ck(0.34, 0.88), _ck(0.73, 0.85), _ck(0.83, 0.88), _ck(0.94, 0.90), beta=0.5,
+                       reference={"gen/length_mean": 20.8, "gen/entropy_mean": 0.649}), False),
+    Example("calibration corpus tiny-llama-clean-b0.01-lr0.001 (graded 0.46 -> 0.16, reference 0.64): KL 5.5-17.7 "
+            "nats, 0.4-1.3 of the entropy, reward accuracy falling from its first checkpoint (0.85 -> 0.75); beta 0.01 x "
+            "0.673/0.13",
+            make_facts(_ck(5.47, 0.85), _ck(12.1, 0.77), _ck(17.7, 0.75), _ck(14.0, 0.75), beta=0.01,
+                       reference={"gen/length_mean": 20.8, "gen/entropy_mean": 0.649}, n_pairs=48), True,
+            beta=0.05185),
     Example("past the budget but accuracy keeps paying for it", _facts(_ck(30, 0.70), _ck(60, 0.80), _ck(75, 0.88)),
             False),
     Example("tiny zoo healthy (lr 1e-3): 12.6-28.3 nats, 0.59-1.33 nats/token, accuracy rising",

@@ -1,7 +1,8 @@
 """DPO105 label-noise: a persistent share of pairs keeps a negative margin while the rest are learned.
 
 What it detects
-    At the last checkpoint at least `min_negative_frac` of the held-out pairs have a negative margin
+    At the last checkpoint at least `min_negative_frac` (0.3; 0.2 until the calibration corpus chose 0.3 on every
+    leave-one-model-out fold, benchmarks/corpus/RESULTS.md) of the held-out pairs have a negative margin
     (`margins/negative_frac`), that share did not shrink since mid-run (last >= `persist_ratio` x the value at the
     middle checkpoint), the policy is learning the rest (`rewards/margins` > 0, and not both held-out accuracy below
     `min_accuracy` (0.6) and the beta-free per-token margin `margins_per_token` below `min_margin_per_token` (0.05
@@ -49,7 +50,7 @@ from dpo_doctor.rules.dpo103_overfitting import train_saturated
 from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation, RunFacts, Rule, fmt, make_facts
 
 
-def check(facts: RunFacts, *, min_negative_frac: float = 0.2, persist_ratio: float = 0.75, max_train_acc: float = 0.9,
+def check(facts: RunFacts, *, min_negative_frac: float = 0.3, persist_ratio: float = 0.75, max_train_acc: float = 0.9,
           tail: float = 3, min_accuracy: float = 0.6, min_margin_per_token: float = 0.05) -> Finding | None:
     pts = [(c, v) for c, v in facts.series("margins/negative_frac") if c.step > 0]
     if len(pts) < 2:

@@ -7,6 +7,12 @@ What it detects
     (`reference.metrics["gen/entropy_mean"]`), since E_{y~pi}[-log pi(y_t | s_t)] = H(pi(. | s_t)) at temperature 1.
     Needs the generation probes.
 
+Severity: info. It is a property of the (off-policy) data, measured on the reference before any training, so it
+    says nothing about how this run went: on held-out Gemma-3-270M runs it fired on the healthy run exactly as on the
+    over-optimized one (issue 20). It is context for the other findings (why margins come early, why the chosen
+    answers may fall) and never makes the verdict a warning on its own; `dpo-doctor data --ref` reports the same
+    gap before training.
+
 Why it matters
     DPO can put mass on responses absent from the data, and is sensitive to the gap between the reference's
     distribution and the data's (Xu et al. 2024). When the chosen answers are unlikely under the reference, the
@@ -64,5 +70,5 @@ EXAMPLES = (
                                                             data={"length/chosen_mean": 30.0}), False),
 )
 
-RULE = Rule("DPO108", "distribution-shift", "distribution_shift", "warning", check, __doc__, EXAMPLES,
+RULE = Rule("DPO108", "distribution-shift", "distribution_shift", "info", check, __doc__, EXAMPLES,
             reads=("ref_logps/chosen", "length/chosen_mean", "gen/entropy_mean"))

@@ -38,7 +38,7 @@ class ScanConfig:
     run_dir: Path
     data: Path | None = _flag(None, "Preference pairs: JSONL, JSON, Parquet, CSV or a datasets.save_to_disk folder, in any of TRL's four formats or LLaMA-Factory, OpenRLHF and ms-swift layouts (see --data-format). Without it: a log-only diagnosis from the training log.")
     ref: Path | None = _flag(None, "Reference model (the model DPO started from): full dir or LoRA adapter dir. Default: a ref/ sub-adapter, else the adapters' base.")
-    base: Path | None = _flag(None, "Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO checkpoints.")
+    base: Path | None = _flag(None, "Base model for LoRA adapters whose base_model_name_or_path does not exist here, or the HF model folder whose config.json describes ZeRO or FSDP sharded checkpoints (the Trainer saves none beside the shards).")
     beta: float | None = _flag(None, "DPO beta for implicit rewards. Default: the run's own (training_args.bin read without unpickling, W&B/TensorBoard args, LLaMA-Factory/ms-swift configs), else 0.1 (TRL's default).")
     out: Path | None = _flag(None, "Report folder (created if missing). Default: reports/<run-name>/.")
     max_pairs: int | None = _flag(None, "Score a deterministic (seeded) subset of N pairs. Default: all.")

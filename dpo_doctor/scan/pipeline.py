@@ -188,7 +188,7 @@ def _context(cfg: ScanConfig, run, warnings: list[str], clock: StageClock) -> Sc
         check_token_range(model_config(spec), tokenizer, top, str(spec.path))
         if cfg.generate:
             check_same_rows(model_config(spec), ref_config, str(spec.path), str(run.reference.path))
-        note = native_auto_map(Path(spec.base) if spec.kind in ("adapter", "zero") and spec.base else spec.path)
+        note = native_auto_map(Path(spec.base) if spec.kind in ("adapter", "zero", "fsdp") and spec.base else spec.path)
         if note and not cfg.trust_remote_code and note not in warnings:
             warnings.append(note)
     d = distributed.init()

@@ -77,7 +77,11 @@ BASE_TRAIN = {"beta": 0.1, "learning_rate": 1e-3, "batch_size": 8, "epochs": 4.0
               "logging_steps": 4, "save_steps": 32, "eval_steps": 32, "seed": 0, "max_length": 256}
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("healthy", "healthy", "Right answers preferred over wrong ones; lengths and styles balanced."),
+    # Gentler than the base recipe: at beta 0.1, lr 1e-3 the same data spends 2.1 nats/token of sampled KL (3.3x the
+    # reference's per-token entropy) and its graded answers on unseen questions fall from 0.61 to 0.38 (issue 20):
+    # over-optimized, not healthy. At beta 0.5, lr 1e-4 (the calibration corpus's healthy recipe) the answers hold.
+    Scenario("healthy", "healthy", "Right answers preferred over wrong ones; lengths and styles balanced; beta 0.5, "
+             "lr 1e-4.", train={"beta": 0.5, "learning_rate": 1e-4}),
     Scenario("length_exploitation", "length_exploitation",
              "The longer answer always wins (3-4 filler sentences vs 0-1), whatever its correctness.",
              make_pair=length_pair),
