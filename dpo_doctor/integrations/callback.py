@@ -227,12 +227,13 @@ class DoctorCallback(TrainerCallback):
 
     def _log_findings(self, args, state) -> list[dict]:
         from dpo_doctor.rules import RunFacts, parse_settings, run_rules
+        from dpo_doctor.scan.pipeline import run_facts
 
         frame = log_frame(state.log_history)
         if frame is None:
             return []
         overrides = parse_settings(self.config.rule_settings)
-        facts = RunFacts(checkpoints=(), beta=self._beta(args) or RunFacts.beta, train_log=frame, log_only=True)
+        facts = run_facts([], {}, {}, None, self._beta(args) or RunFacts.beta, None, frame, False, log_only=True)
         found = run_rules(facts, select=set(self.config.select) or None, ignore=set(self.config.ignore) or None,
                           overrides=overrides)
         return [d.to_dict() for d in found]
