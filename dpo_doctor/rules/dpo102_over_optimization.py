@@ -30,10 +30,12 @@ The budget is the run's own: `kl_budget_share` (0.2) x the reference's mean per-
     KL, quality falling) pass. The reference's entropy scales with the model and task (SmolLM2 2.0-2.6 nats/token on
     the corpus's tasks, the tiny models 0.63-0.65). Only where the entropy was not measured (older reports) does the
     fixed `kl_budget_per_token` (2) apply.
-    Chosen on the calibration corpus (benchmarks/corpus/RESULTS.md), leave-one-model-out: the best detection minus
-    wrong-kind rate picked 0.2 and `blowup_factor` 10 with SmolLM2 held out and with tiny-Qwen3 held out, 0.3 and 10
-    with tiny-Llama held out; on all runs 0.2 and 10. Measured peak KL / entropy per token on the corpus: healthy runs
-    0.07-0.08, runs whose graded answers fell 0.15-23. `dpo-doctor explain DPO102` prints the held-out rates.
+    Chosen on the calibration corpus (benchmarks/corpus/RESULTS.md): on its first 45 runs (two families), leave one
+    model out, the best detection minus wrong-kind rate picked 0.2 and `blowup_factor` 10 with SmolLM2 and with
+    tiny-Qwen3 held out, 0.3 and 10 with tiny-Llama held out, 0.2 and 10 on all runs. Re-measured on 50 runs of three
+    families (Gemma-3-270M added, every run rescanned), leave one family out: the SmolLM2 and Gemma-3 folds keep 0.2
+    and 10, the tiny fold picks 0.3. Peak KL / entropy per token: healthy runs 0.04-0.08, runs whose graded answers
+    fell 0.15-23. `dpo-doctor explain DPO102` prints the held-out rates.
 
 Why it matters
     Quality vs KL is hump-shaped for DPO, IPO and SLiC; with wide KL budgets the best checkpoint comes after ~25% of
