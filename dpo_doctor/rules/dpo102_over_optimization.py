@@ -32,9 +32,9 @@ The budget is the run's own: `kl_budget_share` (0.2) x the reference's mean per-
     fixed `kl_budget_per_token` (2) apply.
     Chosen on the calibration corpus (benchmarks/corpus/RESULTS.md): on its first 45 runs (two families), leave one
     model out, the best detection minus wrong-kind rate picked 0.2 and `blowup_factor` 10 with SmolLM2 and with
-    tiny-Qwen3 held out, 0.3 and 10 with tiny-Llama held out, 0.2 and 10 on all runs. Re-measured on 50 runs of three
+    tiny-Qwen3 held out, 0.3 and 10 with tiny-Llama held out, 0.2 and 10 on all runs. Re-measured on 52 runs of three
     families (Gemma-3-270M added, every run rescanned), leave one family out: the SmolLM2 and Gemma-3 folds keep 0.2
-    and 10, the tiny fold picks 0.3. Peak KL / entropy per token: healthy runs 0.04-0.08, runs whose graded answers
+    and 10, the tiny fold picks 0.3. Peak KL / entropy per token: healthy runs at most 0.08, runs whose graded answers
     fell 0.15-23. `dpo-doctor explain DPO102` prints the held-out rates.
 
 Why it matters
