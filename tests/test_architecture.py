@@ -64,22 +64,30 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module named by an import statement anywhere in the file (relative imports resolved)."""
+def import_statements(path: Path):
+    """(base module, imported names or None) per import statement anywhere in the file, relative imports resolved:
+    `import M` is (M, None), `from M import a, b` is (M, [a, b])."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = module_name(path).split(".")
     if path.name != "__init__.py":
         here = here[:-1]
-    found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
+            for a in node.names:
+                yield a.name, None
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)  # `from dpo_doctor import views` names a module
+            yield base, [a.name for a in node.names]
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module named by an import statement anywhere in the file (relative imports resolved)."""
+    found = set()
+    for base, names in import_statements(path):
+        found.add(base)
+        found.update(f"{base}.{n}" for n in names or ())  # `from dpo_doctor import views` names a module
     return found
 
 
@@ -148,20 +156,9 @@ NAMES = {module_name(p) for p in MODULES}
 def _own_imports(path: Path) -> set[str]:
     """The package modules a file depends on: `import M` is M; `from M import a, b` is M.a where that is a module
     (importing a submodule by name needs nothing else from M) and M itself for any name that is not a module."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    here = module_name(path).split(".")
-    if path.name != "__init__.py":
-        here = here[:-1]
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
-            for a in node.names:
-                found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in NAMES else base)
+    for base, names in import_statements(path):
+        found.update({f"{base}.{n}" if f"{base}.{n}" in NAMES else base for n in names} if names else {base})
     return {imp for imp in found if imp in NAMES and imp != module_name(path)}
 
 

@@ -17,12 +17,10 @@ The folder is written under a temporary name and renamed, so an interrupted conv
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import math
-import os
 import shutil
 import struct
 import sys
@@ -32,7 +30,7 @@ from pathlib import Path
 import torch
 
 from dpo_doctor.discover import ModelSpec
-from dpo_doctor.engine.zero import human_bytes
+from dpo_doctor.engine.staging import human_bytes, staged_folder
 from dpo_doctor.errors import UserError
 from dpo_doctor.weights import (
     ADAPTER_WEIGHTS, DCP_METADATA, FSDP_DIR, FULL_WEIGHTS, TOKENIZER_FILES, DcpChunk, DcpTensor, dcp_error, dcp_files,
@@ -178,17 +176,7 @@ def write_safetensors(path: Path, layout: list[DcpTensor], tensors) -> None:
 
 
 def _convert(spec: ModelSpec, layout: list[DcpTensor], out: Path, weights: str, size: int) -> None:
-    from dpo_doctor.files import ensure_dir
-
-    ensure_dir(out.parent, "cache folder (--cache-dir)")
-    free = shutil.disk_usage(out.parent).free
-    if free < size + (64 << 20):
-        raise UserError(f"converting {spec.path} needs {human_bytes(size)} in {out.parent} but only "
-                        f"{human_bytes(free)} is free; free some space or pass --cache-dir on a bigger disk")
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_folder(spec.path, out, size, weights) as tmp:
         write_safetensors(tmp / weights, layout, read_dcp(spec.path / FSDP_DIR, layout))
         shutil.copyfile(_config_file(spec), tmp / _config_file(spec).name)
         for name in _EXTRA_FILES:
@@ -199,12 +187,3 @@ def _convert(spec: ModelSpec, layout: list[DcpTensor], out: Path, weights: str, 
         read_json(tmp / _config_file(spec).name)
         (tmp / "source.json").write_text(json.dumps({"fsdp_checkpoint": str(spec.path), "config_from":
                                                      str(spec.config_dir), "version": CONVERT_VERSION}, indent=1))
-        with contextlib.suppress(OSError):
-            os.replace(tmp, out)  # another process may have finished the same conversion first
-        if not (out / weights).is_file():
-            raise UserError(f"could not move the converted checkpoint into {out}; check the cache folder")
-    except OSError as exc:
-        raise UserError(f"converting {spec.path} into {out.parent} failed ({exc}); check the cache folder or pass "
-                        "--cache-dir") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -34,11 +34,9 @@ are memory-mapped and the safetensors file is written tensor by tensor, so one p
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import pickle
 import re
 import shutil
@@ -51,6 +49,7 @@ from typing import Callable
 import torch
 
 from dpo_doctor.discover import ModelSpec
+from dpo_doctor.engine.staging import human_bytes, staged_folder
 from dpo_doctor.errors import UserError
 from dpo_doctor.weights import FULL_WEIGHTS, TOKENIZER_FILES, files_digest, read_json, zero_files
 
@@ -340,14 +339,6 @@ def conversion_key(spec: ModelSpec) -> str:
     return h.hexdigest()[:32]
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
 def _stderr_note(text: str) -> None:
     print(f"dpo-doctor: {text}", file=sys.stderr, flush=True)
 
@@ -380,17 +371,7 @@ def materialize(spec: ModelSpec, cache_dir: Path | None = None, progress: Progre
 
 def _convert(spec: ModelSpec, plan: Plan, optims: list[Path], out: Path, size: int,
              progress: ProgressFn | None) -> None:
-    from dpo_doctor.files import ensure_dir
-
-    ensure_dir(out.parent, "cache folder (--cache-dir)")
-    free = shutil.disk_usage(out.parent).free
-    if free < size + (64 << 20):
-        raise UserError(f"converting {spec.path} needs {human_bytes(size)} in {out.parent} but only "
-                        f"{human_bytes(free)} is free; free some space or pass --cache-dir on a bigger disk")
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_folder(spec.path, out, size, FULL_WEIGHTS) as tmp:
         write_safetensors(tmp / FULL_WEIGHTS, plan, read_partitions(plan, optims), progress,
                           f"converting {spec.path.name} (DeepSpeed ZeRO-{plan.stage})")
         for name in _EXTRA_FILES:
@@ -400,12 +381,3 @@ def _convert(spec: ModelSpec, plan: Plan, optims: list[Path], out: Path, size: i
         (tmp / "source.json").write_text(json.dumps({"zero_folder": str(spec.path), "config_from": str(spec.base),
                                                      "stage": plan.stage, "world_size": plan.world,
                                                      "version": CONVERT_VERSION}, indent=1))
-        with contextlib.suppress(OSError):
-            os.replace(tmp, out)  # another process may have finished the same conversion first
-        if not (out / FULL_WEIGHTS).is_file():
-            raise UserError(f"could not move the converted checkpoint into {out}; check the cache folder")
-    except OSError as exc:
-        raise UserError(f"converting {spec.path} into {out.parent} failed ({exc}); check the cache folder or pass "
-                        "--cache-dir") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
