@@ -67,12 +67,40 @@ def test_budget_override_moves_the_choice():
     assert choose_best(facts, diagnoses)["name"] == "checkpoint-200"
 
 
-def test_every_checkpoint_past_the_budget_takes_the_closest():
-    # entropy 1 nat/token: budget 0.2 nats/token (5 nats), blow-up past 50 nats: both checkpoints are past it
+def test_every_checkpoint_past_the_budget_takes_the_early_pick_among_all():
+    # entropy 1 nat/token: budget 0.2 nats/token (5 nats), blow-up past 50 nats: both checkpoints are past it;
+    # 80% of the 0.3 gain over a coin is 0.74: the first checkpoint with it is step 200
     facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}), _ck(0.80, **{"gen/kl_mean": 200.0}), beta=0.01,
                        reference={**REF, "gen/entropy_mean": 1.0})
     best = choose_best(facts, run_rules(facts))
-    assert best["name"] == "checkpoint-100" and "least KL" in best["reason"]
+    assert best["name"] == "checkpoint-200" and "among all" in best["reason"]
+
+
+def test_noisy_kl_does_not_ship_the_last_checkpoint_for_its_dip():
+    """Sampled KL goes up and down between checkpoints; "the least KL" shipped the last checkpoint of corpus runs
+    whose first was their best. The same accuracy everywhere: the earliest checkpoint is the hump's."""
+    facts = make_facts(_ck(0.80, **{"gen/kl_mean": 100.0}), _ck(0.80, **{"gen/kl_mean": 300.0}),
+                       _ck(0.80, **{"gen/kl_mean": 90.0}), beta=0.01, reference={**REF, "gen/entropy_mean": 1.0})
+    diagnoses = run_rules(facts)
+    assert any(d.code == "DPO102" for d in diagnoses)
+    assert choose_best(facts, diagnoses)["name"] == "checkpoint-100"
+
+
+def test_a_rule_pick_past_the_collapse_limit_is_not_shipped():
+    """DPO102's hump checkpoint has collapsed (DPO104's limit): the pick stays before the collapse and says why."""
+    div = {"gen/ead_per_input": 0.9}
+    facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}, **div),
+                       _ck(0.90, **{"gen/kl_mean": 200.0, "gen/ead_per_input": 0.3}),
+                       _ck(0.91, **{"gen/kl_mean": 220.0, "gen/ead_per_input": 0.3}), beta=0.01,
+                       reference={**REF, "gen/entropy_mean": 1.0, **div})
+    diagnoses = run_rules(facts)
+    codes = [d.code for d in diagnoses]
+    assert "DPO102" in codes and "DPO104" in codes
+    assert codes.index("DPO104") < codes.index("DPO102")  # the collapse is the more specific finding: first
+    over = next(d for d in diagnoses if d.code == "DPO102")
+    assert over.recommendation.params["ship_step"] == 200
+    best = choose_best(facts, diagnoses)
+    assert best["name"] == "checkpoint-100" and "DPO102's checkpoint (checkpoint-200) is not shipped" in best["reason"]
 
 
 def test_nothing_to_ship():

@@ -69,8 +69,16 @@ def test_fall_after_peak_with_kl_rise_is_over_optimization():
 
 def test_fall_with_the_chosen_answers_falling_is_displacement():
     t = outcome.label(_measures(_model(GOOD), _model(GOOD, 10, chosen=-0.5),
-                                _model(WORSE, 20, chosen=-4.0, kl=3.0)))
+                                _model(WORSE, 20, chosen=-4.0, kl=1.5)))
     assert t["primary"] == "likelihood_displacement"
+
+
+def test_kl_rising_with_the_fall_names_over_optimization_before_displacement():
+    """The issue's order: over-optimization when KL rose with the fall, then displacement, then regression."""
+    t = outcome.label(_measures(_model(GOOD), _model(GOOD, 10, chosen=-0.5),
+                                _model(WORSE, 20, chosen=-4.0, kl=3.0)))
+    assert t["primary"] == "over_optimization" and t["mechanism"] == "over_optimization"
+    assert t["labels"] == ["over_optimization", "likelihood_displacement"]  # both hold: both are labels
 
 
 def test_fall_without_kl_or_chosen_drop_is_capability_regression():
@@ -84,9 +92,18 @@ def test_a_fall_within_noise_is_not_a_failure():
     assert not t["quality_fell"] and t["primary"] == "healthy"
 
 
-def test_below_reference_without_a_peak_is_capability_regression():
+def test_below_the_reference_the_reference_is_the_best_point():
+    """The reference is the run's step 0 (KL 0): a run below it at every checkpoint fell from it, and the KL it
+    spent rose with the fall (over-optimization); without KL spent and without the chosen answers falling it is a
+    capability regression."""
     t = outcome.label(_measures(_model(GOOD), _model(WORSE, 10), _model(WORSE, 20)))
-    assert not t["quality_fell"] and t["below_reference"] and t["primary"] == "capability_regression"
+    assert t["quality_fell"] and t["below_reference"] and t["fall_from"] == "reference"
+    assert t["primary"] == "over_optimization" and t["fall_points"] == pytest.approx(30.0)
+    t = outcome.label(_measures(_model(GOOD), _model(WORSE, 10, chosen=-3.0, kl=0.05),
+                                _model(WORSE, 20, chosen=-3.0, kl=0.05)))
+    assert t["primary"] == "likelihood_displacement"
+    t = outcome.label(_measures(_model(GOOD), _model(WORSE, 10, kl=0.05), _model(WORSE, 20, kl=0.05)))
+    assert t["primary"] == "capability_regression" and "underfitting" in t["labels"]
 
 
 def test_length_collapse_noise_and_underfitting_are_read_from_outcomes():
@@ -99,6 +116,14 @@ def test_length_collapse_noise_and_underfitting_are_read_from_outcomes():
     t = outcome.label(_measures(_model(GOOD), _model(GOOD, 10, kl=0.01, margin=0.0),
                                 _model(GOOD, 20, kl=0.02, margin=0.01)))
     assert t["primary"] == "underfitting"
+    # nothing moved in the samples: underfitting whatever the margin on the pairs (it was 0.051 on a Gemma run
+    # whose answers were the same at every checkpoint)
+    t = outcome.label(_measures(_model(GOOD), _model(GOOD, 10, kl=-0.01, margin=0.05),
+                                _model(GOOD, 20, kl=-0.004, margin=0.051)))
+    assert t["primary"] == "underfitting"
+    # KL under the floor but answers significantly better than the reference's: it moved where it matters
+    t = outcome.label(_measures(_model(WORSE), _model(GOOD, 10, kl=0.05), _model(GOOD, 20, kl=0.05)))
+    assert t["primary"] == "healthy"
 
 
 def test_graders_read_the_first_line():

@@ -214,3 +214,16 @@ def test_cli_rules_and_explain(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["explain", "DPO1O1"])
     assert exit_.value.code == 2 and "did you mean DPO101" in capsys.readouterr().err
+
+
+def test_underfitting_is_listed_before_the_label_noise_it_explains():
+    """A run that learned next to nothing keeps about half its pairs negative whatever the labels (SmolLM2 corpus
+    run at beta 0.5, lr 1e-4): DPO107 is the finding, DPO105 follows it."""
+    from dpo_doctor.rules import run_rules as run
+    from dpo_doctor.rules.records import make_facts as facts_of
+
+    ck = {"margins/negative_frac": 0.45, "rewards/margins": 0.02, "rewards/accuracies": 0.6, "margins_per_token": 0.1}
+    codes = [d.code for d in run(facts_of(ck, ck, ck))]
+    assert codes == ["DPO107", "DPO105"]
+    noisy = {**ck, "rewards/margins": 0.4, "rewards/accuracies": 0.7}  # learning, yet 45% stay negative: noise first
+    assert [d.code for d in run(facts_of(noisy, noisy, noisy))][0] == "DPO105"

@@ -56,9 +56,12 @@ FIT = {
 SCORED = ("DPO101", "DPO102", "DPO103", "DPO104", "DPO105", "DPO106", "DPO107", "DPO108", "DPO109", "DPO110")
 
 
-def load_runs(root: Path) -> list[dict]:
+def load_runs(root: Path, truth=None, write: bool = True) -> list[dict]:
+    """Every built run with its truth (`truth`: an outcome module, default outcome.py), written to outcome.json
+    unless `write` is False (a comparison under another truth leaves the corpus's files alone)."""
     import build as corpus_build
 
+    truth_mod = truth or corpus_outcome
     runs = []
     for spec_path in sorted((root / "runs").glob("*/spec.json")):
         run = spec_path.parent
@@ -66,9 +69,10 @@ def load_runs(root: Path) -> list[dict]:
             continue
         spec = json.loads(spec_path.read_text())
         measures = json.loads((run / "measures.json").read_text())
-        truth = corpus_outcome.label(measures, corpus_build.graded_pairs(run, spec))
+        truth = truth_mod.label(measures, corpus_build.graded_pairs(run, spec))
         rec = {"name": spec["name"], "family": spec["family"], "task": spec["task"], "kind": spec["kind"], **truth}
-        (run / "outcome.json").write_text(json.dumps(rec, indent=1))
+        if write:
+            (run / "outcome.json").write_text(json.dumps(rec, indent=1))
         runs.append({"spec": spec, "truth": truth, "dir": run})
     return runs
 
@@ -304,6 +308,8 @@ def evaluate(root: Path, runs: list[dict], fold_by: str = "family") -> dict:
                      # the first-ranked kind is ONE of the run's measured failures (or healthy on a healthy run)
                      "first_in_labels_held_out": sum(1 for p in per_run.values()
                                                      if p["first_heldout"] in (p["labels"] or ["healthy"])),
+                     "first_in_labels_default": sum(1 for p in per_run.values()
+                                                    if p["first_default"] in (p["labels"] or ["healthy"])),
                      "scored_runs": len(per_run)}
     out["rules"] = {c: RULES[c].name for c in SCORED}
     return out
@@ -340,10 +346,11 @@ def markdown(res: dict, runs: list[dict]) -> str:
                   "| truth \\ first | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
         for t, row in sorted(m["confusion_held_out"].items()):
             lines.append(f"| {t} | " + " | ".join(str(row.get(k, "")) for k in kinds) + " |")
-        lines += ["", f"First-ranked diagnosis = truth: {m['first_correct_held_out']}/{m['scored_runs']} held-out "
-                      f"thresholds, {m['first_correct_default']}/{m['scored_runs']} shipped defaults; first-ranked "
-                      f"diagnosis is one of the run's measured failures: {m['first_in_labels_held_out']}/"
-                      f"{m['scored_runs']} (held-out thresholds).",
+        lines += ["", f"First-ranked diagnosis is one of the run's measured failures (healthy: no warning): "
+                      f"{m['first_in_labels_held_out']}/{m['scored_runs']} held-out thresholds, "
+                      f"{m['first_in_labels_default']}/{m['scored_runs']} shipped defaults; first-ranked diagnosis = "
+                      f"the primary truth: {m['first_correct_held_out']}/{m['scored_runs']} held-out thresholds, "
+                      f"{m['first_correct_default']}/{m['scored_runs']} shipped defaults.",
                   f"Best-checkpoint gap (points): held-out thresholds {json.dumps(m['gap_held_out'])}; "
                   f"defaults {json.dumps(m['gap_default'])}"]
     lines += ["", "### Per run", "", "| run | truth labels | first (plain) | first (suite) | pick gap plain | "
@@ -389,22 +396,38 @@ def main() -> None:
                     help="held-out unit: a model family (tiny, smollm2, gemma3) or one model (tiny-llama, tiny-qwen3, "
                          "...); default family")
     ap.add_argument("--calibration", type=Path, default=None, help="write the per-rule held-out rates here")
+    ap.add_argument("--outcome", type=Path, default=None,
+                    help="read the truth with this outcome module instead of outcome.py (e.g. an earlier version: "
+                         "git show REV:benchmarks/corpus/outcome.py > /tmp/outcome_old.py); outcome.json files and "
+                         "the calibration are then left alone and the tables go to CORPUS/evaluation-<folds>-<name>.md")
     args = ap.parse_args()
     t0 = time.time()
-    runs = load_runs(args.corpus)
+    truth = None
+    if args.outcome:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(f"outcome_{args.outcome.stem}", args.outcome)
+        truth = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(truth)
+        if args.calibration:
+            ap.error("--calibration is written from outcome.py's truth only; leave it out with --outcome")
+    runs = load_runs(args.corpus, truth, write=truth is None)
     if not args.no_scan:
         ensure_scans(args.corpus, runs, args.rescan, tuple(args.modes.split(",")))
     if args.scan_only:
         return
     res = evaluate(args.corpus, runs, args.folds)
-    (args.md or args.corpus / f"evaluation-{args.folds}.md").write_text(markdown(res, runs))
-    (args.corpus / f"evaluation-{args.folds}.json").write_text(json.dumps(res, indent=1))
+    stem = f"evaluation-{args.folds}" + (f"-{args.outcome.stem}" if args.outcome else "")
+    (args.md or args.corpus / f"{stem}.md").write_text(markdown(res, runs))
+    (args.corpus / f"{stem}.json").write_text(json.dumps(res, indent=1))
     if args.calibration:
         args.calibration.write_text(json.dumps(calibration(res), indent=1, sort_keys=True) + "\n")
     summary = {"runs": res["runs"], "folds_by": args.folds, "seconds": round(time.time() - t0, 1)}
     for mode in ("plain", "suite"):
         m = res[mode]
         summary[mode] = {"first_correct_held_out": f"{m['first_correct_held_out']}/{m['scored_runs']}",
+                         "first_in_labels_default": f"{m['first_in_labels_default']}/{m['scored_runs']}",
+                         "first_correct_default": f"{m['first_correct_default']}/{m['scored_runs']}",
                          "first_in_labels_held_out": f"{m['first_in_labels_held_out']}/{m['scored_runs']}",
                          "gap_held_out": m["gap_held_out"], "folds": m["folds"],
                          "held_out": {c: f"det {v['detected']}/{v['positives']} fa {v['false_alarms']}/{v['healthy']} "

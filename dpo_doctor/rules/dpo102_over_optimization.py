@@ -8,7 +8,7 @@ What it detects
       i.e. the KL spent beyond the budget bought nothing;
     * accuracy falls from its peak (by more than `acc_tol`, and by at least `min_pairs` held-out pairs: one pair
       changing side is noise) while KL keeps rising past the budget;
-    * KL blow-up: the last checkpoint's KL exceeds `blowup_factor` x the budget (beta too low or LR too high);
+    * KL blow-up: the last checkpoint's KL exceeds `blowup_factor` (3) x the budget (beta too low or LR too high);
     * with a verifiable probe suite (`task/accuracy`, the graded share of the samples): past the budget the task
       accuracy never beat the best within it, the reference counting as within (KL 0), by more than the larger of
       `acc_tol` and `min_pairs` prompts (the hump on the real quality axis; implicit-reward accuracy need not track
@@ -18,7 +18,10 @@ What it detects
     When the margin the run gained (`rewards/margins` / beta, nats) is under `displaced_margin_share` (0.15) of what
     the chosen answers lost (`ref_logps/chosen` - `logps/chosen`), the KL bought next to no preference: it went to
     answers in neither set. That is likelihood displacement's signature, so the finding is listed after DPO106 when
-    DPO106 also fires (it still fires: which checkpoint to ship is the same question). Measured (margin gained /
+    DPO106 also fires (it still fires: which checkpoint to ship is the same question).
+    When mode collapse (DPO104) also fires, it is listed first: the collapsed policy spent its KL on the one answer,
+    and this rule's fix (raise beta) is the wrong one for a collapse (Kirk et al. 2024: a stronger KL penalty gave
+    less diversity, not more). Measured (margin gained /
     chosen lost, last checkpoint): SmolLM2 zoo likelihood_displacement 1.9 / 46 = 0.04, over_optimization
     38.8 / 110 = 0.35 (0.38 at its first checkpoint); tiny zoo over_optimization ~1.1. 0.15 sits between them on a
     log scale (their geometric mean is 0.12).
@@ -34,8 +37,10 @@ The budget is the run's own: `kl_budget_share` (0.2) x the reference's mean per-
     model out, the best detection minus wrong-kind rate picked 0.2 and `blowup_factor` 10 with SmolLM2 and with
     tiny-Qwen3 held out, 0.3 and 10 with tiny-Llama held out, 0.2 and 10 on all runs. Re-measured on 52 runs of three
     families (Gemma-3-270M added, every run rescanned), leave one family out: the SmolLM2 and Gemma-3 folds keep 0.2
-    and 10, the tiny fold picks 0.3. Peak KL / entropy per token: healthy runs at most 0.08, runs whose graded answers
-    fell 0.15-23. `dpo-doctor explain DPO102` prints the held-out rates.
+    and 10, the tiny fold picks 0.3. Under the corpus truth that follows issue 20's taxonomy (a fall below the
+    reference with KL spent is over-optimization; benchmarks/corpus/outcome.py) every leave-one-family-out fold of
+    the plain scans keeps 0.2 and picks `blowup_factor` 3 (was 10). Peak KL / entropy per token: healthy runs at most
+    0.08, runs whose graded answers fell 0.15-23. `dpo-doctor explain DPO102` prints the held-out rates.
 
 Why it matters
     Quality vs KL is hump-shaped for DPO, IPO and SLiC; with wide KL budgets the best checkpoint comes after ~25% of
@@ -50,9 +55,12 @@ Evidence
     of the checkpoint to ship).
 
 Recommended fix
-    Ship the checkpoint at the hump: the most accurate checkpoint within the KL budget (ties: larger margin, then
-    later), or, when none stays within it, the one with the least KL. `params.ship_step` names it and
-    `best_checkpoint` (dpo_doctor/rules/best.py) ships exactly that one. For the next run raise beta by the
+    Ship the checkpoint at the hump: among the checkpoints within the KL budget (all of them when none stays
+    within it), the earliest with most of the run's accuracy gain (rules/quality.py `early_pick`; sampled KL is too
+    noisy from one checkpoint to the next for "the least KL" to find the hump: on the calibration corpus it shipped
+    the last checkpoint of runs whose first was best). `params.ship_step` names it and `best_checkpoint`
+    (dpo_doctor/rules/best.py) ships exactly that one, unless it is past another finding's limit (a collapsed or
+    length-blown checkpoint), which the pick's reason then says. For the next run raise beta by the
     measured overshoot: beta_new = beta * KL_measured / KL_budget (both per reference token), because at the DPO
     optimum pi ~ pi_ref * exp(r / beta), so the KL a run spends scales roughly as 1/beta; at most `max_beta_raise`
     (10) x per run, since the 1/beta law is a rough guide far from the budget; inputs in `params`.
@@ -72,6 +80,9 @@ from dpo_doctor.rules.records import Evidence, Example, Finding, Recommendation,
 READS = ("gen/kl_mean", "gen/kl_per_token", "gen/length_mean", "rewards/accuracies", "task/accuracy",
          "task/n_prompts", "rewards/margins", "logps/chosen", "ref_logps/chosen")
 KL_BUDGET = 2.0  # fallback only: nats per reference token when the reference's entropy was not measured
+# A collapse onto one answer spends its KL there, and its fix is not this rule's: Kirk et al. 2024 found a stronger KL
+# penalty gave LESS diversity (DPO104), so when DPO104 also fires it is listed first and its fix read first.
+SPECIFIC = ("mode_collapse",)
 KL_SHARE = 0.2  # the budget: this share of the reference's own per-token entropy (calibration corpus, docstring)
 
 
@@ -100,15 +111,13 @@ def _points(facts: RunFacts) -> list[tuple]:
 
 def hump(pts: list[tuple], budget: float) -> tuple:
     """The (checkpoint, kl, acc) to ship: within the budget, the earliest checkpoint with most of the run's
-    accuracy gain (rules/quality.py `early_pick`, the same pick best.py makes without a quality signal), else the
-    least KL. best.py ships this same checkpoint when DPO102 fires (one source of truth)."""
+    accuracy gain (rules/quality.py `early_pick`, the same pick best.py makes without a quality signal), among all
+    checkpoints when none is within. best.py ships this same checkpoint when DPO102 fires (one source of truth)."""
     from dpo_doctor.rules.quality import early_pick
 
-    within = [p for p in pts if p[1] <= budget]
-    if within:
-        pick, _ = early_pick([p[0] for p in within])
-        return next(p for p in within if p[0] is pick)
-    return min(pts, key=lambda p: p[1])
+    within = [p for p in pts if p[1] <= budget] or pts
+    pick, _ = early_pick([p[0] for p in within])
+    return next(p for p in within if p[0] is pick)
 
 
 def task_hump(facts: RunFacts, pts: list[tuple], budget: float, tol: float, min_pairs: float) -> str | None:
@@ -170,7 +179,7 @@ def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: f
 
 
 def check(facts: RunFacts, *, kl_budget_share: float = KL_SHARE, kl_budget_per_token: float = KL_BUDGET,
-          blowup_factor: float = 10.0, acc_tol: float = 0.02, min_pairs: float = 2,
+          blowup_factor: float = 3.0, acc_tol: float = 0.02, min_pairs: float = 2,
           displaced_margin_share: float = 0.15, max_beta_raise: float = 10.0) -> Finding | None:
     budget, how = budget_of(facts, kl_budget_share, kl_budget_per_token)
     pts = _points(facts)
@@ -189,7 +198,7 @@ def check(facts: RunFacts, *, kl_budget_share: float = KL_SHARE, kl_budget_per_t
                          ship[0].get("gen/kl_mean")),
                 Evidence("gen/kl_per_token", last.get("gen/kl_per_token"), None, ship[0].get("gen/kl_per_token")),
                 Evidence("rewards/accuracies", pts[-1][2], None, ship[2]))
-    where = "the hump" if ship[1] <= budget else "no checkpoint stays within the budget; the least KL"
+    where = "the hump" if ship[1] <= budget else "no checkpoint stays within the budget; the early pick among all"
     fix = Recommendation(
         f"Ship {ship[0].name} ({where}: KL {fmt(ship[1])} nats/token, accuracy {fmt(ship[2])}); for the next run "
         f"raise beta from {fmt(facts.beta)} to {fmt(beta_new)} (= beta x KL {fmt(kl_last)} / budget {fmt(budget)} "
@@ -202,10 +211,10 @@ def check(facts: RunFacts, *, kl_budget_share: float = KL_SHARE, kl_budget_per_t
     message = f"over-optimization at {last.name}: " + "; ".join(reasons) + "."
     moved = displaced(last, facts.beta, displaced_margin_share)
     if moved is None:
-        return Finding(message, evidence, fix, last.name)
+        return Finding(message, evidence, fix, last.name, explained_by=SPECIFIC)
     message += (f" The margin gained only {fmt(moved[0])} nats while the chosen answers lost {fmt(moved[1])}: the KL "
                 f"went to answers in neither set, so likelihood displacement (DPO106), when found, is listed first.")
-    return Finding(message, evidence, fix, last.name, explained_by=("likelihood_displacement",))
+    return Finding(message, evidence, fix, last.name, explained_by=SPECIFIC + ("likelihood_displacement",))
 
 
 def _ck(kl, acc):

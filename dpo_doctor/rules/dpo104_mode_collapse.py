@@ -14,7 +14,7 @@ What it detects
     On the SmolLM2 zoo (LoRA, 16 prompts x 4 samples, reference EAD 0.876) the same default holds: healthy -4%,
     label_noise 0%, length_exploitation and likelihood_displacement above the reference, mode_collapse (one templated
     chosen answer, RPO, 32 steps) -50% (-42% at its first checkpoint; the 16-step build of the same injection reached
-    only -26% and was not a collapse by this rule), over_optimization -40% (fires, listed after DPO102). Why it
+    only -26% and was not a collapse by this rule), over_optimization -40% (fires; listed before DPO102, whose fix, raise beta, is the wrong one for a collapse). Why it
     transfers: EAD corrects distinct n-grams for length and sample count, so the drop is a ratio of like with like
     on any tokenizer; 33% sits between the largest drop of a run without collapse on either zoo (21%, tiny
     underfitting) and the smallest injected one (47% tiny, 50% SmolLM2).

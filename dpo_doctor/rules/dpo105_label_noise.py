@@ -78,7 +78,8 @@ def check(facts: RunFacts, *, min_negative_frac: float = 0.3, persist_ratio: flo
     train = f"; train accuracy plateaus at {fmt(acc_tail)}" if acc_tail is not None else ""
     message = (f"label noise: {fmt(100 * last)}% of held-out pairs still have a negative margin at {last_ck.name} "
                f"({fmt(100 * mid)}% at mid-run) while the mean margin grows to {fmt(margin)}{train}.")
-    return Finding(message, evidence, fix, last_ck.name)
+    # nothing learned (DPO107) leaves about half the pairs negative whatever the labels: listed after it
+    return Finding(message, evidence, fix, last_ck.name, explained_by=("underfitting",))
 
 
 def _ck(neg, margin=0.2):

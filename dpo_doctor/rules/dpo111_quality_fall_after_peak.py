@@ -98,7 +98,9 @@ def check(facts: RunFacts, *, min_drop: float = 0.02, kl_rise: float = 1.5,
                 Evidence("gen/kl_mean", last.get("gen/kl_mean"), None, top.get("gen/kl_mean")))
     fix = Recommendation(f"Ship {top.name} (the quality peak: {label} {fmt(top.get(key))}); for the next run "
                          f"{FIXES[kind]}.", params={"ship_step": top.step, "mechanism": kind, "p_value": p})
-    return Finding(message, evidence, fix, last.name, kind=kind)
+    # a collapse onto one answer (DPO104) is the more specific reading of a KL-driven fall: listed first (DPO102)
+    return Finding(message, evidence, fix, last.name, kind=kind,
+                   explained_by=("mode_collapse",) if kind == "over_optimization" else ())
 
 
 def _scores(n_ahead: int, n_same: int, n_behind: int, hi: float, lo: float, same: float) -> list[float]:
