@@ -15,20 +15,21 @@ GEMMA_LORA = r".*layers\.(1[4-7])\.self_attn\.(q|k|v|o)_proj"  # top 4 of 18 lay
 FAMILY = {"tiny-llama": "tiny", "tiny-qwen3": "tiny", "smollm2": "smollm2", "gemma3": "gemma3"}
 
 
-def _tiny(model, kind, beta, lr, lora=False, steps=96, sft=0.0, tag=""):
+def _tiny(model, kind, beta, lr, lora=False, steps=96, sft=0.0, tag="", seed=0):
+    tag = tag + (f"-s{seed}" if seed else "")
     name = f"{model}-{kind}-b{beta:g}-lr{lr:g}{'-lora' if lora else ''}{'-sft' if sft else ''}{tag}"
     return {"name": name, "model": model, "family": "tiny", "task": "tinyqa", "kind": kind, "beta": beta, "lr": lr,
             "lora": lora, "lora_r": 8, "lora_targets": TINY_LORA, "steps": steps, "save_steps": steps // 4,
-            "batch_size": 8, "warmup": 8, "logging_steps": 4, "seed": 0, "sft_weight": sft, "grade_samples": 3,
+            "batch_size": 8, "warmup": 8, "logging_steps": 4, "seed": seed, "sft_weight": sft, "grade_samples": 3,
             "scan": {"max_prompts": 16, "samples_per_prompt": 4, "max_new_tokens": 48}}
 
 
-def _real(model, task, kind, beta, lr, steps=15, sft=0.0, ckpts=3):
+def _real(model, task, kind, beta, lr, steps=15, sft=0.0, ckpts=3, seed=0):
     family = FAMILY[model]
-    name = f"{model}-{task}-{kind}-b{beta:g}-lr{lr:g}-lora{'-sft' if sft else ''}"
+    name = f"{model}-{task}-{kind}-b{beta:g}-lr{lr:g}-lora{'-sft' if sft else ''}{f'-s{seed}' if seed else ''}"
     return {"name": name, "model": model, "family": family, "task": task, "kind": kind, "beta": beta, "lr": lr,
             "lora": True, "lora_r": 16, "lora_targets": SMOL_LORA if model == "smollm2" else GEMMA_LORA,
-            "steps": steps, "save_steps": steps // ckpts, "batch_size": 2, "warmup": 1, "logging_steps": 1, "seed": 0,
+            "steps": steps, "save_steps": steps // ckpts, "batch_size": 2, "warmup": 1, "logging_steps": 1, "seed": seed,
             "sft_weight": sft, "grade_samples": 2, "grading_n": 24, "measure_pairs": 16, "eval_n": 16, "max_new_tokens": 20,
             "scan": {"max_prompts": 8, "samples_per_prompt": 2, "max_new_tokens": 20, "max_pairs": 16}}
 
@@ -94,5 +95,23 @@ REAL = [
     _real("gemma3", "arith", "clean", 0.5, 1e-4),
 ]
 
-GRID = {r["name"]: r for r in TINY + TINY_EXTRA + REAL}
-assert len(GRID) == len(TINY) + len(TINY_EXTRA) + len(REAL)
+# Added on the evening of 2026-12-06: the corpus had 4 truth-healthy runs (one false alarm = 25 %), so gentler recipes
+# (higher beta, lower learning rates, other seeds) across the families, whose outcomes decide their truth as always.
+MORE = [
+    _tiny("tiny-llama", "clean", 0.5, 1e-4, seed=1),
+    _tiny("tiny-qwen3", "clean", 0.5, 1e-4, seed=1),
+    _tiny("tiny-llama", "clean", 0.3, 1e-4),
+    _tiny("tiny-qwen3", "clean", 0.3, 1e-4),
+    _tiny("tiny-llama", "clean", 0.5, 1e-3, lora=True),
+    _tiny("tiny-qwen3", "clean", 0.5, 1e-3, lora=True),
+    _tiny("tiny-llama", "clean", 1.0, 2e-4),
+    _tiny("tiny-qwen3", "clean", 1.0, 2e-4),
+    _tiny("tiny-llama", "length", 0.5, 1e-4),
+    _tiny("tiny-qwen3", "minimal", 0.5, 1e-4),
+    _real("smollm2", "capitals", "clean", 0.1, 1e-3),
+    _real("gemma3", "capitals", "clean", 0.3, 5e-4),
+    _real("smollm2", "arith", "clean", 0.3, 5e-4),
+]
+
+GRID = {r["name"]: r for r in TINY + TINY_EXTRA + REAL + MORE}
+assert len(GRID) == len(TINY) + len(TINY_EXTRA) + len(REAL) + len(MORE)
