@@ -113,5 +113,13 @@ MORE = [
     _real("smollm2", "arith", "clean", 0.3, 5e-4),
 ]
 
-GRID = {r["name"]: r for r in TINY + TINY_EXTRA + REAL + MORE}
-assert len(GRID) == len(TINY) + len(TINY_EXTRA) + len(REAL) + len(MORE)
+# The same recipes again with another seed (initialisation of LoRA, data order, sampling): the same grid, twice the
+# runs per cell, so a rule's held-out rates rest on more than one draw of each recipe. Real models: as many as the
+# session's CPU allowed (the build order is this list's).
+SEED1 = ([_tiny(r["model"], r["kind"], r["beta"], r["lr"], lora=r["lora"], sft=r["sft_weight"], seed=1)
+          for r in TINY + TINY_EXTRA]
+         + [_real(r["model"], r["task"], r["kind"], r["beta"], r["lr"], sft=r["sft_weight"], seed=1) for r in REAL])
+SEED1 = [r for r in SEED1 if r["name"] not in {m["name"] for m in MORE}]  # two seed-1 runs are in MORE already
+
+GRID = {r["name"]: r for r in TINY + TINY_EXTRA + REAL + MORE + SEED1}
+assert len(GRID) == len(TINY) + len(TINY_EXTRA) + len(REAL) + len(MORE) + len(SEED1)
