@@ -86,8 +86,9 @@ def test_noisy_kl_does_not_ship_the_last_checkpoint_for_its_dip():
     assert choose_best(facts, diagnoses)["name"] == "checkpoint-100"
 
 
-def test_a_rule_pick_past_the_collapse_limit_is_not_shipped():
-    """DPO102's hump checkpoint has collapsed (DPO104's limit): the pick stays before the collapse and says why."""
+def test_the_over_optimization_pick_is_never_a_collapsed_checkpoint():
+    """DPO102's hump checkpoint (step 200) has collapsed (past DPO104's allowed drop): DPO102 names the early pick
+    among the checkpoints that did not collapse, and best_checkpoint ships that same one (no contradiction)."""
     div = {"gen/ead_per_input": 0.9}
     facts = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}, **div),
                        _ck(0.90, **{"gen/kl_mean": 200.0, "gen/ead_per_input": 0.3}),
@@ -98,9 +99,13 @@ def test_a_rule_pick_past_the_collapse_limit_is_not_shipped():
     assert "DPO102" in codes and "DPO104" in codes
     assert codes.index("DPO104") < codes.index("DPO102")  # the collapse is the more specific finding: first
     over = next(d for d in diagnoses if d.code == "DPO102")
-    assert over.recommendation.params["ship_step"] == 200
     best = choose_best(facts, diagnoses)
-    assert best["name"] == "checkpoint-100" and "DPO102's checkpoint (checkpoint-200) is not shipped" in best["reason"]
+    assert over.recommendation.params["ship_step"] == best["step"] == 100
+    assert f"Ship {best['name']} " in over.recommendation.text
+    # without the diversity measurements the same run's hump is step 200
+    plain = make_facts(_ck(0.70, **{"gen/kl_mean": 100.0}), _ck(0.90, **{"gen/kl_mean": 200.0}),
+                       _ck(0.91, **{"gen/kl_mean": 220.0}), beta=0.01, reference={**REF, "gen/entropy_mean": 1.0})
+    assert next(d for d in run_rules(plain) if d.code == "DPO102").recommendation.params["ship_step"] == 200
 
 
 def test_nothing_to_ship():

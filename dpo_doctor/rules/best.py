@@ -14,10 +14,10 @@ are never shipped while an earlier one exists.
 Without a quality signal (`confidence`: "low: no quality signal"), the pick follows what is known about DPO's
 quality-vs-KL hump (Rafailov et al. 2024, arXiv:2406.02900: gold quality peaks early in KL and then falls while
 implicit-reward accuracy and margins keep rising), not the highest implicit-reward accuracy:
-1. rule-driven choices first: a fired DPO102 (`ship_step`: the same early pick below, among checkpoints within its
-   KL budget, else among all) or DPO103 (the held-out peak before overfitting), unless that checkpoint is past a
-   limit of step 2 (a collapsed or length-blown checkpoint is not shipped; the reason says so); with a wrong
-   reference (DPO003) those rules read reference-relative accuracies, so they are skipped;
+1. rule-driven choices first: a fired DPO102 (`ship_step`: the same early pick below, among the checkpoints within
+   its KL budget, else among all, leaving out collapsed or length-blown ones as step 2 does) or DPO103 (the
+   held-out peak before overfitting); with a wrong reference (DPO003) those rules read reference-relative
+   accuracies, so they are skipped;
 2. otherwise the limits the diagnoses set: no length blow-up (`gen/length_ratio` within DPO101's limit) when
    length exploitation was found; diversity within DPO104's allowed drop when mode collapse was found; before the
    first degenerate checkpoint (DPO109); a limit no checkpoint meets is relaxed to the closest (said in the reason);
@@ -89,7 +89,7 @@ def choose_best(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
     if not cands:
         return None
     cands, loops = _before_degeneration(cands, diagnoses)
-    notes = [loops, _skipped_rule(facts, diagnoses)]
+    notes = [loops]
     for limit in _limits(facts, diagnoses):
         cands, note = _apply(cands, limit)
         notes.append(note)
@@ -112,30 +112,13 @@ def _rule_choice(facts: RunFacts, diagnoses: list[Diagnosis]) -> dict | None:
         d = next((d for d in diagnoses if d.code == code), None)
         step = d.recommendation.params.get("ship_step") if d is not None else None
         ck = next((c for c in facts.checkpoints if step is not None and c.step == step and _usable(c)), None)
-        if ck is None or _past_limits(facts, ck, diagnoses):
-            continue  # past another finding's limit (collapsed, blown-up length): the limited pick below instead
+        if ck is None:
+            continue
         acc, kl = ck.get("rewards/accuracies"), ck.get("gen/kl_mean")
         stats = ", ".join(f"{k} {fmt(v)}" for k, v in (("held-out accuracy", acc), ("KL", kl)) if v is not None)
         return {"name": ck.name, "step": ck.step, "reason": f"{why} ({code}; {stats}); no answer-quality signal",
                 "signal": "rewards/accuracies", "confidence": "low: no quality signal"}
     return None
-
-
-def _past_limits(facts: RunFacts, ck: CheckpointFacts, diagnoses: list[Diagnosis]) -> str:
-    """What limit of another finding (DPO101's length, DPO104's diversity) the checkpoint breaks, or ""."""
-    return next((what for metric, bound, side, what in _limits(facts, diagnoses)
-                 if (v := _value(ck, metric)) is not None and (v > bound if side == "max" else v < bound)), "")
-
-
-def _skipped_rule(facts: RunFacts, diagnoses: list[Diagnosis]) -> str:
-    """A clause when a fired DPO102/DPO103 named a checkpoint that another finding's limit rules out."""
-    for code in SHIP_RULES:
-        d = next((d for d in diagnoses if d.code == code), None)
-        step = d.recommendation.params.get("ship_step") if d is not None else None
-        ck = next((c for c in facts.checkpoints if step is not None and c.step == step), None)
-        if ck is not None and (what := _past_limits(facts, ck, diagnoses)):
-            return f"{code}'s checkpoint ({ck.name}) is not shipped: it is past {what}"
-    return ""
 
 
 def _reason(facts: RunFacts, best: CheckpointFacts, key: str, notes: list[str], kinds: set[str]) -> str:

@@ -59,8 +59,9 @@ Recommended fix
     within it), the earliest with most of the run's accuracy gain (rules/quality.py `early_pick`; sampled KL is too
     noisy from one checkpoint to the next for "the least KL" to find the hump: on the calibration corpus it shipped
     the last checkpoint of runs whose first was best). `params.ship_step` names it and `best_checkpoint`
-    (dpo_doctor/rules/best.py) ships exactly that one, unless it is past another finding's limit (a collapsed or
-    length-blown checkpoint), which the pick's reason then says. For the next run raise beta by the
+    (dpo_doctor/rules/best.py) ships exactly that one. Checkpoints past DPO104's diversity floor or DPO101's length
+    limit (at their defaults, as best.py reads them) are left out while any other remains: a collapsed or
+    length-blown checkpoint is not the one to ship. For the next run raise beta by the
     measured overshoot: beta_new = beta * KL_measured / KL_budget (both per reference token), because at the DPO
     optimum pi ~ pi_ref * exp(r / beta), so the KL a run spends scales roughly as 1/beta; at most `max_beta_raise`
     (10) x per run, since the 1/beta law is a rough guide far from the budget; inputs in `params`.
@@ -107,6 +108,24 @@ def _points(facts: RunFacts) -> list[tuple]:
     n = facts.ref("gen/length_mean")
     return [(c, kl, acc) for c in facts.trained
             if (kl := kl_per_ref_token(c, n)) is not None and (acc := c.get("rewards/accuracies")) is not None]
+
+
+def shippable(facts: RunFacts, pts: list[tuple]) -> list[tuple]:
+    """The points whose checkpoint no other finding rules out (all of them when none is left): per-input diversity
+    within DPO104's allowed drop and sampled length within DPO101's limit, at those rules' defaults (best.py reads the
+    same), so the checkpoint this rule says to ship is never a collapsed or length-blown one that the pick must skip."""
+    from dpo_doctor.rules.dpo101_length_exploitation import RULE as length_rule
+    from dpo_doctor.rules.dpo104_mode_collapse import RULE as collapse_rule
+
+    ref_ead = facts.ref("gen/ead_per_input")
+    floor = (1 - collapse_rule.params["max_drop"]) * ref_ead if ref_ead else None
+    top = length_rule.params["max_length_ratio"]
+
+    def ok(c) -> bool:
+        ead, ratio = c.get("gen/ead_per_input"), c.get("gen/length_ratio")
+        return not (floor is not None and ead is not None and ead < floor) and not (ratio is not None and ratio > top)
+
+    return [p for p in pts if ok(p[0])] or pts
 
 
 def hump(pts: list[tuple], budget: float) -> tuple:
@@ -162,7 +181,7 @@ def displaced(ck, beta: float, share: float) -> tuple[float, float] | None:
 
 
 def _reasons(pts: list[tuple], budget: float, blowup: float, tol: float, fall: float) -> list[str]:
-    """Which over-optimization signatures hold, compared with the checkpoint to ship."""
+    """Which over-optimization signatures hold, compared with the hump checkpoint (whether or not it can ship)."""
     ship, last = hump(pts, budget), pts[-1]
     beyond = [p for p in pts if p[1] > budget]
     reasons = []
@@ -190,7 +209,7 @@ def check(facts: RunFacts, *, kl_budget_share: float = KL_SHARE, kl_budget_per_t
     reasons += [task] if task else []
     if not reasons:
         return None
-    ship = hump(pts, budget)
+    ship = hump(shippable(facts, pts), budget)
     last, kl_last = pts[-1][0], pts[-1][1]
     beta_new = facts.beta * min(kl_last / budget, max_beta_raise)
     capped = f", capped at {fmt(max_beta_raise)}x" if kl_last / budget > max_beta_raise else ""
