@@ -351,6 +351,13 @@ def markdown(res: dict, runs: list[dict]) -> str:
                       f"{m['first_in_labels_default']}/{m['scored_runs']} shipped defaults; first-ranked diagnosis = "
                       f"the primary truth: {m['first_correct_held_out']}/{m['scored_runs']} held-out thresholds, "
                       f"{m['first_correct_default']}/{m['scored_runs']} shipped defaults.",
+                  "Per family (held-out thresholds): " + "; ".join(
+                      f"{fam} {sum(p['first_heldout'] in (p['labels'] or ['healthy']) for p in rows)}/{len(rows)} "
+                      f"first-ranked in its failures, pick gap mean "
+                      f"{sum(p['pick_heldout']['gap'] for p in rows) / len(rows):.1f}"
+                      for fam in sorted({p['family'] for p in m['per_run'].values()})
+                      for rows in [[p for p in m['per_run'].values() if p['family'] == fam
+                                    and p['pick_heldout']['gap'] is not None]]) + ".",
                   f"Best-checkpoint gap (points): held-out thresholds {json.dumps(m['gap_held_out'])}; "
                   f"defaults {json.dumps(m['gap_default'])}"]
     lines += ["", "### Per run", "", "| run | truth labels | first (plain) | first (suite) | pick gap plain | "
