@@ -216,7 +216,9 @@ def pick_gap(r: dict, facts, overrides: dict, strip: bool) -> dict:
     pick = (choose_best(facts, run_rules(facts, overrides=overrides)) or {}).get("name")
     if pick not in graded:
         return {"pick": pick, "gap": None}
-    out = {"pick": pick, "gap": round(100 * (true_best - graded[pick]), 1)}
+    first = min(graded, key=lambda k: int(k.rsplit("-", 1)[1]))  # baseline: always ship the first checkpoint
+    out = {"pick": pick, "gap": round(100 * (true_best - graded[pick]), 1),
+           "first_checkpoint_gap": round(100 * (true_best - graded[first]), 1)}
     out["equivalent"] = out["gap"] <= 2.0 or _equivalent(r, pick, best_name)
     if not strip:  # the ceiling of the quality signal itself: its own argmax, no rule
         acc = {c.name: c.get("task/accuracy") for c in facts.trained if c.get("task/accuracy") is not None}
@@ -235,6 +237,9 @@ def summarize_gaps(rows: list[dict]) -> dict:
            "within_2": sum(1 for g in gaps if g <= 2.0), "within_5": sum(1 for g in gaps if g <= 5.0),
            # within 2 points, or not significantly worse than the best on the grading questions (paired sign test)
            "within_2_or_indistinguishable": sum(1 for g in rows if g.get("equivalent"))}
+    firsts = [g["first_checkpoint_gap"] for g in rows if g.get("first_checkpoint_gap") is not None]
+    if firsts:  # the baseline any pick should beat: ship the first checkpoint, whatever the run
+        out["first_checkpoint_mean"] = round(sum(firsts) / len(firsts), 1)
     ceiling = [g["signal_argmax_gap"] for g in rows if g.get("signal_argmax_gap") is not None]
     if ceiling:  # the quality signal's own argmax: what any rule reading that signal could at best do
         out["signal_argmax"] = {"mean": round(sum(ceiling) / len(ceiling), 1),
@@ -412,6 +417,10 @@ def main() -> None:
     truth = None
     if args.outcome:
         import importlib.util
+
+        if not args.outcome.is_file():
+            ap.error(f"--outcome {args.outcome}: no such file (write one with: git show REV:benchmarks/corpus/"
+                     f"outcome.py > {args.outcome})")
 
         spec = importlib.util.spec_from_file_location(f"outcome_{args.outcome.stem}", args.outcome)
         truth = importlib.util.module_from_spec(spec)

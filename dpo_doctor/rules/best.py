@@ -32,24 +32,15 @@ reference.
 
 from __future__ import annotations
 
-from dpo_doctor.rules import RULES, Diagnosis
-from dpo_doctor.rules.quality import QUALITY, compare, early_pick, peak
+from dpo_doctor.rules import Diagnosis
+from dpo_doctor.rules.quality import QUALITY, Limit, compare, early_pick, peak, ship_limits, within
 from dpo_doctor.rules.records import CheckpointFacts, RunFacts, finite, fmt
-
-Limit = tuple[str, float, str, str]  # (metric, limit, "max"|"min", what it protects)
 
 
 def _limits(facts: RunFacts, diagnoses: list[Diagnosis]) -> list[Limit]:
+    """The ship limits (rules/quality.py) of the kinds that were found."""
     kinds = {d.kind for d in diagnoses}
-    limits: list[Limit] = []
-    if "length_exploitation" in kinds:
-        ratio = RULES["DPO101"].params["max_length_ratio"]
-        limits.append(("gen/length_ratio", ratio, "max", f"a length ratio of {fmt(ratio)}"))
-    ref_ead = facts.ref("gen/ead_per_input")
-    if "mode_collapse" in kinds and ref_ead:
-        floor = (1 - RULES["DPO104"].params["max_drop"]) * ref_ead
-        limits.append(("gen/ead_per_input", floor, "min", "the allowed diversity drop"))
-    return limits
+    return [limit for limit in ship_limits(facts) if limit[4] in kinds]
 
 
 def _value(c: CheckpointFacts, metric: str) -> float | None:
@@ -57,11 +48,11 @@ def _value(c: CheckpointFacts, metric: str) -> float | None:
 
 
 def _apply(cands: list[CheckpointFacts], limit: Limit) -> tuple[list[CheckpointFacts], str]:
-    metric, bound, side, what = limit
+    metric, bound, side, what, _ = limit
     measured = [c for c in cands if _value(c, metric) is not None]
     if not measured:
         return cands, ""
-    ok = [c for c in measured if (_value(c, metric) <= bound if side == "max" else _value(c, metric) >= bound)]
+    ok = [c for c in measured if within(c, limit)]
     if ok:
         return ok, f"within {what}" if len(ok) < len(measured) else ""
     closest = min(measured, key=lambda c: _value(c, metric) if side == "max" else -_value(c, metric))

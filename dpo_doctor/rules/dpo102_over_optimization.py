@@ -111,21 +111,13 @@ def _points(facts: RunFacts) -> list[tuple]:
 
 
 def shippable(facts: RunFacts, pts: list[tuple]) -> list[tuple]:
-    """The points whose checkpoint no other finding rules out (all of them when none is left): per-input diversity
-    within DPO104's allowed drop and sampled length within DPO101's limit, at those rules' defaults (best.py reads the
-    same), so the checkpoint this rule says to ship is never a collapsed or length-blown one that the pick must skip."""
-    from dpo_doctor.rules.dpo101_length_exploitation import RULE as length_rule
-    from dpo_doctor.rules.dpo104_mode_collapse import RULE as collapse_rule
+    """The points whose checkpoint breaks none of the ship limits (rules/quality.py: DPO101's length, DPO104's
+    diversity; all of them when none is left), so the checkpoint this rule says to ship is never a collapsed or
+    length-blown one that best.py would not ship."""
+    from dpo_doctor.rules.quality import ship_limits, within
 
-    ref_ead = facts.ref("gen/ead_per_input")
-    floor = (1 - collapse_rule.params["max_drop"]) * ref_ead if ref_ead else None
-    top = length_rule.params["max_length_ratio"]
-
-    def ok(c) -> bool:
-        ead, ratio = c.get("gen/ead_per_input"), c.get("gen/length_ratio")
-        return not (floor is not None and ead is not None and ead < floor) and not (ratio is not None and ratio > top)
-
-    return [p for p in pts if ok(p[0])] or pts
+    limits = ship_limits(facts)
+    return [p for p in pts if all(within(p[0], limit) is not False for limit in limits)] or pts
 
 
 def hump(pts: list[tuple], budget: float) -> tuple:

@@ -10,11 +10,38 @@ from __future__ import annotations
 from typing import Sequence
 
 from dpo_doctor.metrics.paired import Paired, paired
-from dpo_doctor.rules.records import CheckpointFacts, RunFacts
+from dpo_doctor.rules.records import CheckpointFacts, RunFacts, fmt
 
 QUALITY = (("judge/win_rate", "judge win rate against the reference"), ("task/accuracy", "verifiable task accuracy"))
 GAIN_SHARE = 0.8  # "most of the run's gain": the earliest checkpoint reaching 80% of the largest accuracy gain
 KL_FACTOR = 4.0  # "before KL grows by a large factor": at most 4x the KL of the run's first scored checkpoint
+
+
+Limit = tuple[str, float, str, str, str]  # (metric, bound, "max"|"min", what it protects, the kind that sets it)
+
+
+def ship_limits(facts: RunFacts) -> list[Limit]:
+    """What a checkpoint to ship must not break: DPO101's length limit (`gen/length_ratio`) and DPO104's diversity
+    floor (`gen/ead_per_input` x the reference's), at those rules' defaults. best.py applies the ones whose kind was
+    found; DPO102 keeps its checkpoint to ship within all of them, so the two never name different checkpoints."""
+    from dpo_doctor.rules.dpo101_length_exploitation import RULE as length_rule
+    from dpo_doctor.rules.dpo104_mode_collapse import RULE as collapse_rule
+
+    ratio = length_rule.params["max_length_ratio"]
+    limits: list[Limit] = [("gen/length_ratio", ratio, "max", f"a length ratio of {fmt(ratio)}",
+                            "length_exploitation")]
+    ref_ead = facts.ref("gen/ead_per_input")
+    if ref_ead:
+        floor = (1 - collapse_rule.params["max_drop"]) * ref_ead
+        limits.append(("gen/ead_per_input", floor, "min", "the allowed diversity drop", "mode_collapse"))
+    return limits
+
+
+def within(c: CheckpointFacts, limit: Limit) -> bool | None:
+    """Whether the checkpoint meets the limit (None when it was not measured)."""
+    metric, bound, side = limit[:3]
+    v = c.get(metric)
+    return None if v is None else (v <= bound if side == "max" else v >= bound)
 
 
 def signal(facts: RunFacts) -> tuple[str, str] | None:
