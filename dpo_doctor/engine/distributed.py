@@ -45,10 +45,22 @@ def init() -> Dist:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        # the group is ours (not a trainer's): shut it down at exit, or gloo's threads can abort the process while
+        # the interpreter tears down ("terminate called without an active exception", seen once under load)
+        import atexit
+
+        atexit.register(_shutdown)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
+
+
+def _shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard_mask(n: int, d: Dist) -> np.ndarray:
